@@ -1,0 +1,38 @@
+# Every target works on a fresh clone without root: the venv holds everything, including ffmpeg
+# (from the imageio-ffmpeg wheel when no system ffmpeg is on PATH).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch and torchvision are pinned in the same pip command as the package: a second, unpinned
+# pip call would let the resolver swap torch for another build.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo bench lint completions clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]' $(TORCH_PINS)
+	touch $(STAMP)
+
+test: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+demo: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m vabcli.demo demo-out
+
+bench: install
+	$(BIN)/python benchmarks/extract_throughput.py
+
+lint: install
+	$(BIN)/ruff check vabcli tests benchmarks
+	$(BIN)/ruff format --check vabcli tests benchmarks
+
+completions: install
+	$(BIN)/python -m vabcli.completions_gen completions
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache

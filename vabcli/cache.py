@@ -1,0 +1,113 @@
+"""The content-addressed cache: one directory per (input content, stage, parameters).
+
+Layout: `<root>/<stage>/v<FORMAT_VERSION>/<key[:2]>/<key>/` holding the stage's files and a
+`meta.json` listing each file's size. An entry is built in a temporary sibling directory and
+renamed into place, so readers see a whole entry or none; a crash leaves only a temporary
+directory, which later runs sweep away.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+_TMP_MARK = ".tmp-"
+_STALE_TMP_SECONDS = 6 * 3600
+
+
+def default_cache_dir() -> Path:
+    """`$VAB_CACHE`, else `$XDG_CACHE_HOME/vab`, else `~/.cache/vab`; never the working directory."""
+    if os.environ.get("VAB_CACHE"):
+        return Path(os.environ["VAB_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "vab"
+
+
+def file_digest(path: Path, chunk_size: int = 1 << 20) -> str:
+    """BLAKE2b of the file's bytes: the identity of an input, whatever its name or location."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while block := f.read(chunk_size):
+            h.update(block)
+    return h.hexdigest()
+
+
+def make_key(stage: str, content_digest: str, params: dict[str, Any]) -> str:
+    """Key over the input content, the stage, the format version and every result-changing parameter."""
+    blob = json.dumps({"stage": stage, "format": FORMAT_VERSION, "content": content_digest,
+                       "params": params}, sort_keys=True)
+    return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+
+
+class Cache:
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+
+    def entry_dir(self, stage: str, key: str) -> Path:
+        return self.root / stage / f"v{FORMAT_VERSION}" / key[:2] / key
+
+    def lookup(self, stage: str, key: str) -> dict[str, Any] | None:
+        """The entry's metadata if it is complete and its files match their recorded sizes.
+
+        An incomplete or damaged entry is removed, so the caller recomputes it.
+        """
+        entry = self.entry_dir(stage, key)
+        meta_path = entry / META_FILE
+        if not meta_path.exists():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            intact = all((entry / name).stat().st_size == size for name, size in meta["files"].items())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            intact = False
+        if intact:
+            return meta
+        shutil.rmtree(entry, ignore_errors=True)
+        return None
+
+    @contextmanager
+    def writing(self, stage: str, key: str, meta: dict[str, Any]) -> Iterator[Path]:
+        """Yield a private directory to fill; on success it becomes the entry, atomically.
+
+        `meta` may be updated inside the block; on exit it gets the file sizes and is written.
+        If another process committed the same entry first, theirs is kept (same key, same content).
+        """
+        final = self.entry_dir(stage, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self._sweep_stale(final.parent)
+        tmp = final.parent / f"{key}{_TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+        tmp.mkdir()
+        try:
+            yield tmp
+            meta["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if self.lookup(stage, key) is None:
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @staticmethod
+    def _sweep_stale(folder: Path) -> None:
+        """Remove temporary directories left by runs that were killed outright (SIGKILL, power loss)."""
+        now = time.time()
+        for child in folder.iterdir():
+            if _TMP_MARK in child.name:
+                try:
+                    if now - child.stat().st_mtime > _STALE_TMP_SECONDS:
+                        shutil.rmtree(child, ignore_errors=True)
+                except OSError:
+                    pass

@@ -1,0 +1,60 @@
+"""One home for every rate and size the pipeline agrees on, and the options objects built from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The EnCodec 24 kHz model is the default audio tokenizer, so audio is decoded at its rate.
+CODEC_SAMPLE_RATE = 24_000
+# Visual frames per second. The paper samples 1 fps and blames it for weak audio-visual sync;
+# later systems use 4-8 fps. 8 is provisional until the tokenize stage measures the trade-off.
+VISUAL_FPS = 8.0
+# Frames are resized (shorter side) and centre-cropped to this square: CLIP's input size.
+FRAME_SIZE = 224
+
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
+     ".wmv", ".flv", ".3gp", ".ogv"}
+)
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".oga", ".aiff", ".aif"}
+)
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """What `vab extract` decodes: frames at `fps` as `width`x`height` RGB, mono audio at `sample_rate`."""
+
+    fps: float = VISUAL_FPS
+    width: int = FRAME_SIZE
+    height: int = FRAME_SIZE
+    sample_rate: int = CODEC_SAMPLE_RATE
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fps <= 120:
+            raise ValueError(f"fps must be in (0, 120], got {self.fps}")
+        if not (8 <= self.width <= 4096 and 8 <= self.height <= 4096):
+            raise ValueError(f"size must be between 8 and 4096 pixels, got {self.width}x{self.height}")
+        if not 1000 <= self.sample_rate <= 384_000:
+            raise ValueError(f"sample rate must be in [1000, 384000] Hz, got {self.sample_rate}")
+
+    def n_frames(self, duration: float) -> int:
+        """Frames covering `duration` seconds: the count extract always delivers."""
+        return max(1, round(duration * self.fps))
+
+    def n_samples(self, duration: float) -> int:
+        return round(duration * self.sample_rate)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`224` -> (224, 224); `320x180` -> (320, 180)."""
+    parts = text.lower().split("x")
+    try:
+        if len(parts) == 1:
+            side = int(parts[0])
+            return side, side
+        if len(parts) == 2:
+            return int(parts[0]), int(parts[1])
+    except ValueError:
+        pass
+    raise ValueError(f"size must be N or WxH (e.g. 224 or 320x180), got {text!r}")

@@ -1,0 +1,137 @@
+"""Decoding a video's frames and audio with one ffmpeg process, straight to files.
+
+Frames stream from ffmpeg's stdout into a `.npy` file a chunk at a time, so memory stays bounded by
+the chunk size whatever the video's length; audio goes to a raw file written by the same ffmpeg
+process (one demux for both), then is cut or padded to the exact sample count.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from . import ffmpeg
+from .config import ExtractOptions
+from .errors import MediaError
+from .probe import FIRST_VIDEO, VideoInfo
+
+FRAMES_PER_CHUNK = 32
+ProgressFn = Callable[[int, int], None]  # (frames done, frames total)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    n_frames: int
+    n_decoded_frames: int  # before padding/trimming to n_frames
+    n_samples: int | None  # None when the video has no audio stream
+
+
+def video_filter(opts: ExtractOptions) -> str:
+    """Resample to the visual rate, cover the target box, centre-crop; square pixels out."""
+    rate = Fraction(opts.fps).limit_denominator(1001)
+    w, h = opts.width, opts.height
+    return (f"fps={rate.numerator}/{rate.denominator},"
+            f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},setsar=1")
+
+
+def audio_filter() -> str:
+    """Align audio to time zero: async resampling pads a late-starting track and fills gaps."""
+    return "aresample=async=1:first_pts=0"
+
+
+def decode_to_files(info: VideoInfo, opts: ExtractOptions, frames_path: Path,
+                    audio_path: Path | None, on_progress: ProgressFn | None = None) -> Decoded:
+    """Write frames `[n_frames, H, W, 3] uint8` and (if any) audio `[n_samples] float32` as .npy.
+
+    n_frames = round(duration * fps) and n_samples = round(duration * sample_rate) exactly:
+    missing frames repeat the last one, missing samples are silence, extra ones are dropped.
+    """
+    n_frames = opts.n_frames(info.duration)
+    want_audio = info.has_audio and audio_path is not None
+    raw_audio = audio_path.with_suffix(".f32") if want_audio else None
+    args = ["-v", "error", "-i", str(info.path),
+            "-map", FIRST_VIDEO, "-vf", video_filter(opts), "-pix_fmt", "rgb24", "-f", "rawvideo",
+            "pipe:1"]
+    if raw_audio is not None:
+        args += ["-map", "0:a:0", "-af", audio_filter(), "-ac", "1", "-ar", str(opts.sample_rate),
+                 "-c:a", "pcm_f32le", "-f", "f32le", "-y", str(raw_audio)]
+    with tempfile.TemporaryFile() as stderr_file:  # a file, not a pipe: a chatty ffmpeg never blocks
+        proc = ffmpeg.spawn(args, stdout=subprocess.PIPE, stderr=stderr_file)
+        try:
+            decoded = _stream_frames(proc, frames_path, n_frames, opts, on_progress)
+            proc.wait()
+        finally:
+            ffmpeg.release(proc)
+        ffmpeg.check_cancelled()
+        if proc.returncode != 0 or decoded == 0:
+            stderr_file.seek(0)
+            message = ffmpeg.last_error_line(stderr_file.read().decode("utf-8", errors="replace"))
+            raise MediaError(f"{info.path}: decoding failed ({message})")
+    n_samples = None
+    if raw_audio is not None:
+        n_samples = opts.n_samples(info.duration)
+        _raw_to_npy(raw_audio, audio_path, n_samples)
+    return Decoded(n_frames=n_frames, n_decoded_frames=decoded, n_samples=n_samples)
+
+
+def _stream_frames(proc: subprocess.Popen, frames_path: Path, n_frames: int, opts: ExtractOptions,
+                   on_progress: ProgressFn | None) -> int:
+    """Copy exactly n_frames frames from ffmpeg's stdout into a .npy file; returns frames decoded."""
+    frame_bytes = opts.width * opts.height * 3
+    chunk = bytearray(frame_bytes * FRAMES_PER_CHUNK)
+    view = memoryview(chunk)
+    written = decoded = 0
+    last_frame = b""
+    with open(frames_path, "wb") as out:
+        _write_npy_header(out, np.dtype(np.uint8), (n_frames, opts.height, opts.width, 3))
+        while True:
+            got = _read_full(proc.stdout, view)
+            whole = got // frame_bytes
+            if whole == 0:
+                break
+            decoded += whole
+            keep = min(whole, n_frames - written)
+            if keep > 0:
+                out.write(view[: keep * frame_bytes])
+                written += keep
+                last_frame = bytes(view[(keep - 1) * frame_bytes: keep * frame_bytes])
+                if on_progress:
+                    on_progress(written, n_frames)
+            # Frames past n_frames are read and dropped: ffmpeg must run to the end for the audio.
+        if 0 < written < n_frames:
+            out.write(last_frame * (n_frames - written))
+            if on_progress:
+                on_progress(n_frames, n_frames)
+    return decoded
+
+
+def _read_full(stream, view: memoryview) -> int:
+    """Fill `view` from `stream` unless it ends first; returns the bytes read."""
+    total = 0
+    while total < len(view):
+        got = stream.readinto(view[total:])
+        if not got:
+            break
+        total += got
+    return total
+
+
+def _raw_to_npy(raw: Path, npy: Path, n_samples: int) -> None:
+    samples = np.fromfile(raw, dtype="<f4") if raw.exists() else np.zeros(0, dtype="<f4")
+    fitted = np.zeros(n_samples, dtype="<f4")
+    keep = min(n_samples, samples.size)
+    fitted[:keep] = samples[:keep]
+    np.save(npy, fitted)
+    raw.unlink(missing_ok=True)
+
+
+def _write_npy_header(out, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    """The .npy header for an array whose data will be streamed after it."""
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(out, header)

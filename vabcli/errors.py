@@ -1,0 +1,27 @@
+"""Domain errors. The CLI prints each as one `error: ...` line; `VAB_DEBUG=1` shows tracebacks."""
+
+from __future__ import annotations
+
+
+class VabError(Exception):
+    """Base of every error vab reports to users (exit code 1)."""
+
+
+class MediaError(VabError):
+    """An input file that cannot be read as the media it should be (corrupt, empty, no video)."""
+
+
+class FFmpegNotFoundError(VabError):
+    """No usable ffmpeg binary."""
+
+
+class OutputExistsError(VabError):
+    """The output is already there and `--overwrite` was not given."""
+
+
+class CancelledError(VabError):
+    """Work stopped because the run is being interrupted (Ctrl-C, SIGTERM)."""
+
+
+class InputError(VabError):
+    """A command-line input that names nothing usable (missing file, empty folder, no match)."""

@@ -1,0 +1,131 @@
+"""Finding and running the ffmpeg binary.
+
+Every ffmpeg process vab starts goes through `spawn`, so an interrupted run can stop them all
+(`cancel_all`) and no child keeps writing after vab has cleaned up its temporary files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import CancelledError, FFmpegNotFoundError, MediaError
+
+_running: set[subprocess.Popen] = set()
+_lock = threading.Lock()
+_cancelled = threading.Event()
+
+
+@lru_cache(maxsize=1)
+def ffmpeg_binary() -> str:
+    """The ffmpeg to use: `$VAB_FFMPEG`, else `ffmpeg` on PATH, else the imageio-ffmpeg wheel's.
+
+    Looked up lazily, so commands that never decode (a fully cached run) work without one.
+    """
+    override = os.environ.get("VAB_FFMPEG")
+    if override:
+        if shutil.which(override) is None:
+            raise FFmpegNotFoundError(f"VAB_FFMPEG={override} is not an executable file")
+        return override
+    on_path = shutil.which("ffmpeg")
+    if on_path:
+        return on_path
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError) as exc:
+        raise FFmpegNotFoundError(
+            "no ffmpeg found: install ffmpeg on PATH, `pip install imageio-ffmpeg`, "
+            "or set VAB_FFMPEG to an ffmpeg binary"
+        ) from exc
+
+
+def cancel_all() -> None:
+    """Mark the run as cancelled and kill every running ffmpeg child."""
+    _cancelled.set()
+    with _lock:
+        for proc in list(_running):
+            if proc.poll() is None:
+                proc.kill()
+
+
+def check_cancelled() -> None:
+    if _cancelled.is_set():
+        raise CancelledError("interrupted")
+
+
+def reset_cancel() -> None:
+    """Allow new work after a cancelled run (tests and long-lived library users)."""
+    _cancelled.clear()
+
+
+def spawn(args: Sequence[str], **popen_kwargs) -> subprocess.Popen:
+    """Start `ffmpeg -nostdin -hide_banner ARGS...`, tracked for cancellation."""
+    check_cancelled()
+    cmd = [ffmpeg_binary(), "-nostdin", "-hide_banner", *args]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **popen_kwargs)
+    with _lock:
+        _running.add(proc)
+    return proc
+
+
+def release(proc: subprocess.Popen) -> None:
+    """Forget a finished (or killed) process; kills it first if it is still running."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    with _lock:
+        _running.discard(proc)
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+
+def run(args: Sequence[str]) -> Completed:
+    """Run ffmpeg to completion and return its exit code and output, whatever the exit code.
+
+    Callers decide what a non-zero exit means: `ffmpeg -i FILE` alone always exits 1.
+    """
+    proc = spawn(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate()
+    finally:
+        release(proc)
+    check_cancelled()
+    return Completed(proc.returncode, out, err.decode("utf-8", errors="replace"))
+
+
+def run_checked(args: Sequence[str], what: str | Path) -> Completed:
+    """Run ffmpeg; a failure raises MediaError naming `what` with ffmpeg's own error line."""
+    done = run(args)
+    if done.returncode != 0:
+        raise MediaError(f"{what}: {last_error_line(done.stderr)}")
+    return done
+
+
+def last_error_line(stderr: str) -> str:
+    """The most telling line of ffmpeg's stderr, stripped of its `[component @ 0x...]` prefix."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    if not lines:
+        return "ffmpeg failed with no message"
+    for ln in reversed(lines):
+        if "Invalid data" in ln or "No such file" in ln or "does not contain" in ln:
+            return _strip_component(ln)
+    return _strip_component(lines[-1])
+
+
+def _strip_component(line: str) -> str:
+    if line.startswith("[") and "] " in line:
+        line = line.split("] ", 1)[1]
+    return line
