@@ -31,6 +31,11 @@ class ExtractOptions:
     sample_rate: int = CODEC_SAMPLE_RATE
 
     def __post_init__(self) -> None:
+        # Normalise types: fps=25 and fps=25.0 must give the same cache key.
+        object.__setattr__(self, "fps", float(self.fps))
+        object.__setattr__(self, "width", int(self.width))
+        object.__setattr__(self, "height", int(self.height))
+        object.__setattr__(self, "sample_rate", int(self.sample_rate))
         if not 0 < self.fps <= 120:
             raise ValueError(f"fps must be in (0, 120], got {self.fps}")
         if not (8 <= self.width <= 4096 and 8 <= self.height <= 4096):

@@ -123,12 +123,27 @@ def _read_full(stream, view: memoryview) -> int:
 
 
 def _raw_to_npy(raw: Path, npy: Path, n_samples: int) -> None:
-    samples = np.fromfile(raw, dtype="<f4") if raw.exists() else np.zeros(0, dtype="<f4")
-    fitted = np.zeros(n_samples, dtype="<f4")
-    keep = min(n_samples, samples.size)
-    fitted[:keep] = samples[:keep]
-    np.save(npy, fitted)
+    """Wrap raw float32 samples as a .npy of exactly n_samples, copying in chunks (bounded memory)."""
+    sample_bytes = 4
+    available = raw.stat().st_size // sample_bytes if raw.exists() else 0
+    keep = min(available, n_samples)
+    with open(npy, "wb") as out:
+        _write_npy_header(out, np.dtype("<f4"), (n_samples,))
+        if keep:
+            with open(raw, "rb") as src:
+                remaining = keep * sample_bytes
+                while remaining:
+                    block = src.read(min(remaining, 1 << 20))
+                    out.write(block)
+                    remaining -= len(block)
+        _write_zeros(out, (n_samples - keep) * sample_bytes)  # silence: float32 0.0 is all-zero bytes
     raw.unlink(missing_ok=True)
+
+
+def _write_zeros(out, n_bytes: int, block: int = 1 << 20) -> None:
+    zeros = bytes(min(n_bytes, block))
+    while n_bytes > 0:
+        n_bytes -= out.write(zeros[: min(n_bytes, block)])
 
 
 def _write_npy_header(out, dtype: np.dtype, shape: tuple[int, ...]) -> None:

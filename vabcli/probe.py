@@ -94,6 +94,20 @@ def probe(path: str | Path) -> VideoInfo:
     return _build_info(path, header, video, audio, duration, n_packets)
 
 
+@dataclass(frozen=True)
+class PacketStats:
+    count: int
+    duration: float  # earliest packet start to latest packet end, seconds
+
+
+def packet_stats(path: str | Path, stream: str) -> PacketStats:
+    """Packet count and time span of one stream (e.g. `0:v:0`, `0:a:1`), by demuxing only."""
+    done = ffmpeg.run_checked(["-v", "error", "-i", str(path), "-map", stream, "-c", "copy",
+                               "-f", "framecrc", "-"], path)
+    count, span = _packet_span(done.stdout.decode("ascii", errors="replace"))
+    return PacketStats(count, span)
+
+
 def _build_info(path: Path, header: str, video: _Stream, audio: _Stream | None, duration: float,
                 n_packets: int) -> VideoInfo:
     size = _SIZE_RE.search(video.text)
@@ -138,7 +152,7 @@ def _parse_header(stderr: str, path: Path) -> tuple[str, list[_Stream]]:
 
 
 def _packet_span(framecrc: str) -> tuple[int, float]:
-    """(packet count, seconds from the earliest packet start to the latest packet end)."""
+    """(packet count, seconds from the earliest packet start (or zero) to the latest packet end)."""
     timebase = None
     count = 0
     first, last = math.inf, -math.inf
@@ -156,7 +170,8 @@ def _packet_span(framecrc: str) -> tuple[int, float]:
             first, last = min(first, pts), max(last, pts + dur)
     if timebase is None or count == 0 or first == math.inf:
         return count, 0.0
-    return count, (last - first) * timebase
+    # Packets before time zero (AAC encoder priming) are cut by the container's edit list.
+    return count, (last - max(first, 0)) * timebase
 
 
 def _header_duration(header: str) -> float | None:

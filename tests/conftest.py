@@ -1,0 +1,65 @@
+"""Shared fixtures: synthetic clips (made once per session), an isolated cache, the CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vabcli import ffmpeg
+from vabcli.synth import ClipSpec, make_clip
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path, monkeypatch):
+    """Never touch the user's cache; every test starts with no pending cancellation."""
+    monkeypatch.setenv("VAB_CACHE", str(tmp_path / "default-cache"))
+    monkeypatch.delenv("VAB_FFMPEG", raising=False)
+    ffmpeg.reset_cancel()
+    yield
+    ffmpeg.reset_cancel()
+
+
+class ClipFactory:
+    """Makes each distinct (name, spec) clip once per session and returns its path."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.made: dict[tuple[str, ClipSpec], Path] = {}
+
+    def __call__(self, name: str, **spec_fields) -> Path:
+        spec = ClipSpec(**spec_fields)
+        key = (name, spec)
+        if key not in self.made:
+            folder = self.root / f"clip{len(self.made)}"
+            self.made[key] = make_clip(folder / name, spec)
+        return self.made[key]
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory) -> ClipFactory:
+    return ClipFactory(tmp_path_factory.mktemp("clips"))
+
+
+@pytest.fixture
+def cache_dir(tmp_path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def run_vab(*args: str, env: dict | None = None, cwd: Path | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real `vab` entry point in a subprocess (as a shell or cron job would)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "vabcli", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=timeout)

@@ -1,0 +1,102 @@
+"""What the CLI shows: results on stdout (text or JSON lines), progress and summaries on stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .batch import BatchEvents, Outcome
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("VAB_DEBUG", "") not in ("", "0")
+
+
+def print_error(message: str) -> None:
+    stderr.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
+
+
+class BatchDisplay(BatchEvents):
+    """Progress bars on stderr (only when it is a terminal) and one result line per item on stdout.
+
+    `describe` turns an ok outcome's figures into the human-readable tail of its result line.
+    """
+
+    def __init__(self, total: int, verb: str, as_json: bool, quiet: bool,
+                 describe: Callable[[Outcome], str]) -> None:
+        self.total = total
+        self.verb = verb
+        self.as_json = as_json
+        self.quiet = quiet
+        self.describe = describe
+        self.started_at = time.monotonic()
+        self._lock = threading.Lock()
+        self._tasks: dict[str, int] = {}
+        self._finished = 0
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), console=stderr, transient=True,
+                             disable=quiet or not stderr.is_terminal)
+        self.overall = self.bars.add_task(self._overall_label(), total=total)
+
+    def __enter__(self) -> BatchDisplay:
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+    def _overall_label(self) -> str:
+        return f"{self.verb} {self._finished}/{self.total}"
+
+    def started(self, name: str) -> None:
+        with self._lock:
+            self._tasks[name] = self.bars.add_task(f"  {_short(name)}", total=None)
+
+    def progress(self, name: str, done: int, total: int) -> None:
+        with self._lock:
+            task = self._tasks.get(name)
+        if task is not None:
+            self.bars.update(task, completed=done, total=total)
+
+    def finished(self, outcome: Outcome) -> None:
+        with self._lock:
+            task = self._tasks.pop(outcome.input, None)
+            self._finished += 1
+        if task is not None:
+            self.bars.remove_task(task)
+        self.bars.update(self.overall, advance=1, description=self._overall_label())
+        self._report(outcome)
+
+    def _report(self, outcome: Outcome) -> None:
+        if self.as_json:
+            print(json.dumps(outcome.to_json(), ensure_ascii=False), flush=True)
+        elif outcome.status == "ok":
+            print(f"ok       {outcome.input}  {self.describe(outcome)}", flush=True)
+        elif outcome.status == "skipped":
+            print(f"skipped  {outcome.input}  ({outcome.figures.get('reason', '')})", flush=True)
+        if outcome.status == "error":
+            print_error(outcome.error or "failed")
+            if outcome.traceback and debug_enabled():
+                stderr.print(outcome.traceback, markup=False)
+
+    def summary(self, outcomes: list[Outcome]) -> int:
+        """Print the closing line on stderr; return the exit code (1 if any item failed)."""
+        counts = {s: sum(o.status == s for o in outcomes) for s in ("ok", "skipped", "error")}
+        seconds = time.monotonic() - self.started_at
+        if not self.quiet:
+            stderr.print(f"{self.verb}: {counts['ok']} ok, {counts['skipped']} skipped, "
+                         f"{counts['error']} failed in {seconds:.1f} s", markup=False)
+        return 1 if counts["error"] else 0
+
+
+def _short(name: str, width: int = 48) -> str:
+    return name if len(name) <= width else "…" + name[-(width - 1):]

@@ -1,0 +1,44 @@
+"""`make demo`: synthesise a few clips, extract them into a cache and mux new audio into them.
+
+For now the "generated" audio is a plain tone; the generation issues replace it with `vab generate`.
+Runs the real `vab` command line, so what it prints is what a user sees.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .synth import ClipSpec, make_clip, write_tone
+
+CLIPS = {
+    "landscape.mp4": ClipSpec(duration=3.0, fps="25", width=320, height=180),
+    "portrait phone.mov": ClipSpec(duration=2.5, fps="30000/1001", width=320, height=180, rotation=90),
+    "silent.mkv": ClipSpec(duration=2.0, fps="24000/1001", audio=False),
+    "web.webm": ClipSpec(duration=1.5, fps="30", width=256, height=144),
+}
+
+
+def vab(*args: str) -> None:
+    cmd = [sys.executable, "-m", "vabcli", *args]
+    print("$ vab " + " ".join(f"'{a}'" if " " in a else a for a in args), flush=True)
+    subprocess.run(cmd, check=False)
+
+
+def main(out: Path) -> None:
+    shutil.rmtree(out, ignore_errors=True)
+    clips, audio = out / "clips", out / "audio"
+    for name, spec in CLIPS.items():
+        make_clip(clips / name, spec)
+        write_tone(audio / (Path(name).stem + ".wav"), spec.duration + 0.7)  # longer: mux trims it
+    print(f"made {len(CLIPS)} clips in {clips}", flush=True)
+    vab("extract", str(clips), "--cache", str(out / "cache"))
+    vab("extract", str(clips), "--cache", str(out / "cache"), "--json")
+    vab("mux", str(clips), str(audio), "--out", str(out / "dubbed"))
+    print(f"dubbed videos are in {out / 'dubbed'}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "demo-out"))
