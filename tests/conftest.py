@@ -57,9 +57,16 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
-def run_vab(*args: str, env: dict | None = None, cwd: Path | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess:
+def run_vab(
+    *args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run the real `vab` entry point in a subprocess (as a shell or cron job would)."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "vabcli", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "vabcli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
+    )

@@ -25,7 +25,9 @@ def check_contract(result, true_duration: float, source_fps: float, opts: Extrac
     # ffmpeg itself delivered the right count; padding/trimming only evens out the last frame.
     assert abs(meta["n_decoded_frames"] - result.n_frames) <= 1
     frames = result.frames()
-    assert frames.shape == (result.n_frames, opts.height, opts.width, 3) and frames.dtype == np.uint8
+    assert (
+        frames.shape == (result.n_frames, opts.height, opts.width, 3) and frames.dtype == np.uint8
+    )
     assert frames.std() > 1  # real picture content, not padding
     if result.has_audio:
         assert result.n_samples == round(result.duration * opts.sample_rate)
@@ -39,21 +41,25 @@ def test_containers(clip, cache_dir, name):
     assert result.has_audio
 
 
-@pytest.mark.parametrize("rate, fps", [("12", 12), ("24000/1001", 23.976), ("25", 25),
-                                       ("30000/1001", 29.97), ("30", 30), ("60", 60)])
+@pytest.mark.parametrize(
+    "rate, fps",
+    [("12", 12), ("24000/1001", 23.976), ("25", 25), ("30000/1001", 29.97), ("30", 30), ("60", 60)],
+)
 def test_frame_rates(clip, cache_dir, rate, fps):
     result = extract_clip(clip("r.mp4", duration=1.0, fps=rate), OPTS, Cache(cache_dir))
     check_contract(result, 1.0, fps)
 
 
 def test_variable_frame_rate(clip, cache_dir):
-    result = extract_clip(clip("vfr.mp4", duration=3.0, fps="30", variable_frame_rate=True),
-                          OPTS, Cache(cache_dir))
+    result = extract_clip(
+        clip("vfr.mp4", duration=3.0, fps="30", variable_frame_rate=True), OPTS, Cache(cache_dir)
+    )
     check_contract(result, 3.0, 10)
 
 
-@pytest.mark.parametrize("width, height, duration", [(64, 48, 0.5), (1920, 1080, 1.0),
-                                                     (176, 144, 0.5)])
+@pytest.mark.parametrize(
+    "width, height, duration", [(64, 48, 0.5), (1920, 1080, 1.0), (176, 144, 0.5)]
+)
 def test_sizes_and_short_durations(clip, cache_dir, width, height, duration):
     path = clip("s.mp4", duration=duration, fps="25", width=width, height=height)
     check_contract(extract_clip(path, OPTS, Cache(cache_dir)), duration, 25)
@@ -88,8 +94,9 @@ def test_audio_is_the_source_tone_at_the_target_rate(clip, cache_dir):
 def test_parameters_and_content_change_the_key(clip, cache_dir):
     cache = Cache(cache_dir)
     a = extract_clip(clip("c.mp4", duration=2.0, fps="25"), OPTS, cache)
-    b = extract_clip(clip("c.mp4", duration=2.0, fps="25"),
-                     ExtractOptions(fps=4.0, width=64, height=64), cache)
+    b = extract_clip(
+        clip("c.mp4", duration=2.0, fps="25"), ExtractOptions(fps=4.0, width=64, height=64), cache
+    )
     c = extract_clip(clip("c.mp4", duration=2.5, fps="25"), OPTS, cache)
     assert len({a.cache_key, b.cache_key, c.cache_key}) == 3
     assert b.n_frames == 8 and a.n_frames == 16
@@ -119,13 +126,20 @@ def test_second_run_is_a_cache_hit_without_ffmpeg(clip, cache_dir):
     first = run_vab("extract", str(path), "--cache", str(cache_dir), "--json")
     assert first.returncode == 0, first.stderr
     # With no ffmpeg at all, the second run can only succeed if it decodes nothing.
-    second = run_vab("extract", str(path), "--cache", str(cache_dir), "--json",
-                     env={"VAB_FFMPEG": "/nonexistent/ffmpeg"})
+    second = run_vab(
+        "extract",
+        str(path),
+        "--cache",
+        str(cache_dir),
+        "--json",
+        env={"VAB_FFMPEG": "/nonexistent/ffmpeg"},
+    )
     assert second.returncode == 0, second.stderr
     one, two = json.loads(first.stdout), json.loads(second.stdout)
     assert not one["cache_hit"] and two["cache_hit"]
-    assert {k: v for k, v in one.items() if k != "cache_hit"} == \
-        {k: v for k, v in two.items() if k != "cache_hit"}
+    assert {k: v for k, v in one.items() if k != "cache_hit"} == {
+        k: v for k, v in two.items() if k != "cache_hit"
+    }
 
 
 MEASURE_PEAK_RSS = """
@@ -138,8 +152,23 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
 def test_ten_minute_video_with_bounded_memory(clip, cache_dir):
     path = clip("long.mp4", duration=600.0, fps="12", width=64, height=48, sample_rate=8000)
     size = 96
-    cmd = [sys.executable, "-c", MEASURE_PEAK_RSS, sys.executable, "-m", "vabcli", "extract",
-           str(path), "--cache", str(cache_dir), "--fps", "25", "--size", str(size), "--json"]
+    cmd = [
+        sys.executable,
+        "-c",
+        MEASURE_PEAK_RSS,
+        sys.executable,
+        "-m",
+        "vabcli",
+        "extract",
+        str(path),
+        "--cache",
+        str(cache_dir),
+        "--fps",
+        "25",
+        "--size",
+        str(size),
+        "--json",
+    ]
     peak_mib = int(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
     result = extract_clip(path, ExtractOptions(fps=25, width=size, height=size), Cache(cache_dir))
     assert result.cache_hit and result.n_frames == 15_000 and result.n_samples == 600 * 24_000

@@ -18,8 +18,10 @@ def test_containers(clip, name):
     assert info.has_audio and info.audio_sample_rate in (44100, 48000)  # opus is always 48 kHz
 
 
-@pytest.mark.parametrize("rate, expected", [("12", 12), ("24000/1001", 23.976), ("25", 25),
-                                            ("30000/1001", 29.97), ("30", 30), ("60", 60)])
+@pytest.mark.parametrize(
+    "rate, expected",
+    [("12", 12), ("24000/1001", 23.976), ("25", 25), ("30000/1001", 29.97), ("30", 30), ("60", 60)],
+)
 def test_frame_rates(clip, rate, expected):
     info = probe(clip("r.mp4", duration=1.0, fps=rate))
     assert info.fps == pytest.approx(expected, abs=0.01)

@@ -53,8 +53,9 @@ class BatchEvents:
     def finished(self, outcome: Outcome) -> None: ...
 
 
-def run_batch(items: Sequence[T], job: Job[T], workers: int = 1,
-              events: BatchEvents | None = None) -> list[Outcome]:
+def run_batch(
+    items: Sequence[T], job: Job[T], workers: int = 1, events: BatchEvents | None = None
+) -> list[Outcome]:
     """Run `job` over `items` with `workers` threads; outcomes are returned in input order."""
     events = events or BatchEvents()
     outcomes: list[Outcome | None] = [None] * len(items)
@@ -89,8 +90,12 @@ def _run_one(item: T, job: Job[T], events: BatchEvents) -> Outcome:
     except VabError as exc:
         return Outcome(name, "error", _one_line(str(exc)))
     except Exception as exc:  # a bug: report it on one line, keep the traceback for VAB_DEBUG
-        return Outcome(name, "error", _one_line(f"internal error: {type(exc).__name__}: {exc}"),
-                       traceback=traceback.format_exc())
+        return Outcome(
+            name,
+            "error",
+            _one_line(f"internal error: {type(exc).__name__}: {exc}"),
+            traceback=traceback.format_exc(),
+        )
 
 
 def _one_line(text: str) -> str:

@@ -26,7 +26,7 @@ _STALE_TMP_SECONDS = 6 * 3600
 
 
 def default_cache_dir() -> Path:
-    """`$VAB_CACHE`, else `$XDG_CACHE_HOME/vab`, else `~/.cache/vab`; never the working directory."""
+    """`$VAB_CACHE`, else `$XDG_CACHE_HOME/vab`, else `~/.cache/vab`; never the cwd."""
     if os.environ.get("VAB_CACHE"):
         return Path(os.environ["VAB_CACHE"]).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
@@ -44,9 +44,11 @@ def file_digest(path: Path, chunk_size: int = 1 << 20) -> str:
 
 
 def make_key(stage: str, content_digest: str, params: dict[str, Any]) -> str:
-    """Key over the input content, the stage, the format version and every result-changing parameter."""
-    blob = json.dumps({"stage": stage, "format": FORMAT_VERSION, "content": content_digest,
-                       "params": params}, sort_keys=True)
+    """Key over input content, stage, format version and every result-changing parameter."""
+    blob = json.dumps(
+        {"stage": stage, "format": FORMAT_VERSION, "content": content_digest, "params": params},
+        sort_keys=True,
+    )
     return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
 
 
@@ -68,7 +70,9 @@ class Cache:
             return None
         try:
             meta = json.loads(meta_path.read_text())
-            intact = all((entry / name).stat().st_size == size for name, size in meta["files"].items())
+            intact = all(
+                (entry / name).stat().st_size == size for name, size in meta["files"].items()
+            )
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             intact = False
         if intact:
@@ -102,7 +106,7 @@ class Cache:
 
     @staticmethod
     def _sweep_stale(folder: Path) -> None:
-        """Remove temporary directories left by runs that were killed outright (SIGKILL, power loss)."""
+        """Remove temporary directories of runs killed outright (SIGKILL, power loss)."""
         now = time.time()
         for child in folder.iterdir():
             if _TMP_MARK in child.name:

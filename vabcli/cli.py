@@ -24,8 +24,8 @@ EXIT_INTERRUPTED = 130
 app = typer.Typer(
     name="vab",
     help="Dub videos with audio generated from their pictures (VAB).\n\n"
-         "Results go to stdout (--json: one JSON object per input); progress and errors to stderr. "
-         "Exit code: 0 all inputs ok, 1 some input failed, 2 usage error, 130 interrupted.",
+    "Results go to stdout (--json: one JSON object per input); progress and errors to stderr. "
+    "Exit code: 0 all inputs ok, 1 some input failed, 2 usage error, 130 interrupted.",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -33,13 +33,25 @@ app = typer.Typer(
 )
 
 # Options shared by several commands: one definition each, so names and help never drift.
-CacheOpt = Annotated[Path | None, typer.Option(
-    "--cache", metavar="DIR", envvar="VAB_CACHE", show_envvar=True,
-    help=f"Cache folder [default: {default_cache_dir()}].")]
-JsonOpt = Annotated[bool, typer.Option(
-    "--json", help="Print one JSON object per input on stdout (JSON Lines).")]
-WorkersOpt = Annotated[int, typer.Option(
-    "--workers", "-j", metavar="N", min=1, max=64, help="Inputs processed at the same time.")]
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache",
+        metavar="DIR",
+        envvar="VAB_CACHE",
+        show_envvar=True,
+        help=f"Cache folder [default: {default_cache_dir()}].",
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object per input on stdout (JSON Lines).")
+]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--workers", "-j", metavar="N", min=1, max=64, help="Inputs processed at the same time."
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist.")]
 
@@ -52,14 +64,19 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
-                                          help="Show the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Dub videos with audio generated from their pictures (VAB)."""
 
 
-def _run(items: list, job: Job, workers: int, verb: str, as_json: bool, quiet: bool,
-         describe) -> None:
+def _run(
+    items: list, job: Job, workers: int, verb: str, as_json: bool, quiet: bool, describe
+) -> None:
     """Run a batch with progress and per-item results; exit 1 if any item failed."""
     display = BatchDisplay(len(items), verb, as_json, quiet, describe)
     try:
@@ -80,15 +97,26 @@ def _describe_extract(o: Outcome) -> str:
 
 @app.command()
 def extract(
-    inputs: Annotated[list[str], typer.Argument(
-        metavar="INPUT", help="Video files, folders (searched recursively) or glob patterns.")],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="INPUT", help="Video files, folders (searched recursively) or glob patterns."
+        ),
+    ],
     cache: CacheOpt = None,
-    fps: Annotated[float, typer.Option(metavar="F", help="Frames per second to decode.")] = VISUAL_FPS,
-    size: Annotated[str, typer.Option(
-        metavar="S", help="Frame size: N for NxN or WxH; frames are scaled to cover it and centre-cropped.")
+    fps: Annotated[
+        float, typer.Option(metavar="F", help="Frames per second to decode.")
+    ] = VISUAL_FPS,
+    size: Annotated[
+        str,
+        typer.Option(
+            metavar="S",
+            help="Frame size: N for NxN or WxH; frames are scaled to cover it and centre-cropped.",
+        ),
     ] = str(FRAME_SIZE),
-    sample_rate: Annotated[int, typer.Option(
-        "--sample-rate", metavar="SR", help="Audio sample rate in Hz (mono).")] = CODEC_SAMPLE_RATE,
+    sample_rate: Annotated[
+        int, typer.Option("--sample-rate", metavar="SR", help="Audio sample rate in Hz (mono).")
+    ] = CODEC_SAMPLE_RATE,
     workers: WorkersOpt = 2,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -110,16 +138,38 @@ def extract(
 
 @app.command()
 def mux(
-    video: Annotated[Path, typer.Argument(metavar="VIDEO", help="A video file, or a folder of videos.")],
-    audio: Annotated[Path, typer.Argument(
-        metavar="AUDIO", help="An audio file, or a folder with audio named like the videos.")],
-    out: Annotated[Path, typer.Option(
-        "--out", "-o", metavar="OUT", help="Output file (.mp4, .m4v, .mov, .mkv), or output folder for folders.")],
-    reencode: Annotated[bool, typer.Option(
-        help="Re-encode the video to H.264 (for codecs the output container cannot hold).")] = False,
-    keep_original_audio: Annotated[bool, typer.Option(
-        "--keep-original-audio", help="Keep the video's own audio as a second track.")] = False,
-    audio_bitrate: Annotated[str, typer.Option("--audio-bitrate", metavar="RATE", help="AAC bitrate.")] = "192k",
+    video: Annotated[
+        Path, typer.Argument(metavar="VIDEO", help="A video file, or a folder of videos.")
+    ],
+    audio: Annotated[
+        Path,
+        typer.Argument(
+            metavar="AUDIO", help="An audio file, or a folder with audio named like the videos."
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="OUT",
+            help="Output file (.mp4, .m4v, .mov, .mkv), or output folder for folders.",
+        ),
+    ],
+    reencode: Annotated[
+        bool,
+        typer.Option(
+            "--reencode",
+            help="Re-encode the video to H.264 (for codecs the output container cannot hold).",
+        ),
+    ] = False,
+    keep_original_audio: Annotated[
+        bool,
+        typer.Option("--keep-original-audio", help="Keep the video's own audio as a second track."),
+    ] = False,
+    audio_bitrate: Annotated[
+        str, typer.Option("--audio-bitrate", metavar="RATE", help="AAC bitrate.")
+    ] = "192k",
     overwrite: OverwriteOpt = False,
     workers: WorkersOpt = 2,
     as_json: JsonOpt = False,
@@ -130,8 +180,12 @@ def mux(
     The audio is encoded to AAC and padded or trimmed to the video's exact duration; the video's
     own audio is replaced unless --keep-original-audio.
     """
-    opts = MuxOptions(reencode=reencode, keep_original_audio=keep_original_audio,
-                      audio_bitrate=audio_bitrate, overwrite=overwrite)
+    opts = MuxOptions(
+        reencode=reencode,
+        keep_original_audio=keep_original_audio,
+        audio_bitrate=audio_bitrate,
+        overwrite=overwrite,
+    )
     if video.is_dir() != audio.is_dir():
         raise typer.BadParameter("VIDEO and AUDIO must both be files or both be folders")
     if video.is_dir():
@@ -142,10 +196,18 @@ def mux(
             raise typer.Exit(1) from None
     else:
         jobs = [MuxJob(video, audio, out)]
-    job: Job[MuxJob] = Job(work=lambda j, progress: run_mux_job(j, opts),
-                           name=lambda j: str(j.video))
-    _run(jobs, job, workers, "mux", as_json, quiet,
-         lambda o: f"-> {o.figures['output']}  {o.figures['duration']:.3f} s")
+    job: Job[MuxJob] = Job(
+        work=lambda j, progress: run_mux_job(j, opts), name=lambda j: str(j.video)
+    )
+    _run(
+        jobs,
+        job,
+        workers,
+        "mux",
+        as_json,
+        quiet,
+        lambda o: f"-> {o.figures['output']}  {o.figures['duration']:.3f} s",
+    )
 
 
 def _interrupt_on_sigterm(signum: int, frame: object) -> None:

@@ -1,4 +1,4 @@
-"""One home for every rate and size the pipeline agrees on, and the options objects built from them."""
+"""One home for every rate and size the pipeline agrees on, and the options built from them."""
 
 from __future__ import annotations
 
@@ -13,8 +13,23 @@ VISUAL_FPS = 8.0
 FRAME_SIZE = 224
 
 VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
-     ".wmv", ".flv", ".3gp", ".ogv"}
+    {
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".mkv",
+        ".webm",
+        ".avi",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".mts",
+        ".m2ts",
+        ".wmv",
+        ".flv",
+        ".3gp",
+        ".ogv",
+    }
 )
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".oga", ".aiff", ".aif"}
@@ -23,7 +38,7 @@ AUDIO_EXTENSIONS = frozenset(
 
 @dataclass(frozen=True)
 class ExtractOptions:
-    """What `vab extract` decodes: frames at `fps` as `width`x`height` RGB, mono audio at `sample_rate`."""
+    """What extract decodes: RGB frames at `fps`, `width`x`height`; mono audio at `sample_rate`."""
 
     fps: float = VISUAL_FPS
     width: int = FRAME_SIZE
@@ -39,7 +54,9 @@ class ExtractOptions:
         if not 0 < self.fps <= 120:
             raise ValueError(f"fps must be in (0, 120], got {self.fps}")
         if not (8 <= self.width <= 4096 and 8 <= self.height <= 4096):
-            raise ValueError(f"size must be between 8 and 4096 pixels, got {self.width}x{self.height}")
+            raise ValueError(
+                f"size must be between 8 and 4096 pixels, got {self.width}x{self.height}"
+            )
         if not 1000 <= self.sample_rate <= 384_000:
             raise ValueError(f"sample rate must be in [1000, 384000] Hz, got {self.sample_rate}")
 

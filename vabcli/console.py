@@ -31,8 +31,9 @@ class BatchDisplay(BatchEvents):
     `describe` turns an ok outcome's figures into the human-readable tail of its result line.
     """
 
-    def __init__(self, total: int, verb: str, as_json: bool, quiet: bool,
-                 describe: Callable[[Outcome], str]) -> None:
+    def __init__(
+        self, total: int, verb: str, as_json: bool, quiet: bool, describe: Callable[[Outcome], str]
+    ) -> None:
         self.total = total
         self.verb = verb
         self.as_json = as_json
@@ -42,9 +43,15 @@ class BatchDisplay(BatchEvents):
         self._lock = threading.Lock()
         self._tasks: dict[str, int] = {}
         self._finished = 0
-        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn(), console=stderr, transient=True,
-                             disable=quiet or not stderr.is_terminal)
+        self.bars = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=stderr,
+            transient=True,
+            disable=quiet or not stderr.is_terminal,
+        )
         self.overall = self.bars.add_task(self._overall_label(), total=total)
 
     def __enter__(self) -> BatchDisplay:
@@ -93,10 +100,13 @@ class BatchDisplay(BatchEvents):
         counts = {s: sum(o.status == s for o in outcomes) for s in ("ok", "skipped", "error")}
         seconds = time.monotonic() - self.started_at
         if not self.quiet:
-            stderr.print(f"{self.verb}: {counts['ok']} ok, {counts['skipped']} skipped, "
-                         f"{counts['error']} failed in {seconds:.1f} s", markup=False)
+            stderr.print(
+                f"{self.verb}: {counts['ok']} ok, {counts['skipped']} skipped, "
+                f"{counts['error']} failed in {seconds:.1f} s",
+                markup=False,
+            )
         return 1 if counts["error"] else 0
 
 
 def _short(name: str, width: int = 48) -> str:
-    return name if len(name) <= width else "…" + name[-(width - 1):]
+    return name if len(name) <= width else "…" + name[-(width - 1) :]

@@ -36,8 +36,10 @@ def video_filter(opts: ExtractOptions) -> str:
     """Resample to the visual rate, cover the target box, centre-crop; square pixels out."""
     rate = Fraction(opts.fps).limit_denominator(1001)
     w, h = opts.width, opts.height
-    return (f"fps={rate.numerator}/{rate.denominator},"
-            f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},setsar=1")
+    return (
+        f"fps={rate.numerator}/{rate.denominator},"
+        f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},setsar=1"
+    )
 
 
 def audio_filter() -> str:
@@ -45,8 +47,13 @@ def audio_filter() -> str:
     return "aresample=async=1:first_pts=0"
 
 
-def decode_to_files(info: VideoInfo, opts: ExtractOptions, frames_path: Path,
-                    audio_path: Path | None, on_progress: ProgressFn | None = None) -> Decoded:
+def decode_to_files(
+    info: VideoInfo,
+    opts: ExtractOptions,
+    frames_path: Path,
+    audio_path: Path | None,
+    on_progress: ProgressFn | None = None,
+) -> Decoded:
     """Write frames `[n_frames, H, W, 3] uint8` and (if any) audio `[n_samples] float32` as .npy.
 
     n_frames = round(duration * fps) and n_samples = round(duration * sample_rate) exactly:
@@ -55,13 +62,41 @@ def decode_to_files(info: VideoInfo, opts: ExtractOptions, frames_path: Path,
     n_frames = opts.n_frames(info.duration)
     want_audio = info.has_audio and audio_path is not None
     raw_audio = audio_path.with_suffix(".f32") if want_audio else None
-    args = ["-v", "error", "-i", str(info.path),
-            "-map", FIRST_VIDEO, "-vf", video_filter(opts), "-pix_fmt", "rgb24", "-f", "rawvideo",
-            "pipe:1"]
+    args = [
+        "-v",
+        "error",
+        "-i",
+        str(info.path),
+        "-map",
+        FIRST_VIDEO,
+        "-vf",
+        video_filter(opts),
+        "-pix_fmt",
+        "rgb24",
+        "-f",
+        "rawvideo",
+        "pipe:1",
+    ]
     if raw_audio is not None:
-        args += ["-map", "0:a:0", "-af", audio_filter(), "-ac", "1", "-ar", str(opts.sample_rate),
-                 "-c:a", "pcm_f32le", "-f", "f32le", "-y", str(raw_audio)]
-    with tempfile.TemporaryFile() as stderr_file:  # a file, not a pipe: a chatty ffmpeg never blocks
+        args += [
+            "-map",
+            "0:a:0",
+            "-af",
+            audio_filter(),
+            "-ac",
+            "1",
+            "-ar",
+            str(opts.sample_rate),
+            "-c:a",
+            "pcm_f32le",
+            "-f",
+            "f32le",
+            "-y",
+            str(raw_audio),
+        ]
+    with (
+        tempfile.TemporaryFile() as stderr_file
+    ):  # a file, not a pipe: a chatty ffmpeg never blocks
         proc = ffmpeg.spawn(args, stdout=subprocess.PIPE, stderr=stderr_file)
         try:
             decoded = _stream_frames(proc, frames_path, n_frames, opts, on_progress)
@@ -80,9 +115,14 @@ def decode_to_files(info: VideoInfo, opts: ExtractOptions, frames_path: Path,
     return Decoded(n_frames=n_frames, n_decoded_frames=decoded, n_samples=n_samples)
 
 
-def _stream_frames(proc: subprocess.Popen, frames_path: Path, n_frames: int, opts: ExtractOptions,
-                   on_progress: ProgressFn | None) -> int:
-    """Copy exactly n_frames frames from ffmpeg's stdout into a .npy file; returns frames decoded."""
+def _stream_frames(
+    proc: subprocess.Popen,
+    frames_path: Path,
+    n_frames: int,
+    opts: ExtractOptions,
+    on_progress: ProgressFn | None,
+) -> int:
+    """Copy exactly n_frames frames from ffmpeg's stdout into a .npy; returns frames decoded."""
     frame_bytes = opts.width * opts.height * 3
     chunk = bytearray(frame_bytes * FRAMES_PER_CHUNK)
     view = memoryview(chunk)
@@ -100,7 +140,7 @@ def _stream_frames(proc: subprocess.Popen, frames_path: Path, n_frames: int, opt
             if keep > 0:
                 out.write(view[: keep * frame_bytes])
                 written += keep
-                last_frame = bytes(view[(keep - 1) * frame_bytes: keep * frame_bytes])
+                last_frame = bytes(view[(keep - 1) * frame_bytes : keep * frame_bytes])
                 if on_progress:
                     on_progress(written, n_frames)
             # Frames past n_frames are read and dropped: ffmpeg must run to the end for the audio.
@@ -123,7 +163,7 @@ def _read_full(stream, view: memoryview) -> int:
 
 
 def _raw_to_npy(raw: Path, npy: Path, n_samples: int) -> None:
-    """Wrap raw float32 samples as a .npy of exactly n_samples, copying in chunks (bounded memory)."""
+    """Wrap raw float32 samples as a .npy of exactly n_samples, copying in bounded chunks."""
     sample_bytes = 4
     available = raw.stat().st_size // sample_bytes if raw.exists() else 0
     keep = min(available, n_samples)
@@ -136,7 +176,9 @@ def _raw_to_npy(raw: Path, npy: Path, n_samples: int) -> None:
                     block = src.read(min(remaining, 1 << 20))
                     out.write(block)
                     remaining -= len(block)
-        _write_zeros(out, (n_samples - keep) * sample_bytes)  # silence: float32 0.0 is all-zero bytes
+        _write_zeros(
+            out, (n_samples - keep) * sample_bytes
+        )  # silence: float32 0.0 is all-zero bytes
     raw.unlink(missing_ok=True)
 
 

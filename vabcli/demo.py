@@ -15,7 +15,9 @@ from .synth import ClipSpec, make_clip, write_tone
 
 CLIPS = {
     "landscape.mp4": ClipSpec(duration=3.0, fps="25", width=320, height=180),
-    "portrait phone.mov": ClipSpec(duration=2.5, fps="30000/1001", width=320, height=180, rotation=90),
+    "portrait phone.mov": ClipSpec(
+        duration=2.5, fps="30000/1001", width=320, height=180, rotation=90
+    ),
     "silent.mkv": ClipSpec(duration=2.0, fps="24000/1001", audio=False),
     "web.webm": ClipSpec(duration=1.5, fps="30", width=256, height=144),
 }

@@ -46,9 +46,14 @@ class ExtractResult:
     def figures(self) -> dict[str, Any]:
         """The JSON-ready numbers reported per clip."""
         return {
-            "duration": round(self.duration, 6), "fps": self.fps, "n_frames": self.n_frames,
-            "has_audio": self.has_audio, "sample_rate": self.sample_rate,
-            "n_samples": self.n_samples, "cache_key": self.cache_key, "cache_hit": self.cache_hit,
+            "duration": round(self.duration, 6),
+            "fps": self.fps,
+            "n_frames": self.n_frames,
+            "has_audio": self.has_audio,
+            "sample_rate": self.sample_rate,
+            "n_samples": self.n_samples,
+            "cache_key": self.cache_key,
+            "cache_hit": self.cache_hit,
             **{f"source_{k}": v for k, v in self.source.items()},
         }
 
@@ -57,8 +62,9 @@ def extract_key(path: Path, opts: ExtractOptions) -> str:
     return make_key(STAGE, file_digest(path), asdict(opts))
 
 
-def extract_clip(path: Path | str, opts: ExtractOptions, cache: Cache,
-                 on_progress: ProgressFn | None = None) -> ExtractResult:
+def extract_clip(
+    path: Path | str, opts: ExtractOptions, cache: Cache, on_progress: ProgressFn | None = None
+) -> ExtractResult:
     """Decode one video into the cache, or return the cached entry without decoding anything."""
     path = Path(path)
     if not path.is_file():
@@ -69,26 +75,47 @@ def extract_clip(path: Path | str, opts: ExtractOptions, cache: Cache,
     if meta is None:
         meta = _decode_into_cache(path, opts, cache, key, on_progress)
     return ExtractResult(
-        input=path, entry=cache.entry_dir(STAGE, key), cache_key=key, cache_hit=hit,
-        duration=meta["duration"], fps=opts.fps, n_frames=meta["n_frames"],
-        has_audio=meta["has_audio"], sample_rate=opts.sample_rate, n_samples=meta["n_samples"],
+        input=path,
+        entry=cache.entry_dir(STAGE, key),
+        cache_key=key,
+        cache_hit=hit,
+        duration=meta["duration"],
+        fps=opts.fps,
+        n_frames=meta["n_frames"],
+        has_audio=meta["has_audio"],
+        sample_rate=opts.sample_rate,
+        n_samples=meta["n_samples"],
         source=meta["source"],
     )
 
 
-def _decode_into_cache(path: Path, opts: ExtractOptions, cache: Cache, key: str,
-                       on_progress: ProgressFn | None) -> dict[str, Any]:
+def _decode_into_cache(
+    path: Path, opts: ExtractOptions, cache: Cache, key: str, on_progress: ProgressFn | None
+) -> dict[str, Any]:
     info = probe(path)
     width, height = info.display_size
     meta: dict[str, Any] = {
-        "options": asdict(opts), "duration": info.duration, "has_audio": info.has_audio,
-        "source": {"fps": info.fps, "width": width, "height": height, "rotation": info.rotation,
-                   "video_codec": info.video_codec, "audio_codec": info.audio_codec,
-                   "container": info.container, "n_video_frames": info.n_video_packets},
+        "options": asdict(opts),
+        "duration": info.duration,
+        "has_audio": info.has_audio,
+        "source": {
+            "fps": info.fps,
+            "width": width,
+            "height": height,
+            "rotation": info.rotation,
+            "video_codec": info.video_codec,
+            "audio_codec": info.audio_codec,
+            "container": info.container,
+            "n_video_frames": info.n_video_packets,
+        },
     }
     with cache.writing(STAGE, key, meta) as tmp:
-        decoded = decode_to_files(info, opts, tmp / FRAMES_FILE,
-                                  tmp / AUDIO_FILE if info.has_audio else None, on_progress)
-        meta.update(n_frames=decoded.n_frames, n_samples=decoded.n_samples,
-                    n_decoded_frames=decoded.n_decoded_frames)
+        decoded = decode_to_files(
+            info, opts, tmp / FRAMES_FILE, tmp / AUDIO_FILE if info.has_audio else None, on_progress
+        )
+        meta.update(
+            n_frames=decoded.n_frames,
+            n_samples=decoded.n_samples,
+            n_decoded_frames=decoded.n_decoded_frames,
+        )
     return meta

@@ -23,9 +23,10 @@ def _is_hidden_or_temp(path: Path, root: Path) -> bool:
 
 
 def videos_in(folder: Path, extensions: frozenset[str] = VIDEO_EXTENSIONS) -> list[Path]:
-    """Files under `folder` (recursively) with one of `extensions`, sorted; hidden entries skipped."""
+    """Files under `folder` (recursive) with one of `extensions`, sorted; hidden ones skipped."""
     return sorted(
-        p for p in folder.rglob("*")
+        p
+        for p in folder.rglob("*")
         if p.suffix.lower() in extensions and p.is_file() and not _is_hidden_or_temp(p, folder)
     )
 

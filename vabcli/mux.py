@@ -60,18 +60,37 @@ def mux(video: Path | str, audio: Path | str, output: Path | str, opts: MuxOptio
 
 def _mux_args(video: Path, audio: Path, out: Path, duration: float, opts: MuxOptions) -> list[str]:
     fit = f"aresample=async=1:first_pts=0,apad=whole_dur={duration:.6f},atrim=end={duration:.6f}"
-    args = ["-v", "error", "-i", str(video), "-i", str(audio),
-            "-map", FIRST_VIDEO, "-map", "1:a:0"]
+    args = ["-v", "error", "-i", str(video), "-i", str(audio), "-map", FIRST_VIDEO, "-map", "1:a:0"]
     if opts.keep_original_audio:
         args += ["-map", "0:a:0"]
     if opts.reencode:
         # passthrough keeps every source frame and its timestamp: same frame count as the input.
-        args += ["-c:v", "libx264", "-preset", "medium", "-crf", "18", "-pix_fmt", "yuv420p",
-                 "-fps_mode", "passthrough"]
+        args += [
+            "-c:v",
+            "libx264",
+            "-preset",
+            "medium",
+            "-crf",
+            "18",
+            "-pix_fmt",
+            "yuv420p",
+            "-fps_mode",
+            "passthrough",
+        ]
     else:
         args += ["-c:v", "copy"]
-    args += ["-filter:a:0", fit, "-c:a", "aac", "-b:a", opts.audio_bitrate,
-             "-disposition:a:0", "default", "-metadata:s:a:0", "title=vab"]
+    args += [
+        "-filter:a:0",
+        fit,
+        "-c:a",
+        "aac",
+        "-b:a",
+        opts.audio_bitrate,
+        "-disposition:a:0",
+        "default",
+        "-metadata:s:a:0",
+        "title=vab",
+    ]
     if opts.keep_original_audio:
         args += ["-disposition:a:1", "0", "-metadata:s:a:1", "title=original"]
     if out.suffix.lower() in _MP4_FAMILY:
@@ -83,12 +102,16 @@ def _explain_failure(stderr: str, video: Path, audio: Path, codec: str, output: 
     if "matches no streams" in stderr:
         return f"{audio}: no audio stream"
     if "not currently supported in container" in stderr or "Could not find tag" in stderr:
-        return (f"{video}: its {codec} video cannot be copied into {output.suffix}; "
-                "use --reencode or an .mkv output")
+        return (
+            f"{video}: its {codec} video cannot be copied into {output.suffix}; "
+            "use --reencode or an .mkv output"
+        )
     return f"{video}: mux failed ({ffmpeg.last_error_line(stderr)})"
 
 
-def plan_batch(video_dir: Path, audio_dir: Path, out_dir: Path, suffix: str = ".mp4") -> list[MuxJob]:
+def plan_batch(
+    video_dir: Path, audio_dir: Path, out_dir: Path, suffix: str = ".mp4"
+) -> list[MuxJob]:
     """Pair every video under `video_dir` with the audio of the same relative stem in `audio_dir`.
 
     `clips/a/b.mov` pairs with `audio/a/b.wav` (any audio extension) and writes `out/a/b.mp4`.
@@ -102,7 +125,9 @@ def plan_batch(video_dir: Path, audio_dir: Path, out_dir: Path, suffix: str = ".
     jobs = []
     for video in videos:
         stem = video.relative_to(video_dir).with_suffix("")
-        jobs.append(MuxJob(video, audio_by_stem.get(stem), out_dir / stem.parent / (stem.name + suffix)))
+        jobs.append(
+            MuxJob(video, audio_by_stem.get(stem), out_dir / stem.parent / (stem.name + suffix))
+        )
     return jobs
 
 

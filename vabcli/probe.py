@@ -75,11 +75,27 @@ def probe(path: str | Path) -> VideoInfo:
         raise MediaError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise MediaError(f"{path}: empty file")
-    done = ffmpeg.run(["-v", "info", "-nostats", "-i", str(path), "-map", f"{FIRST_VIDEO}?", "-c", "copy",
-                       "-f", "framecrc", "-"])
+    done = ffmpeg.run(
+        [
+            "-v",
+            "info",
+            "-nostats",
+            "-i",
+            str(path),
+            "-map",
+            f"{FIRST_VIDEO}?",
+            "-c",
+            "copy",
+            "-f",
+            "framecrc",
+            "-",
+        ]
+    )
     lowered = done.stderr.lower()
     if any(marker in lowered for marker in _TRUNCATION_MARKERS):
-        raise MediaError(f"{path}: truncated or damaged file (ffmpeg: {_first_marker_line(done.stderr)})")
+        raise MediaError(
+            f"{path}: truncated or damaged file (ffmpeg: {_first_marker_line(done.stderr)})"
+        )
     header, streams = _parse_header(done.stderr, path)
     video = next((s for s in streams if s.kind == "Video" and "attached pic" not in s.text), None)
     if video is None:
@@ -102,14 +118,16 @@ class PacketStats:
 
 def packet_stats(path: str | Path, stream: str) -> PacketStats:
     """Packet count and time span of one stream (e.g. `0:v:0`, `0:a:1`), by demuxing only."""
-    done = ffmpeg.run_checked(["-v", "error", "-i", str(path), "-map", stream, "-c", "copy",
-                               "-f", "framecrc", "-"], path)
+    done = ffmpeg.run_checked(
+        ["-v", "error", "-i", str(path), "-map", stream, "-c", "copy", "-f", "framecrc", "-"], path
+    )
     count, span = _packet_span(done.stdout.decode("ascii", errors="replace"))
     return PacketStats(count, span)
 
 
-def _build_info(path: Path, header: str, video: _Stream, audio: _Stream | None, duration: float,
-                n_packets: int) -> VideoInfo:
+def _build_info(
+    path: Path, header: str, video: _Stream, audio: _Stream | None, duration: float, n_packets: int
+) -> VideoInfo:
     size = _SIZE_RE.search(video.text)
     if size is None:
         raise MediaError(f"{path}: video stream has no frame size")
@@ -184,7 +202,9 @@ def _header_duration(header: str) -> float | None:
 
 def _frame_rate(stream_text: str) -> float | None:
     """The stream's nominal rate: `fps` (average) if given, else `tbr` (guessed real rate)."""
-    rates = {kind: float(value) * (1000 if k else 1) for value, k, kind in _RATE_RE.findall(stream_text)}
+    rates = {
+        kind: float(value) * (1000 if k else 1) for value, k, kind in _RATE_RE.findall(stream_text)
+    }
     return rates.get("fps") or rates.get("tbr")
 
 

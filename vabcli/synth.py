@@ -14,12 +14,18 @@ from .errors import MediaError
 
 # Encoders per container that every common ffmpeg build has (static builds and Debian's alike).
 _CODECS = {
-    ".mp4": ("libx264", "aac"), ".mov": ("libx264", "aac"), ".mkv": ("libx264", "aac"),
-    ".m4v": ("libx264", "aac"), ".webm": ("libvpx-vp9", "libopus"), ".avi": ("mpeg4", "libmp3lame"),
+    ".mp4": ("libx264", "aac"),
+    ".mov": ("libx264", "aac"),
+    ".mkv": ("libx264", "aac"),
+    ".m4v": ("libx264", "aac"),
+    ".webm": ("libvpx-vp9", "libopus"),
+    ".avi": ("mpeg4", "libmp3lame"),
 }
-_FAST = {"libx264": ["-preset", "ultrafast", "-pix_fmt", "yuv420p"],
-         "libvpx-vp9": ["-deadline", "realtime", "-cpu-used", "8"],
-         "mpeg4": ["-q:v", "5"]}
+_FAST = {
+    "libx264": ["-preset", "ultrafast", "-pix_fmt", "yuv420p"],
+    "libvpx-vp9": ["-deadline", "realtime", "-cpu-used", "8"],
+    "mpeg4": ["-q:v", "5"],
+}
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,12 @@ def make_clip(path: Path | str, spec: ClipSpec = ClipSpec()) -> Path:
     source = spec.video_source or f"testsrc2=size={spec.width}x{spec.height}:rate={spec.fps}"
     args = ["-v", "error", "-f", "lavfi", "-i", source]
     if spec.audio:
-        args += ["-f", "lavfi", "-i", f"sine=frequency={spec.tone_hz}:sample_rate={spec.sample_rate}"]
+        args += [
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency={spec.tone_hz}:sample_rate={spec.sample_rate}",
+        ]
     args += ["-t", f"{spec.duration}"]
     if spec.variable_frame_rate:
         args += ["-vf", "select='lt(t\\,1)+not(mod(n\\,3))'", "-fps_mode", "vfr"]
@@ -62,23 +73,63 @@ def make_clip(path: Path | str, spec: ClipSpec = ClipSpec()) -> Path:
 
 
 def _set_rotation(source: Path, dest: Path, degrees: int) -> None:
-    """Copy `source` to `dest` with display-rotation metadata (the way phones store portrait video)."""
+    """Copy `source` to `dest` with display-rotation metadata (as phones store portrait video)."""
     # ffmpeg >= 7 sets the display matrix with an input option; older builds read a `rotate` tag.
-    modern = ffmpeg.run(["-v", "error", "-display_rotation:v:0", str(degrees), "-i", str(source),
-                         "-c", "copy", "-y", str(dest)])
+    modern = ffmpeg.run(
+        [
+            "-v",
+            "error",
+            "-display_rotation:v:0",
+            str(degrees),
+            "-i",
+            str(source),
+            "-c",
+            "copy",
+            "-y",
+            str(dest),
+        ]
+    )
     if modern.returncode != 0:
-        ffmpeg.run_checked(["-v", "error", "-i", str(source), "-c", "copy",
-                            "-metadata:s:v:0", f"rotate={degrees}", "-y", str(dest)], dest)
+        ffmpeg.run_checked(
+            [
+                "-v",
+                "error",
+                "-i",
+                str(source),
+                "-c",
+                "copy",
+                "-metadata:s:v:0",
+                f"rotate={degrees}",
+                "-y",
+                str(dest),
+            ],
+            dest,
+        )
     if not dest.exists():
         raise MediaError(f"{dest}: could not write rotated clip")
 
 
-def write_tone(path: Path | str, duration: float, sample_rate: int = 24_000,
-               tone_hz: float = 660.0) -> Path:
+def write_tone(
+    path: Path | str, duration: float, sample_rate: int = 24_000, tone_hz: float = 660.0
+) -> Path:
     """A plain tone as an audio file (format from the suffix): stand-in for generated audio."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ffmpeg.run_checked(["-v", "error", "-f", "lavfi", "-i",
-                        f"sine=frequency={tone_hz}:sample_rate={sample_rate}", "-t", f"{duration}",
-                        "-ac", "1", "-y", str(path)], path)
+    ffmpeg.run_checked(
+        [
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency={tone_hz}:sample_rate={sample_rate}",
+            "-t",
+            f"{duration}",
+            "-ac",
+            "1",
+            "-y",
+            str(path),
+        ],
+        path,
+    )
     return path

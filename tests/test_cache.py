@@ -1,0 +1,88 @@
+"""The cache: where it lives, atomic entries, damage detection, concurrent writers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vabcli.cache import Cache, default_cache_dir, make_key
+
+
+def test_default_location(monkeypatch, tmp_path):
+    monkeypatch.setenv("VAB_CACHE", str(tmp_path / "explicit"))
+    assert default_cache_dir() == tmp_path / "explicit"
+    monkeypatch.delenv("VAB_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "vab"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_cache_dir() == Path.home() / ".cache" / "vab"
+    assert Path.cwd() not in default_cache_dir().parents
+
+
+def test_key_covers_stage_content_and_params():
+    base = make_key("extract", "abc", {"fps": 8.0})
+    assert base == make_key("extract", "abc", {"fps": 8.0})
+    assert (
+        len(
+            {
+                base,
+                make_key("extract", "abd", {"fps": 8.0}),
+                make_key("extract", "abc", {"fps": 4.0}),
+                make_key("tokens", "abc", {"fps": 8.0}),
+            }
+        )
+        == 4
+    )
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    cache = Cache(tmp_path)
+    with pytest.raises(RuntimeError), cache.writing("s", "k" * 32, {}) as tmp:
+        (tmp / "data.bin").write_bytes(b"123")
+        raise RuntimeError("disk full")
+    assert cache.lookup("s", "k" * 32) is None
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_entry_round_trip_and_damage_detection(tmp_path):
+    cache = Cache(tmp_path)
+    key = "f" * 32
+    with cache.writing("s", key, {"answer": 42}) as tmp:
+        (tmp / "data.bin").write_bytes(b"x" * 100)
+    meta = cache.lookup("s", key)
+    assert meta["answer"] == 42 and meta["files"] == {"data.bin": 100}
+    (cache.entry_dir("s", key) / "data.bin").write_bytes(b"x" * 99)
+    assert cache.lookup("s", key) is None
+    assert not cache.entry_dir("s", key).exists()
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from vabcli.cache import Cache
+cache = Cache(Path(sys.argv[1]))
+for i in range(40):
+    with cache.writing("s", f"{i:032d}", {"writer": sys.argv[2]}) as tmp:
+        (tmp / "data.bin").write_bytes(sys.argv[2].encode() * 1000)
+        time.sleep(0.002)
+"""
+
+
+def test_concurrent_writers_leave_a_consistent_cache(tmp_path):
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), name])
+        for name in ("A", "B", "C")
+    ]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    cache = Cache(tmp_path)
+    for i in range(40):
+        meta = cache.lookup("s", f"{i:032d}")
+        assert meta is not None
+        data = (cache.entry_dir("s", f"{i:032d}") / "data.bin").read_bytes()
+        assert data == meta["writer"].encode() * 1000  # one writer's whole entry, never a mix
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
+    assert all(json.loads(p.read_text())["files"] for p in tmp_path.rglob("meta.json"))

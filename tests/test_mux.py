@@ -1,0 +1,179 @@
+"""`mux`: video copied untouched, one AAC track exactly as long as the video, batch pairing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_vab
+from vabcli import ffmpeg
+from vabcli.mux import MuxOptions, mux, plan_batch
+from vabcli.probe import packet_stats, probe
+from vabcli.synth import write_tone
+
+
+def decoded_audio_seconds(path, stream: str = "0:a:0", rate: int = 48_000) -> float:
+    """Duration of a stream's decoded audio, as a player hears it (priming removed)."""
+    done = ffmpeg.run_checked(
+        [
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            stream,
+            "-ac",
+            "1",
+            "-ar",
+            str(rate),
+            "-f",
+            "f32le",
+            "-",
+        ],
+        path,
+    )
+    return np.frombuffer(done.stdout, dtype="<f4").size / rate
+
+
+def plays_without_errors(path) -> bool:
+    done = ffmpeg.run(["-v", "error", "-i", str(path), "-f", "null", "-"])
+    return done.returncode == 0 and done.stderr.strip() == ""
+
+
+def audio_streams(path) -> list[str]:
+    header = ffmpeg.run(["-i", str(path)]).stderr
+    return [line for line in header.splitlines() if "Audio:" in line]
+
+
+@pytest.mark.parametrize(
+    "source, audio_seconds", [("v.mp4", 1.2), ("v.mkv", 4.0), ("v.mov", 2.5), ("v.webm", 2.0)]
+)
+def test_video_copied_and_audio_fitted(clip, tmp_path, source, audio_seconds):
+    video = clip(source, duration=2.5, fps="30000/1001")
+    audio = write_tone(tmp_path / "gen.wav", audio_seconds)
+    out = tmp_path / "out.mp4"
+    figures = mux(video, audio, out, MuxOptions())
+    src, dst = probe(video), probe(out)
+    assert dst.video_codec == src.video_codec
+    assert packet_stats(out, "0:v:0").count == packet_stats(video, "0:v:0").count
+    assert figures["duration"] == pytest.approx(src.duration)
+    streams = audio_streams(out)
+    assert len(streams) == 1 and "aac" in streams[0]  # the original audio is replaced
+    assert decoded_audio_seconds(out) == pytest.approx(dst.duration, abs=1 / src.fps)
+    assert plays_without_errors(out)
+
+
+def test_video_packets_are_bit_identical(clip, tmp_path):
+    video = clip("v.mp4", duration=2.0, fps="25")
+    out = tmp_path / "out.mp4"
+    mux(video, write_tone(tmp_path / "a.flac", 2.0), out, MuxOptions())
+    crc = ["-v", "error", "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"]
+    hashes = [
+        [
+            line.split(",")[-1]
+            for line in ffmpeg.run(["-i", str(p), *crc]).stdout.decode().splitlines()
+            if not line.startswith("#")
+        ]
+        for p in (video, out)
+    ]
+    assert hashes[0] == hashes[1] and len(hashes[0]) == 50
+
+
+def test_keep_original_audio_as_second_track(clip, tmp_path):
+    video = clip("v.mp4", duration=2.0, fps="25")
+    out = tmp_path / "both.mkv"
+    mux(video, write_tone(tmp_path / "a.wav", 1.0), out, MuxOptions(keep_original_audio=True))
+    assert len(audio_streams(out)) == 2
+    assert decoded_audio_seconds(out, "0:a:0") == pytest.approx(2.0, abs=0.04)
+    assert decoded_audio_seconds(out, "0:a:1") == pytest.approx(2.0, abs=0.04)
+
+
+def test_rotation_survives(clip, tmp_path):
+    video = clip("rot.mov", duration=1.0, rotation=90)
+    out = tmp_path / "rot.mp4"
+    mux(video, write_tone(tmp_path / "a.wav", 1.0), out, MuxOptions())
+    assert probe(out).rotation == 90
+
+
+def test_codec_the_container_cannot_hold_needs_reencode(clip, tmp_path):
+    from vabcli.synth import ClipSpec, make_clip
+
+    vp8 = make_clip(tmp_path / "vp8.webm", ClipSpec(duration=1.0))
+    ffmpeg.run_checked(
+        [
+            "-v",
+            "error",
+            "-i",
+            str(vp8),
+            "-c:v",
+            "libvpx",
+            "-c:a",
+            "copy",
+            "-y",
+            str(tmp_path / "old.webm"),
+        ],
+        vp8,
+    )
+    audio = write_tone(tmp_path / "a.wav", 1.0)
+    with pytest.raises(Exception, match="--reencode"):
+        mux(tmp_path / "old.webm", audio, tmp_path / "o.mp4", MuxOptions())
+    assert not (tmp_path / "o.mp4").exists() and not list(tmp_path.glob(".o.*"))
+    mux(tmp_path / "old.webm", audio, tmp_path / "o.mp4", MuxOptions(reencode=True))
+    assert probe(tmp_path / "o.mp4").video_codec == "h264"
+    assert packet_stats(tmp_path / "o.mp4", "0:v:0").count == 25
+
+
+def test_batch_pairs_by_relative_stem(clip, tmp_path):
+    videos, audios = tmp_path / "videos", tmp_path / "audio"
+    for rel in ["a.mp4", "sub/b.mkv", "sub/c.v2.mov", "orphan.mp4"]:
+        (videos / rel).parent.mkdir(parents=True, exist_ok=True)
+        (videos / rel).write_bytes(clip("v.mp4", duration=1.0, fps="25").read_bytes())
+    for rel in ["a.wav", "sub/b.flac", "sub/c.v2.wav", "unrelated.wav"]:
+        write_tone(audios / rel, 1.0)
+    jobs = {
+        j.video.relative_to(videos).as_posix(): j
+        for j in plan_batch(videos, audios, tmp_path / "o")
+    }
+    assert jobs["sub/b.mkv"].audio == audios / "sub/b.flac"
+    assert jobs["sub/c.v2.mov"].output == tmp_path / "o/sub/c.v2.mp4"
+    assert jobs["orphan.mp4"].audio is None
+
+
+def test_batch_cli_reports_each_item_and_continues(clip, tmp_path):
+    videos, audios, out = tmp_path / "v", tmp_path / "a", tmp_path / "dubbed out"
+    for name in ["one", "two", "no audio for me"]:
+        (videos / f"{name}.mp4").parent.mkdir(parents=True, exist_ok=True)
+        (videos / f"{name}.mp4").write_bytes(clip("v.mp4", duration=1.0, fps="25").read_bytes())
+    write_tone(audios / "one.wav", 1.0)
+    write_tone(audios / "two.wav", 3.0)
+    done = run_vab("mux", str(videos), str(audios), "--out", str(out), "--json")
+    assert done.returncode == 1
+    records = {json.loads(line)["input"]: json.loads(line) for line in done.stdout.splitlines()}
+    assert len(records) == 3
+    bad = records[str(videos / "no audio for me.mp4")]
+    assert bad["status"] == "error" and "no audio file" in bad["error"]
+    for name in ["one", "two"]:
+        rec = records[str(videos / f"{name}.mp4")]
+        assert rec["status"] == "ok" and rec["output"] == str(out / f"{name}.mp4")
+        assert decoded_audio_seconds(rec["output"]) == pytest.approx(1.0, abs=0.04)
+    again = run_vab(
+        "mux",
+        str(videos / "one.mp4"),
+        str(audios / "one.wav"),
+        "-o",
+        str(out / "one.mp4"),
+        "--json",
+    )
+    assert again.returncode == 0 and json.loads(again.stdout)["status"] == "skipped"
+    forced = run_vab(
+        "mux",
+        str(videos / "one.mp4"),
+        str(audios / "two.wav"),
+        "-o",
+        str(out / "one.mp4"),
+        "--overwrite",
+        "--json",
+    )
+    assert json.loads(forced.stdout)["status"] == "ok"
