@@ -20,7 +20,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 def _isolated_env(tmp_path, monkeypatch):
     """Never touch the user's cache; every test starts with no pending cancellation."""
     monkeypatch.setenv("VAB_CACHE", str(tmp_path / "default-cache"))
-    monkeypatch.delenv("VAB_FFMPEG", raising=False)
     ffmpeg.reset_cancel()
     yield
     ffmpeg.reset_cancel()

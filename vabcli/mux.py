@@ -33,8 +33,9 @@ class MuxOptions:
 @dataclass(frozen=True)
 class MuxJob:
     video: Path
-    audio: Path | None  # None: no matching audio was found (reported as this item's error)
+    audio: Path | None
     output: Path
+    problem: str | None = None  # why this item cannot run (reported as its error)
 
 
 def mux(video: Path | str, audio: Path | str, output: Path | str, opts: MuxOptions) -> dict:
@@ -119,19 +120,29 @@ def plan_batch(
     videos = videos_in(video_dir)
     if not videos:
         raise InputError(f"{video_dir}: no video files in this folder")
-    audio_by_stem: dict[Path, Path] = {}
+    audio_by_stem: dict[Path, list[Path]] = {}
     for path in videos_in(audio_dir, AUDIO_EXTENSIONS):
-        audio_by_stem.setdefault(path.relative_to(audio_dir).with_suffix(""), path)
+        audio_by_stem.setdefault(path.relative_to(audio_dir).with_suffix(""), []).append(path)
+    first_video_for: dict[Path, Path] = {}
     jobs = []
     for video in videos:
         stem = video.relative_to(video_dir).with_suffix("")
-        jobs.append(
-            MuxJob(video, audio_by_stem.get(stem), out_dir / stem.parent / (stem.name + suffix))
-        )
+        output = out_dir / stem.parent / (stem.name + suffix)
+        audios = audio_by_stem.get(stem, [])
+        claimed_by = first_video_for.setdefault(output, video)
+        problem = None
+        if claimed_by != video:
+            problem = f"{video}: same output name as {claimed_by.name} ({output}); rename one"
+        elif not audios:
+            problem = f"{video}: no audio file named {stem}.* in {audio_dir}"
+        elif len(audios) > 1:
+            names = ", ".join(a.name for a in audios)
+            problem = f"{video}: several audio files match ({names}); keep one"
+        jobs.append(MuxJob(video, audios[0] if len(audios) == 1 else None, output, problem))
     return jobs
 
 
 def run_mux_job(job: MuxJob, opts: MuxOptions) -> dict:
-    if job.audio is None:
-        raise MediaError(f"{job.video}: no audio file with the same name in the audio folder")
+    if job.problem or job.audio is None:
+        raise MediaError(job.problem or f"{job.video}: no audio to mux")
     return mux(job.video, job.audio, job.output, opts)
