@@ -56,13 +56,29 @@ def runner() -> CliRunner:
     return CliRunner()
 
 
+VAB = [sys.executable, "-m", "vabcli"]
+
+
+@pytest.fixture
+def long_clip(clip) -> Path:
+    """A ten-minute clip (tiny frames, so it is quick to make and to decode)."""
+    return clip("long.mp4", duration=600.0, fps="12", width=64, height=48, sample_rate=8000)
+
+
+def start_vab(*args: str) -> subprocess.Popen:
+    """Start the real `vab` in the background (for interrupting it)."""
+    return subprocess.Popen(
+        [*VAB, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
 def run_vab(
     *args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:
     """Run the real `vab` entry point in a subprocess (as a shell or cron job would)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "vabcli", *args],
+        [*VAB, *args],
         capture_output=True,
         text=True,
         env=full_env,

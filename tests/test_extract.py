@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import run_vab
+from tests.conftest import VAB, run_vab
 from vabcli.cache import Cache
 from vabcli.config import ExtractOptions
 from vabcli.extract import extract_clip
@@ -149,28 +149,14 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
 """
 
 
-def test_ten_minute_video_with_bounded_memory(clip, cache_dir):
-    path = clip("long.mp4", duration=600.0, fps="12", width=64, height=48, sample_rate=8000)
+def test_ten_minute_video_with_bounded_memory(long_clip, cache_dir):
     size = 96
-    cmd = [
-        sys.executable,
-        "-c",
-        MEASURE_PEAK_RSS,
-        sys.executable,
-        "-m",
-        "vabcli",
-        "extract",
-        str(path),
-        "--cache",
-        str(cache_dir),
-        "--fps",
-        "25",
-        "--size",
-        str(size),
-        "--json",
-    ]
+    args = ["--cache", str(cache_dir), "--fps", "25", "--size", str(size), "--json"]
+    cmd = [sys.executable, "-c", MEASURE_PEAK_RSS, *VAB, "extract", str(long_clip), *args]
     peak_mib = int(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
-    result = extract_clip(path, ExtractOptions(fps=25, width=size, height=size), Cache(cache_dir))
+    result = extract_clip(
+        long_clip, ExtractOptions(fps=25, width=size, height=size), Cache(cache_dir)
+    )
     assert result.cache_hit and result.n_frames == 15_000 and result.n_samples == 600 * 24_000
     frames_mib = result.frames().nbytes / 2**20
     assert frames_mib > 350

@@ -144,8 +144,10 @@ def _stream_frames(
                 if on_progress:
                     on_progress(written, n_frames)
             # Frames past n_frames are read and dropped: ffmpeg must run to the end for the audio.
+        ffmpeg.check_cancelled()  # a killed ffmpeg also ends the stream early: do not pad then
         if 0 < written < n_frames:
-            out.write(last_frame * (n_frames - written))
+            for _ in range(n_frames - written):  # one frame at a time: memory stays bounded
+                out.write(last_frame)
             if on_progress:
                 on_progress(n_frames, n_frames)
     return decoded

@@ -49,9 +49,9 @@ def ffmpeg_binary() -> str:
 
 def cancel_all() -> None:
     """Mark the run as cancelled and kill every running ffmpeg child."""
-    _cancelled.set()
     with _lock:
-        for proc in list(_running):
+        _cancelled.set()
+        for proc in _running:
             if proc.poll() is None:
                 proc.kill()
 
@@ -68,10 +68,11 @@ def reset_cancel() -> None:
 
 def spawn(args: Sequence[str], **popen_kwargs) -> subprocess.Popen:
     """Start `ffmpeg -nostdin -hide_banner ARGS...`, tracked for cancellation."""
-    check_cancelled()
     cmd = [ffmpeg_binary(), "-nostdin", "-hide_banner", *args]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **popen_kwargs)
+    # Under the lock, so cancel_all cannot slip between the check and the registration.
     with _lock:
+        check_cancelled()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **popen_kwargs)
         _running.add(proc)
     return proc
 
