@@ -62,41 +62,16 @@ def decode_to_files(
     n_frames = opts.n_frames(info.duration)
     want_audio = info.has_audio and audio_path is not None
     raw_audio = audio_path.with_suffix(".f32") if want_audio else None
-    args = [
-        "-v",
-        "error",
-        "-i",
-        str(info.path),
-        "-map",
-        FIRST_VIDEO,
-        "-vf",
-        video_filter(opts),
-        "-pix_fmt",
-        "rgb24",
-        "-f",
-        "rawvideo",
-        "pipe:1",
-    ]
+    # fmt: off
+    args = ["-i", str(info.path),
+            "-map", FIRST_VIDEO, "-vf", video_filter(opts),
+            "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
     if raw_audio is not None:
-        args += [
-            "-map",
-            "0:a:0",
-            "-af",
-            audio_filter(),
-            "-ac",
-            "1",
-            "-ar",
-            str(opts.sample_rate),
-            "-c:a",
-            "pcm_f32le",
-            "-f",
-            "f32le",
-            "-y",
-            str(raw_audio),
-        ]
-    with (
-        tempfile.TemporaryFile() as stderr_file
-    ):  # a file, not a pipe: a chatty ffmpeg never blocks
+        args += ["-map", "0:a:0", "-af", audio_filter(), "-ac", "1", "-ar", str(opts.sample_rate),
+                 "-c:a", "pcm_f32le", "-f", "f32le", "-y", str(raw_audio)]
+    # fmt: on
+    # stderr goes to a file, not a pipe: a chatty ffmpeg can never block on a full pipe.
+    with tempfile.TemporaryFile() as stderr_file:
         proc = ffmpeg.spawn(args, stdout=subprocess.PIPE, stderr=stderr_file)
         try:
             decoded = _stream_frames(proc, frames_path, n_frames, opts, on_progress)
@@ -178,9 +153,8 @@ def _raw_to_npy(raw: Path, npy: Path, n_samples: int) -> None:
                     block = src.read(min(remaining, 1 << 20))
                     out.write(block)
                     remaining -= len(block)
-        _write_zeros(
-            out, (n_samples - keep) * sample_bytes
-        )  # silence: float32 0.0 is all-zero bytes
+        # The rest is silence: float32 0.0 is all-zero bytes.
+        _write_zeros(out, (n_samples - keep) * sample_bytes)
     raw.unlink(missing_ok=True)
 
 

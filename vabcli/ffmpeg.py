@@ -66,9 +66,9 @@ def reset_cancel() -> None:
     _cancelled.clear()
 
 
-def spawn(args: Sequence[str], **popen_kwargs) -> subprocess.Popen:
-    """Start `ffmpeg -nostdin -hide_banner ARGS...`, tracked for cancellation."""
-    cmd = [ffmpeg_binary(), "-nostdin", "-hide_banner", *args]
+def spawn(args: Sequence[str], loglevel: str = "error", **popen_kwargs) -> subprocess.Popen:
+    """Start `ffmpeg -nostdin -hide_banner -v LOGLEVEL ARGS...`, tracked for cancellation."""
+    cmd = [ffmpeg_binary(), "-nostdin", "-hide_banner", "-v", loglevel, *args]
     # Under the lock, so cancel_all cannot slip between the check and the registration.
     with _lock:
         check_cancelled()
@@ -93,12 +93,12 @@ class Completed:
     stderr: str
 
 
-def run(args: Sequence[str]) -> Completed:
+def run(args: Sequence[str], loglevel: str = "error") -> Completed:
     """Run ffmpeg to completion and return its exit code and output, whatever the exit code.
 
     Callers decide what a non-zero exit means: `ffmpeg -i FILE` alone always exits 1.
     """
-    proc = spawn(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = spawn(args, loglevel, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         out, err = proc.communicate()
     finally:

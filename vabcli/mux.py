@@ -61,37 +61,19 @@ def mux(video: Path | str, audio: Path | str, output: Path | str, opts: MuxOptio
 
 def _mux_args(video: Path, audio: Path, out: Path, duration: float, opts: MuxOptions) -> list[str]:
     fit = f"aresample=async=1:first_pts=0,apad=whole_dur={duration:.6f},atrim=end={duration:.6f}"
-    args = ["-v", "error", "-i", str(video), "-i", str(audio), "-map", FIRST_VIDEO, "-map", "1:a:0"]
+    # fmt: off
+    args = ["-i", str(video), "-i", str(audio), "-map", FIRST_VIDEO, "-map", "1:a:0"]
     if opts.keep_original_audio:
         args += ["-map", "0:a:0"]
     if opts.reencode:
         # passthrough keeps every source frame and its timestamp: same frame count as the input.
-        args += [
-            "-c:v",
-            "libx264",
-            "-preset",
-            "medium",
-            "-crf",
-            "18",
-            "-pix_fmt",
-            "yuv420p",
-            "-fps_mode",
-            "passthrough",
-        ]
+        args += ["-c:v", "libx264", "-preset", "medium", "-crf", "18", "-pix_fmt", "yuv420p",
+                 "-fps_mode", "passthrough"]
     else:
         args += ["-c:v", "copy"]
-    args += [
-        "-filter:a:0",
-        fit,
-        "-c:a",
-        "aac",
-        "-b:a",
-        opts.audio_bitrate,
-        "-disposition:a:0",
-        "default",
-        "-metadata:s:a:0",
-        "title=vab",
-    ]
+    args += ["-filter:a:0", fit, "-c:a", "aac", "-b:a", opts.audio_bitrate,
+             "-disposition:a:0", "default", "-metadata:s:a:0", "title=vab"]
+    # fmt: on
     if opts.keep_original_audio:
         args += ["-disposition:a:1", "0", "-metadata:s:a:1", "title=original"]
     if out.suffix.lower() in _MP4_FAMILY:

@@ -75,22 +75,9 @@ def probe(path: str | Path) -> VideoInfo:
         raise MediaError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise MediaError(f"{path}: empty file")
-    done = ffmpeg.run(
-        [
-            "-v",
-            "info",
-            "-nostats",
-            "-i",
-            str(path),
-            "-map",
-            f"{FIRST_VIDEO}?",
-            "-c",
-            "copy",
-            "-f",
-            "framecrc",
-            "-",
-        ]
-    )
+    header_and_packets = ["-nostats", "-i", str(path), "-map", f"{FIRST_VIDEO}?", "-c", "copy",
+                          "-f", "framecrc", "-"]  # fmt: skip
+    done = ffmpeg.run(header_and_packets, loglevel="info")
     lowered = done.stderr.lower()
     if any(marker in lowered for marker in _TRUNCATION_MARKERS):
         raise MediaError(
@@ -119,7 +106,7 @@ class PacketStats:
 def packet_stats(path: str | Path, stream: str) -> PacketStats:
     """Packet count and time span of one stream (e.g. `0:v:0`, `0:a:1`), by demuxing only."""
     done = ffmpeg.run_checked(
-        ["-v", "error", "-i", str(path), "-map", stream, "-c", "copy", "-f", "framecrc", "-"], path
+        ["-i", str(path), "-map", stream, "-c", "copy", "-f", "framecrc", "-"], path
     )
     count, span = _packet_span(done.stdout.decode("ascii", errors="replace"))
     return PacketStats(count, span)

@@ -50,7 +50,7 @@ def make_clip(path: Path | str, spec: ClipSpec = ClipSpec()) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     video_codec, audio_codec = _CODECS.get(path.suffix.lower(), _CODECS[".mkv"])
     source = spec.video_source or f"testsrc2=size={spec.width}x{spec.height}:rate={spec.fps}"
-    args = ["-v", "error", "-f", "lavfi", "-i", source]
+    args = ["-f", "lavfi", "-i", source]
     if spec.audio:
         args += [
             "-f",
@@ -75,36 +75,10 @@ def make_clip(path: Path | str, spec: ClipSpec = ClipSpec()) -> Path:
 def _set_rotation(source: Path, dest: Path, degrees: int) -> None:
     """Copy `source` to `dest` with display-rotation metadata (as phones store portrait video)."""
     # ffmpeg >= 7 sets the display matrix with an input option; older builds read a `rotate` tag.
-    modern = ffmpeg.run(
-        [
-            "-v",
-            "error",
-            "-display_rotation:v:0",
-            str(degrees),
-            "-i",
-            str(source),
-            "-c",
-            "copy",
-            "-y",
-            str(dest),
-        ]
-    )
+    copy = ["-i", str(source), "-c", "copy"]
+    modern = ffmpeg.run(["-display_rotation:v:0", str(degrees), *copy, "-y", str(dest)])
     if modern.returncode != 0:
-        ffmpeg.run_checked(
-            [
-                "-v",
-                "error",
-                "-i",
-                str(source),
-                "-c",
-                "copy",
-                "-metadata:s:v:0",
-                f"rotate={degrees}",
-                "-y",
-                str(dest),
-            ],
-            dest,
-        )
+        ffmpeg.run_checked([*copy, "-metadata:s:v:0", f"rotate={degrees}", "-y", str(dest)], dest)
     if not dest.exists():
         raise MediaError(f"{dest}: could not write rotated clip")
 
@@ -115,21 +89,7 @@ def write_tone(
     """A plain tone as an audio file (format from the suffix): stand-in for generated audio."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ffmpeg.run_checked(
-        [
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=frequency={tone_hz}:sample_rate={sample_rate}",
-            "-t",
-            f"{duration}",
-            "-ac",
-            "1",
-            "-y",
-            str(path),
-        ],
-        path,
-    )
+    tone = f"sine=frequency={tone_hz}:sample_rate={sample_rate}"
+    args = ["-f", "lavfi", "-i", tone, "-t", f"{duration}", "-ac", "1", "-y", str(path)]
+    ffmpeg.run_checked(args, path)
     return path
