@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
 import signal
 import subprocess
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_vab, start_vab
+from tests.conftest import VAB, run_vab, start_vab
 from vabcli import __version__
 from vabcli.cache import Cache
 from vabcli.cli import app
@@ -171,3 +173,19 @@ def test_missing_ffmpeg_is_a_clear_error(clip, cache_dir):
     )
     assert done.returncode == 1
     assert "VAB_FFMPEG=/nonexistent/ffmpeg is not an executable" in done.stderr
+
+
+def test_results_stay_on_stdout_while_progress_bars_draw_on_a_terminal(clip, cache_dir):
+    """`vab extract ... --json > results.jsonl` typed in a terminal: bars on the terminal only."""
+    path = clip("good.mp4", duration=1.0, fps="25")
+    primary, secondary = pty.openpty()  # stderr is a terminal, stdout is a pipe
+    try:
+        done = subprocess.run(
+            [*VAB, "extract", str(path), "--cache", str(cache_dir), "--json"],
+            stdout=subprocess.PIPE, stderr=secondary, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(secondary)
+        os.close(primary)
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["status"] == "ok"

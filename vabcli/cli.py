@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -75,7 +76,13 @@ def _root(
 
 
 def _run(
-    items: list, job: Job, workers: int, verb: str, as_json: bool, quiet: bool, describe
+    items: list,
+    job: Job,
+    workers: int,
+    verb: str,
+    as_json: bool,
+    quiet: bool,
+    describe: Callable[[Outcome], str],
 ) -> None:
     """Run a batch with progress and per-item results; exit 1 if any item failed."""
     display = BatchDisplay(len(items), verb, as_json, quiet, describe)

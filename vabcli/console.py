@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -51,6 +52,10 @@ class BatchDisplay(BatchEvents):
             console=stderr,
             transient=True,
             disable=quiet or not stderr.is_terminal,
+            # Results printed while the bars are live go through rich, which draws them above the
+            # bars, but onto stderr: only right when stdout is that same terminal, never when
+            # stdout is a file or a pipe.
+            redirect_stdout=sys.stdout.isatty(),
         )
         self.overall = self.bars.add_task(self._overall_label(), total=total)
 
