@@ -172,7 +172,9 @@ def mux(
     ] = False,
     keep_original_audio: Annotated[
         bool,
-        typer.Option("--keep-original-audio", help="Keep the video's own audio as a second track."),
+        typer.Option(
+            "--keep-original-audio", help="Keep the video's own audio as a second track (as AAC)."
+        ),
     ] = False,
     audio_bitrate: Annotated[
         str, typer.Option("--audio-bitrate", metavar="RATE", help="AAC bitrate.")
