@@ -86,3 +86,23 @@ def test_concurrent_writers_leave_a_consistent_cache(tmp_path):
         assert data == meta["writer"].encode() * 1000  # one writer's whole entry, never a mix
     assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
     assert all(json.loads(p.read_text())["files"] for p in tmp_path.rglob("meta.json"))
+
+
+def test_content_digest_is_remembered_until_the_file_changes(tmp_path, monkeypatch):
+    import vabcli.cache as cache_module
+
+    cache = Cache(tmp_path / "cache")
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"first version")
+    first = cache.content_digest(video)
+    assert first == cache_module.file_digest(video)
+
+    def must_not_read(path):
+        raise AssertionError("an unchanged file was hashed again")
+
+    monkeypatch.setattr(cache_module, "file_digest", must_not_read)
+    assert cache.content_digest(video) == first
+    monkeypatch.undo()
+    video.write_bytes(b"second version, longer")
+    assert cache.content_digest(video) not in (first, None)
+    assert cache.content_digest(video) == cache_module.file_digest(video)

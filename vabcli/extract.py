@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .cache import Cache, file_digest, make_key
+from .cache import Cache, make_key
 from .config import ExtractOptions
 from .decode import ProgressFn, decode_to_files
 from .errors import MediaError
@@ -58,8 +58,8 @@ class ExtractResult:
         }
 
 
-def extract_key(path: Path, opts: ExtractOptions) -> str:
-    return make_key(STAGE, file_digest(path), asdict(opts))
+def extract_key(path: Path, opts: ExtractOptions, cache: Cache) -> str:
+    return make_key(STAGE, cache.content_digest(path), asdict(opts))
 
 
 def extract_clip(
@@ -69,7 +69,7 @@ def extract_clip(
     path = Path(path)
     if not path.is_file():
         raise MediaError(f"{path}: no such file")
-    key = extract_key(path, opts)
+    key = extract_key(path, opts, cache)
     meta = cache.lookup(STAGE, key)
     hit = meta is not None
     if meta is None:
