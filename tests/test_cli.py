@@ -58,6 +58,7 @@ def test_version_and_console_script():
         ["extract", "x.mp4", "--size", "big"],
         ["nosuchcommand"],
         ["mux", "a.mp4", "b.wav"],
+        ["mux", "a.mp4", "b.wav", "-o", "out.avi"],
     ],
 )
 def test_usage_errors_exit_2(runner, args):

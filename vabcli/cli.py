@@ -18,7 +18,7 @@ from .console import BatchDisplay, debug_enabled, print_error, stderr
 from .errors import VabError
 from .extract import extract_clip
 from .inputs import InputItem, expand_inputs
-from .mux import MuxJob, MuxOptions, plan_batch, run_mux_job
+from .mux import OUTPUT_SUFFIXES, MuxJob, MuxOptions, plan_batch, run_mux_job
 
 EXIT_INTERRUPTED = 130
 
@@ -197,6 +197,9 @@ def mux(
     )
     if video.is_dir() != audio.is_dir():
         raise typer.BadParameter("VIDEO and AUDIO must both be files or both be folders")
+    if not video.is_dir() and out.suffix.lower() not in OUTPUT_SUFFIXES:
+        suffixes = ", ".join(sorted(OUTPUT_SUFFIXES))
+        raise typer.BadParameter(f"output must end in one of {suffixes}", param_hint="--out")
     if video.is_dir():
         try:
             jobs = plan_batch(video, audio, out)
