@@ -14,7 +14,7 @@ from . import __version__
 from .batch import Job, Outcome, run_batch
 from .cache import Cache, default_cache_dir
 from .config import CODEC_SAMPLE_RATE, FRAME_SIZE, VISUAL_FPS, ExtractOptions, parse_size
-from .console import BatchDisplay, debug_enabled, print_error, stderr
+from .console import BatchDisplay, debug_enabled, print_error
 from .errors import VabError
 from .extract import extract_clip
 from .inputs import InputItem, expand_inputs
@@ -236,6 +236,3 @@ def main() -> None:
             raise
         print_error(str(exc))
         sys.exit(1)
-
-
-__all__ = ["app", "main", "stderr"]
