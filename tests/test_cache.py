@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,15 +50,30 @@ def test_failed_write_leaves_nothing(tmp_path):
 
 
 def test_entry_round_trip_and_damage_detection(tmp_path):
-    cache = Cache(tmp_path)
+    reports = []
+    cache = Cache(tmp_path, on_damage=reports.append)
     key = "f" * 32
-    with cache.writing("s", key, {"answer": 42}) as tmp:
-        (tmp / "data.bin").write_bytes(b"x" * 100)
-    meta = cache.lookup("s", key)
-    assert meta["answer"] == 42 and meta["files"] == {"data.bin": 100}
-    (cache.entry_dir("s", key) / "data.bin").write_bytes(b"x" * 99)
-    assert cache.lookup("s", key) is None
-    assert not cache.entry_dir("s", key).exists()
+    for damage in ("truncate", "flip"):
+        with cache.writing("s", key, {"answer": 42}) as tmp:
+            (tmp / "data.bin").write_bytes(b"x" * 100)
+        meta = cache.lookup("s", key)
+        assert meta["answer"] == 42 and meta["files"]["data.bin"]["size"] == 100
+        data = cache.entry_dir("s", key) / "data.bin"
+        data.write_bytes(b"x" * 99 if damage == "truncate" else b"x" * 50 + b"y" + b"x" * 49)
+        assert cache.lookup("s", key) is None
+        assert not cache.entry_dir("s", key).exists()
+        assert "damaged (data.bin)" in reports[-1]
+    assert len(reports) == 2
+
+
+def test_lookup_records_last_use(tmp_path):
+    cache = Cache(tmp_path)
+    with cache.writing("s", "a" * 32, {}) as tmp:
+        (tmp / "x").write_bytes(b"1")
+    meta = cache.entry_dir("s", "a" * 32) / "meta.json"
+    os.utime(meta, (1_000_000, 1_000_000))
+    cache.lookup("s", "a" * 32)
+    assert meta.stat().st_mtime > 1_000_000
 
 
 WRITER = """

@@ -1,9 +1,11 @@
 """The content-addressed cache: one directory per (input content, stage, parameters).
 
 Layout: `<root>/<stage>/v<FORMAT_VERSION>/<key[:2]>/<key>/` holding the stage's files and a
-`meta.json` listing each file's size. An entry is built in a temporary sibling directory and
-renamed into place, so readers see a whole entry or none; a crash leaves only a temporary
-directory, which later runs sweep away.
+`meta.json` listing each file's size and SHA-256. An entry is built in a temporary sibling
+directory and renamed into place, so readers see a whole entry or none; a crash leaves only a
+temporary directory, which later runs sweep away. Every read checks sizes and checksums: a
+damaged entry (flipped bytes, truncation) is reported, removed and recomputed, never used.
+The mtime of `meta.json` records the entry's last use, for pruning least recently used first.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-file SHA-256 in meta.json
 META_FILE = "meta.json"
-_TMP_MARK = ".tmp-"
+TMP_MARK = ".tmp-"
 _STALE_TMP_SECONDS = 6 * 3600
 
 
@@ -57,8 +59,13 @@ def make_key(stage: str, content_digest: str, params: dict[str, Any]) -> str:
 
 
 class Cache:
-    def __init__(self, root: Path | str | None = None) -> None:
+    """The cache under `root`; `on_damage` hears about every damaged entry found (and removed)."""
+
+    def __init__(
+        self, root: Path | str | None = None, on_damage: Callable[[str], None] | None = None
+    ) -> None:
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.on_damage = on_damage
 
     def content_digest(self, path: Path) -> str:
         """`file_digest(path)`, remembered per file while its size, mtime and inode stay the same.
@@ -77,7 +84,7 @@ class Cache:
             pass
         digest = file_digest(path)
         memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f"{memo.name}{_TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+        tmp = memo.with_name(f"{memo.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
         tmp.write_text(json.dumps({"stamp": stamp, "digest": digest}))
         os.replace(tmp, memo)
         return digest
@@ -86,9 +93,9 @@ class Cache:
         return self.root / stage / f"v{FORMAT_VERSION}" / key[:2] / key
 
     def lookup(self, stage: str, key: str) -> dict[str, Any] | None:
-        """The entry's metadata if it is complete and its files match their recorded sizes.
+        """The entry's metadata if it is complete and every file matches its size and checksum.
 
-        An incomplete or damaged entry is removed, so the caller recomputes it.
+        A damaged entry is reported through `on_damage` and removed, so the caller recomputes it.
         """
         entry = self.entry_dir(stage, key)
         meta_path = entry / META_FILE
@@ -96,31 +103,35 @@ class Cache:
             return None
         try:
             meta = json.loads(meta_path.read_text())
-            intact = all(
-                (entry / name).stat().st_size == size for name, size in meta["files"].items()
-            )
+            damaged = _first_damaged_file(entry, meta["files"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            intact = False
-        if intact:
+            damaged = META_FILE
+        if damaged is None:
+            os.utime(meta_path)  # last use, for least-recently-used pruning
             return meta
         shutil.rmtree(entry, ignore_errors=True)
+        if self.on_damage:
+            self.on_damage(f"cache entry {entry} was damaged ({damaged}); recomputing it")
         return None
 
     @contextmanager
     def writing(self, stage: str, key: str, meta: dict[str, Any]) -> Iterator[Path]:
         """Yield a private directory to fill; on success it becomes the entry, atomically.
 
-        `meta` may be updated inside the block; on exit it gets the file sizes and is written.
+        `meta` may be updated inside the block; on exit it gets each file's size and checksum.
         If another process committed the same entry first, theirs is kept (same key, same content).
         """
         final = self.entry_dir(stage, key)
         final.parent.mkdir(parents=True, exist_ok=True)
         self._sweep_stale(final.parent)
-        tmp = final.parent / f"{key}{_TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+        tmp = final.parent / f"{key}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
         tmp.mkdir()
         try:
             yield tmp
-            meta["files"] = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+            meta["files"] = {
+                p.name: {"size": p.stat().st_size, "sha256": file_digest(p)}
+                for p in sorted(tmp.iterdir())
+            }
             (tmp / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
             try:
                 os.rename(tmp, final)
@@ -135,9 +146,21 @@ class Cache:
         """Remove temporary directories of runs killed outright (SIGKILL, power loss)."""
         now = time.time()
         for child in folder.iterdir():
-            if _TMP_MARK in child.name:
+            if TMP_MARK in child.name:
                 try:
                     if now - child.stat().st_mtime > _STALE_TMP_SECONDS:
                         shutil.rmtree(child, ignore_errors=True)
                 except OSError:
                     pass
+
+
+def _first_damaged_file(entry: Path, files: dict[str, dict[str, Any]]) -> str | None:
+    """Name of the first file that is missing or differs from its record; None if all match."""
+    for name, record in files.items():
+        path = entry / name
+        if not path.is_file() or path.stat().st_size != record["size"]:
+            return name
+    for name, record in files.items():  # sizes first: cheap, and catch truncation
+        if file_digest(entry / name) != record["sha256"]:
+            return name
+    return None

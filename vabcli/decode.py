@@ -53,17 +53,24 @@ def decode_to_files(
     frames_path: Path,
     audio_path: Path | None,
     on_progress: ProgressFn | None = None,
+    start: float = 0.0,
+    duration: float | None = None,
 ) -> Decoded:
     """Write frames `[n_frames, H, W, 3] uint8` and (if any) audio `[n_samples] float32` as .npy.
 
-    n_frames = round(duration * fps) and n_samples = round(duration * sample_rate) exactly:
-    missing frames repeat the last one, missing samples are silence, extra ones are dropped.
+    Decodes `duration` seconds from `start` (default: the whole video). n_frames =
+    round(duration * fps) and n_samples = round(duration * sample_rate) exactly: missing frames
+    repeat the last one, missing samples are silence, extra ones are dropped.
     """
-    n_frames = opts.n_frames(info.duration)
+    duration = info.duration - start if duration is None else duration
+    n_frames = opts.n_frames(duration)
     want_audio = info.has_audio and audio_path is not None
     raw_audio = audio_path.with_suffix(".f32") if want_audio else None
+    # Input options: seek before decoding (accurate: ffmpeg decodes from the previous keyframe).
+    is_part = start > 0 or duration < info.duration
+    segment = ["-ss", f"{start:.6f}", "-t", f"{duration:.6f}"] if is_part else []
     # fmt: off
-    args = ["-i", str(info.path),
+    args = [*segment, "-i", str(info.path),
             "-map", FIRST_VIDEO, "-vf", video_filter(opts),
             "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
     if raw_audio is not None:
@@ -85,7 +92,7 @@ def decode_to_files(
             raise MediaError(f"{info.path}: decoding failed ({message})")
     n_samples = None
     if raw_audio is not None:
-        n_samples = opts.n_samples(info.duration)
+        n_samples = opts.n_samples(duration)
         _raw_to_npy(raw_audio, audio_path, n_samples)
     return Decoded(n_frames=n_frames, n_decoded_frames=decoded, n_samples=n_samples)
 

@@ -20,6 +20,17 @@ AUDIO_FILE = "audio.npy"
 
 
 @dataclass(frozen=True)
+class Segment:
+    """A part of a video, in seconds; `end` None means to the end of the video."""
+
+    start: float = 0.0
+    end: float | None = None
+
+
+WHOLE = Segment()
+
+
+@dataclass(frozen=True)
 class ExtractResult:
     """One extracted clip: where its arrays live in the cache and the figures that describe them."""
 
@@ -58,22 +69,30 @@ class ExtractResult:
         }
 
 
-def extract_key(path: Path, opts: ExtractOptions, cache: Cache) -> str:
-    return make_key(STAGE, cache.content_digest(path), asdict(opts))
+def extract_key(path: Path, opts: ExtractOptions, cache: Cache, segment: Segment = WHOLE) -> str:
+    params = asdict(opts)
+    if segment != WHOLE:  # whole-video keys stay as they were before segments existed
+        params["segment"] = asdict(segment)
+    return make_key(STAGE, cache.content_digest(path), params)
 
 
 def extract_clip(
-    path: Path | str, opts: ExtractOptions, cache: Cache, on_progress: ProgressFn | None = None
+    path: Path | str,
+    opts: ExtractOptions,
+    cache: Cache,
+    on_progress: ProgressFn | None = None,
+    segment: Segment = WHOLE,
 ) -> ExtractResult:
-    """Decode one video into the cache, or return the cached entry without decoding anything."""
+    """Decode one video (or a segment of it) into the cache, or return the cached entry
+    without decoding anything."""
     path = Path(path)
     if not path.is_file():
         raise MediaError(f"{path}: no such file")
-    key = extract_key(path, opts, cache)
+    key = extract_key(path, opts, cache, segment)
     meta = cache.lookup(STAGE, key)
     hit = meta is not None
     if meta is None:
-        meta = _decode_into_cache(path, opts, cache, key, on_progress)
+        meta = _decode_into_cache(path, opts, cache, key, on_progress, segment)
     return ExtractResult(
         input=path,
         entry=cache.entry_dir(STAGE, key),
@@ -89,14 +108,31 @@ def extract_clip(
     )
 
 
+def _segment_duration(path: Path, video_duration: float, segment: Segment) -> float:
+    end = video_duration if segment.end is None else min(segment.end, video_duration)
+    if end - segment.start <= 0:
+        raise MediaError(
+            f"{path}: segment starts at {segment.start:g} s but the video is "
+            f"{video_duration:.3f} s long"
+        )
+    return end - segment.start
+
+
 def _decode_into_cache(
-    path: Path, opts: ExtractOptions, cache: Cache, key: str, on_progress: ProgressFn | None
+    path: Path,
+    opts: ExtractOptions,
+    cache: Cache,
+    key: str,
+    on_progress: ProgressFn | None,
+    segment: Segment,
 ) -> dict[str, Any]:
     info = probe(path)
+    duration = _segment_duration(path, info.duration, segment)
     width, height = info.display_size
     meta: dict[str, Any] = {
         "options": asdict(opts),
-        "duration": info.duration,
+        "segment": asdict(segment),
+        "duration": duration,
         "has_audio": info.has_audio,
         "source": {
             "fps": info.fps,
@@ -110,8 +146,9 @@ def _decode_into_cache(
         },
     }
     with cache.writing(STAGE, key, meta) as tmp:
+        audio_path = tmp / AUDIO_FILE if info.has_audio else None
         decoded = decode_to_files(
-            info, opts, tmp / FRAMES_FILE, tmp / AUDIO_FILE if info.has_audio else None, on_progress
+            info, opts, tmp / FRAMES_FILE, audio_path, on_progress, segment.start, duration
         )
         meta.update(
             n_frames=decoded.n_frames,

@@ -1,0 +1,98 @@
+"""Manifests: JSON Lines, one clip per line, describing a data set for tokenize and train.
+
+    {"video": "clips/dog.mp4", "label": "dog", "split": "train"}
+    {"video": "/data/cat.mkv", "label": ["cat", "meow"], "split": "val", "start": 2.5, "end": 12.5}
+
+`video` is relative to the manifest's folder or absolute; `label` (a string or a list of strings),
+`split` (train, val or test) and `start`/`end` (seconds) are optional. Blank lines and lines
+starting with `#` are skipped. A malformed line is an error naming `file:line`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import VabError
+
+SPLITS = ("train", "val", "test")
+_KNOWN_KEYS = {"video", "label", "split", "start", "end"}
+
+
+class ManifestError(VabError):
+    """A manifest line that cannot be used; the message starts with `file:line:`."""
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    video: Path
+    line: int
+    label: str | tuple[str, ...] | None = None
+    split: str | None = None
+    start: float | None = None
+    end: float | None = None
+
+
+def read_manifest(path: Path | str) -> list[ManifestEntry]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: cannot read manifest ({exc})") from None
+    entries = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if raw.strip() and not raw.lstrip().startswith("#"):
+            try:
+                entries.append(_parse_line(raw, number, path.parent))
+            except ValueError as exc:
+                raise ManifestError(f"{path}:{number}: {exc}") from None
+    return entries
+
+
+def _parse_line(raw: str, number: int, folder: Path) -> ManifestEntry:
+    try:
+        record = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg})") from None
+    if not isinstance(record, dict):
+        raise ValueError("each line must be a JSON object")
+    unknown = set(record) - _KNOWN_KEYS
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
+    video = record.get("video")
+    if not isinstance(video, str) or not video:
+        raise ValueError('"video" must be a non-empty path string')
+    start, end = _seconds(record, "start"), _seconds(record, "end")
+    if start is not None and end is not None and end <= start:
+        raise ValueError(f'"end" ({end}) must be after "start" ({start})')
+    split = record.get("split")
+    if split is not None and split not in SPLITS:
+        raise ValueError(f'"split" must be one of {", ".join(SPLITS)}, got {split!r}')
+    video_path = Path(video).expanduser()
+    return ManifestEntry(
+        video=video_path if video_path.is_absolute() else folder / video_path,
+        line=number,
+        label=_label(record.get("label")),
+        split=split,
+        start=start,
+        end=end,
+    )
+
+
+def _seconds(record: dict[str, Any], key: str) -> float | None:
+    value = record.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f'"{key}" must be a number of seconds >= 0, got {value!r}')
+    return float(value)
+
+
+def _label(value: Any) -> str | tuple[str, ...] | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError('"label" must be a string or a list of strings')
