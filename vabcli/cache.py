@@ -49,6 +49,14 @@ def file_digest(path: Path, chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a small file under a temporary name and rename it: readers never see half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def make_key(stage: str, content_digest: str, params: dict[str, Any]) -> str:
     """Key over input content, stage, format version and every result-changing parameter."""
     blob = json.dumps(
@@ -83,10 +91,7 @@ class Cache:
         except (OSError, ValueError, KeyError, TypeError):
             pass
         digest = file_digest(path)
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f"{memo.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
-        tmp.write_text(json.dumps({"stamp": stamp, "digest": digest}))
-        os.replace(tmp, memo)
+        write_text_atomic(memo, json.dumps({"stamp": stamp, "digest": digest}))
         return digest
 
     def entry_dir(self, stage: str, key: str) -> Path:

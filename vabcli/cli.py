@@ -1,98 +1,41 @@
-"""The `vab` command line: each command parses, builds an options object and calls the library."""
+"""The `vab` command line: each command parses, builds an options object and calls the library.
+
+Commands live in small modules (`cli_*.py`) that register on the one app defined in cli_common.
+"""
 
 from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from . import __version__
-from .batch import Job, Outcome, run_batch
-from .cache import Cache, default_cache_dir
-from .config import CODEC_SAMPLE_RATE, FRAME_SIZE, VISUAL_FPS, ExtractOptions, parse_size
-from .console import BatchDisplay, debug_enabled, print_error
+from . import cli_cache, cli_tokenize  # noqa: F401  (they register their commands on `app`)
+from .batch import Job, Outcome
+from .cli_common import (
+    DEFAULT_FPS,
+    DEFAULT_SAMPLE_RATE,
+    DEFAULT_SIZE,
+    CacheOpt,
+    FpsOpt,
+    JsonOpt,
+    OverwriteOpt,
+    QuietOpt,
+    SampleRateOpt,
+    SizeOpt,
+    WorkersOpt,
+    app,
+    extract_options,
+    open_cache,
+    run_command,
+)
+from .console import debug_enabled, print_error
 from .errors import VabError
 from .extract import extract_clip
 from .inputs import InputItem, expand_inputs
 from .mux import OUTPUT_SUFFIXES, MuxJob, MuxOptions, plan_batch, run_mux_job
-
-EXIT_INTERRUPTED = 130
-
-app = typer.Typer(
-    name="vab",
-    help="Dub videos with audio generated from their pictures (VAB).\n\n"
-    "Results go to stdout (--json: one JSON object per input); progress and errors to stderr. "
-    "Exit code: 0 all inputs ok, 1 some input failed, 2 usage error, 130 interrupted.",
-    context_settings={"help_option_names": ["-h", "--help"]},
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-
-# Options shared by several commands: one definition each, so names and help never drift.
-CacheOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--cache",
-        metavar="DIR",
-        envvar="VAB_CACHE",
-        show_envvar=True,
-        help=f"Cache folder [default: {default_cache_dir()}].",
-    ),
-]
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print one JSON object per input on stdout (JSON Lines).")
-]
-WorkersOpt = Annotated[
-    int,
-    typer.Option(
-        "--workers", "-j", metavar="N", min=1, max=64, help="Inputs processed at the same time."
-    ),
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist.")]
-
-
-def _version(value: bool) -> None:
-    if value:
-        print(f"vab {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", "-V", callback=_version, is_eager=True, help="Show the version and exit."
-        ),
-    ] = False,
-) -> None:
-    """Dub videos with audio generated from their pictures (VAB)."""
-
-
-def _run(
-    items: list,
-    job: Job,
-    workers: int,
-    verb: str,
-    as_json: bool,
-    quiet: bool,
-    describe: Callable[[Outcome], str],
-) -> None:
-    """Run a batch with progress and per-item results; exit 1 if any item failed."""
-    display = BatchDisplay(len(items), verb, as_json, quiet, describe)
-    try:
-        with display:
-            outcomes = run_batch(items, job, workers, display)
-    except KeyboardInterrupt:
-        print_error("interrupted; unfinished outputs were removed")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    raise typer.Exit(display.summary(outcomes))
 
 
 def _describe_extract(o: Outcome) -> str:
@@ -111,36 +54,22 @@ def extract(
         ),
     ],
     cache: CacheOpt = None,
-    fps: Annotated[
-        float, typer.Option(metavar="F", help="Frames per second to decode.")
-    ] = VISUAL_FPS,
-    size: Annotated[
-        str,
-        typer.Option(
-            metavar="S",
-            help="Frame size: N for NxN or WxH; frames are scaled to cover it and centre-cropped.",
-        ),
-    ] = str(FRAME_SIZE),
-    sample_rate: Annotated[
-        int, typer.Option("--sample-rate", metavar="SR", help="Audio sample rate in Hz (mono).")
-    ] = CODEC_SAMPLE_RATE,
+    fps: FpsOpt = DEFAULT_FPS,
+    size: SizeOpt = DEFAULT_SIZE,
+    sample_rate: SampleRateOpt = DEFAULT_SAMPLE_RATE,
     workers: WorkersOpt = 2,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Decode frames and audio of videos into the cache (a cached input is not decoded again)."""
-    try:
-        width, height = parse_size(size)
-        opts = ExtractOptions(fps=fps, width=width, height=height, sample_rate=sample_rate)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    store = Cache(cache)
+    opts = extract_options(fps, size, sample_rate)
+    store = open_cache(cache)
     job: Job[InputItem] = Job(
         work=lambda item, progress: extract_clip(item.path, opts, store, progress).figures(),
         name=lambda item: str(item.path),
         error=lambda item: item.error,
     )
-    _run(expand_inputs(inputs), job, workers, "extract", as_json, quiet, _describe_extract)
+    run_command(expand_inputs(inputs), job, workers, "extract", as_json, quiet, _describe_extract)
 
 
 @app.command()
@@ -211,7 +140,7 @@ def mux(
     job: Job[MuxJob] = Job(
         work=lambda j, progress: run_mux_job(j, opts), name=lambda j: str(j.video)
     )
-    _run(
+    run_command(
         jobs,
         job,
         workers,

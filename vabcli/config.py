@@ -11,6 +11,11 @@ CODEC_SAMPLE_RATE = 24_000
 VISUAL_FPS = 8.0
 # Frames are resized (shorter side) and centre-cropped to this square: CLIP's input size.
 FRAME_SIZE = 224
+# The frozen encoders: EnCodec 24 kHz at 3 kbps (4 codebooks x 1024 at 75 frames/s, as close as
+# the `encodec` package gets to the paper's 16 kHz 4 x 2048 codec) and an open_clip image tower.
+DEFAULT_CODEC = "encodec_24khz"
+DEFAULT_BANDWIDTH = 3.0
+DEFAULT_IMAGE_ENCODER = "ViT-B-32:openai"
 
 VIDEO_EXTENSIONS = frozenset(
     {

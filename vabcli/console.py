@@ -26,6 +26,10 @@ def print_error(message: str) -> None:
     stderr.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
 
 
+def print_warning(message: str) -> None:
+    stderr.print(f"[yellow]warning:[/] {escape(message)}", markup=True, highlight=False)
+
+
 class BatchDisplay(BatchEvents):
     """Progress bars on stderr (only when it is a terminal) and one result line per item on stdout.
 

@@ -1,0 +1,129 @@
+"""What every `vab` command shares: the app, common options, and running a batch with a display."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from . import __version__
+from .batch import Job, Outcome, run_batch
+from .cache import Cache, default_cache_dir
+from .config import CODEC_SAMPLE_RATE, FRAME_SIZE, VISUAL_FPS, ExtractOptions, parse_size
+from .console import BatchDisplay, print_error, print_warning
+
+EXIT_INTERRUPTED = 130
+
+# Commands listed in pipeline order rather than in the order their modules register them.
+COMMAND_ORDER = ("extract", "tokenize", "mux", "cache")
+
+
+class _PipelineOrderGroup(TyperGroup):
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(super().list_commands(ctx), key=lambda name: rank.get(name, len(rank)))
+
+
+app = typer.Typer(
+    name="vab",
+    cls=_PipelineOrderGroup,
+    help="Dub videos with audio generated from their pictures (VAB).\n\n"
+    "Results go to stdout (--json: one JSON object per input); progress and errors to stderr. "
+    "Exit code: 0 all inputs ok, 1 some input failed, 2 usage error, 130 interrupted.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+# Options shared by several commands: one definition each, so names and help never drift.
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache",
+        metavar="DIR",
+        envvar="VAB_CACHE",
+        show_envvar=True,
+        help=f"Cache folder [default: {default_cache_dir()}].",
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object per input on stdout (JSON Lines).")
+]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--workers", "-j", metavar="N", min=1, max=64, help="Inputs processed at the same time."
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"vab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Dub videos with audio generated from their pictures (VAB)."""
+
+
+def run_command(
+    items: list,
+    job: Job,
+    workers: int,
+    verb: str,
+    as_json: bool,
+    quiet: bool,
+    describe: Callable[[Outcome], str],
+) -> None:
+    """Run a batch with progress and per-item results; exit 1 if any item failed."""
+    display = BatchDisplay(len(items), verb, as_json, quiet, describe)
+    try:
+        with display:
+            outcomes = run_batch(items, job, workers, display)
+    except KeyboardInterrupt:
+        print_error("interrupted; unfinished outputs were removed")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    raise typer.Exit(display.summary(outcomes))
+
+
+FpsOpt = Annotated[float, typer.Option(metavar="F", help="Frames per second to decode.")]
+SizeOpt = Annotated[
+    str,
+    typer.Option(
+        metavar="S",
+        help="Frame size: N for NxN or WxH; frames are scaled to cover it and centre-cropped.",
+    ),
+]
+SampleRateOpt = Annotated[
+    int, typer.Option("--sample-rate", metavar="SR", help="Audio sample rate in Hz (mono).")
+]
+DEFAULT_FPS, DEFAULT_SIZE, DEFAULT_SAMPLE_RATE = VISUAL_FPS, str(FRAME_SIZE), CODEC_SAMPLE_RATE
+
+
+def extract_options(fps: float, size: str, sample_rate: int) -> ExtractOptions:
+    """The options object for --fps/--size/--sample-rate; a bad value is a usage error."""
+    try:
+        width, height = parse_size(size)
+        return ExtractOptions(fps=fps, width=width, height=height, sample_rate=sample_rate)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def open_cache(root: Path | None) -> Cache:
+    """The cache, reporting damaged entries it finds (and recomputes) as warnings on stderr."""
+    return Cache(root, on_damage=print_warning)

@@ -1,0 +1,164 @@
+"""`vab tokenize`: visual features and audio tokens for videos or a manifest, into the cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .batch import Job, Outcome
+from .cli_common import (
+    DEFAULT_FPS,
+    DEFAULT_SAMPLE_RATE,
+    DEFAULT_SIZE,
+    CacheOpt,
+    FpsOpt,
+    JsonOpt,
+    QuietOpt,
+    SizeOpt,
+    WorkersOpt,
+    app,
+    extract_options,
+    open_cache,
+    run_command,
+)
+from .config import DEFAULT_BANDWIDTH, DEFAULT_CODEC, DEFAULT_IMAGE_ENCODER
+from .console import print_error
+from .errors import VabError
+from .extract import WHOLE, Segment
+from .inputs import expand_inputs
+from .latents import TokenizeOptions, Tokenizer
+from .manifest import read_manifest
+
+
+@dataclass(frozen=True)
+class ClipItem:
+    """One clip to tokenize: a whole video from INPUT, or a manifest line (maybe a segment)."""
+
+    path: Path
+    segment: Segment = WHOLE
+    error: str | None = None
+    line: int | None = None
+    label: str | tuple[str, ...] | None = None
+    split: str | None = None
+
+    def name(self) -> str:
+        if self.segment == WHOLE:
+            return str(self.path)
+        end = "end" if self.segment.end is None else f"{self.segment.end:g}"
+        return f"{self.path} [{self.segment.start:g}-{end} s]"
+
+    def labels(self) -> dict[str, Any]:
+        """Manifest fields echoed in the JSON line, so results join back to the data set."""
+        if self.line is None:
+            return {}
+        label = list(self.label) if isinstance(self.label, tuple) else self.label
+        return {"manifest_line": self.line, "label": label, "split": self.split}
+
+
+def clip_items(inputs: list[str] | None, data: Path | None) -> list[ClipItem]:
+    items = [ClipItem(i.path, error=i.error) for i in expand_inputs(inputs or [])]
+    if data is not None:
+        items += [
+            ClipItem(e.video, Segment(e.start or 0.0, e.end), None, e.line, e.label, e.split)
+            for e in read_manifest(data)
+        ]
+    return items
+
+
+def _describe(o: Outcome) -> str:
+    f = o.figures
+    audio = f"audio {f['n_codebooks']}x{f['n_audio_frames']}" if f["has_audio"] else "no audio"
+    cached = "  (cached)" if f["cache_hit"] else ""
+    return f"{f['duration']:.3f} s  visual {f['n_visual']}x{f['visual_dim']}  {audio}{cached}"
+
+
+@app.command()
+def tokenize(
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="INPUT", help="Video files, folders or globs (or use --data)."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", metavar="MANIFEST", help="A manifest.jsonl of clips (see the README)."
+        ),
+    ] = None,
+    cache: CacheOpt = None,
+    codec: Annotated[
+        str,
+        typer.Option(
+            metavar="NAME",
+            help="Audio tokenizer: encodec_24khz, a folder holding config.json and "
+            "weights.safetensors, or debug (random weights: its tokens carry no meaning).",
+        ),
+    ] = DEFAULT_CODEC,
+    codec_weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--codec-weights",
+            metavar="FILE",
+            help="Weights for encodec_24khz (e.g. encodec_24khz-d7cc33bc.th) instead of the "
+            "torch hub cache.",
+        ),
+    ] = None,
+    bandwidth: Annotated[
+        float,
+        typer.Option(metavar="KBPS", help="EnCodec bandwidth: 1.5, 3, 6, 12 or 24 kbps."),
+    ] = DEFAULT_BANDWIDTH,
+    image_encoder: Annotated[
+        str,
+        typer.Option(
+            "--image-encoder",
+            metavar="SPEC",
+            help="open_clip MODEL:PRETRAINED (tag or weights file), local-dir:PATH, or debug "
+            "(random weights: its features carry no meaning).",
+        ),
+    ] = DEFAULT_IMAGE_ENCODER,
+    fps: FpsOpt = DEFAULT_FPS,
+    size: SizeOpt = DEFAULT_SIZE,
+    device: Annotated[
+        str, typer.Option(metavar="DEVICE", help="auto (cuda, then mps, then cpu), cpu, cuda.")
+    ] = "auto",
+    keep_frames: Annotated[
+        bool,
+        typer.Option("--keep-frames", help="Keep decoded frames in the cache after encoding."),
+    ] = False,
+    workers: WorkersOpt = 2,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Visual features and audio tokens of clips, into the cache (cached clips are skipped).
+
+    JSON lines add n_visual, visual_dim, n_codebooks, n_audio_frames and cache_hit.
+    """
+    if not inputs and data is None:
+        raise typer.BadParameter("give INPUT paths or --data MANIFEST")
+    opts = TokenizeOptions(
+        extract=extract_options(fps, size, DEFAULT_SAMPLE_RATE),
+        codec=codec,
+        codec_weights=codec_weights,
+        bandwidth=bandwidth,
+        image_encoder=image_encoder,
+        device=device,
+        keep_frames=keep_frames,
+    )
+    try:
+        items = clip_items(inputs, data)
+        tokenizer = Tokenizer(opts, open_cache(cache))
+    except VabError as exc:
+        print_error(str(exc))
+        raise typer.Exit(1) from None
+    job: Job[ClipItem] = Job(
+        work=lambda item, progress: {
+            **item.labels(),
+            **tokenizer.tokenize(item.path, item.segment, progress),
+        },
+        name=ClipItem.name,
+        error=lambda item: item.error,
+    )
+    with tokenizer:
+        run_command(items, job, workers, "tokenize", as_json, quiet, _describe)

@@ -1,0 +1,99 @@
+"""Knowing an encoder's id without loading it, so a fully cached run never imports torch.
+
+An encoder's `id` (name plus a hash of its weights) is part of every cache key it produces, and
+computing it means building the model and hashing its tensors: seconds of work. The id is
+remembered in the cache under a *stamp* of everything it was built from (the spec, the options
+and the size, mtime and inode of each weights file), so while none of that changes the id is
+read back instead. This module must stay free of torch and the model libraries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from . import __version__
+from .cache import Cache, write_text_atomic
+
+# The files each codec and image-encoder spec is built from; keep in step with codecs.py and
+# vision.py (tests check the hub path agrees with torch's).
+ENCODEC_24KHZ_FILE = "encodec_24khz-d7cc33bc.th"
+
+
+def torch_hub_dir() -> Path:
+    """torch.hub.get_dir(), without importing torch: $TORCH_HOME/hub, else XDG cache/torch/hub."""
+    torch_home = os.environ.get("TORCH_HOME")
+    if not torch_home:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+        torch_home = os.path.join(xdg, "torch")
+    return Path(os.path.expanduser(torch_home)) / "hub"
+
+
+def _file_stamps(paths: list[Path]) -> list[list] | None:
+    """[path, size, mtime_ns, inode] per file; None if any is missing (the id is unknowable)."""
+    stamps = []
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        stamps.append([str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino])
+    return stamps
+
+
+def codec_stamp(name: str, weights: Path | None, bandwidth: float) -> str | None:
+    if name == "debug":
+        files: list[Path] = []  # built from code: the package version stands for it
+    elif name == "encodec_24khz":
+        files = [weights or torch_hub_dir() / "checkpoints" / ENCODEC_24KHZ_FILE]
+    else:
+        folder = Path(name).expanduser()
+        files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+        if not files:
+            return None
+    return _stamp("codec", name, bandwidth, files)
+
+
+def visual_stamp(spec: str) -> str | None:
+    if spec == "debug":
+        files: list[Path] = []
+    elif spec.startswith("local-dir:"):
+        folder = Path(spec.removeprefix("local-dir:")).expanduser()
+        files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+        if not files:
+            return None
+    else:
+        _, _, pretrained = spec.partition(":")
+        # A weights file is stamped by its state; a published tag names fixed weights.
+        weights = Path(pretrained).expanduser()
+        files = [weights] if weights.is_file() else []
+    return _stamp("visual", spec, None, files)
+
+
+def _stamp(kind: str, spec: str, option: float | None, files: list[Path]) -> str | None:
+    stamps = _file_stamps(files)
+    if stamps is None:
+        return None
+    blob = json.dumps([kind, spec, option, stamps, __version__])
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+class EncoderIds:
+    """The remembered ids, under `<cache>/encoders/`."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.folder = cache.root / "encoders"
+
+    def get(self, stamp: str | None) -> str | None:
+        if stamp is None:
+            return None
+        try:
+            return json.loads((self.folder / f"{stamp}.json").read_text())["id"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def remember(self, stamp: str | None, encoder_id: str) -> None:
+        if stamp is not None:
+            write_text_atomic(self.folder / f"{stamp}.json", json.dumps({"id": encoder_id}))

@@ -1,0 +1,253 @@
+"""`vab tokenize`: visual features and audio tokens of clips, into the cache.
+
+Per clip, two cache entries: `visual` (features `[n_visual, dim]` float32 from the image encoder,
+one per frame at the visual rate) and `audio_tokens` (codes `[n_codebooks, n_audio_frames]` from
+the audio tokenizer). Each key covers the input's content, the segment, the encoder's id (name
+and weights hash) and every parameter that changes the result, so changing the image encoder
+recomputes only the features. A clip whose entries are all cached is not decoded at all.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .batching import BatchingService
+from .cache import Cache, make_key
+from .config import DEFAULT_BANDWIDTH, DEFAULT_CODEC, DEFAULT_IMAGE_ENCODER, ExtractOptions
+from .decode import ProgressFn
+from .encoder_memo import EncoderIds, codec_stamp, visual_stamp
+from .extract import WHOLE, ExtractResult, Segment, extract_clip
+from .probe import probe
+
+VISUAL_STAGE = "visual"
+AUDIO_STAGE = "audio_tokens"
+FEATURES_FILE = "features.npy"
+CODES_FILE = "codes.npy"
+# Long audio is tokenized in windows (memory), each with this much left context whose codes are
+# dropped, so window seams see the same receptive field as the inside of a window.
+AUDIO_WINDOW_SECONDS = 30.0
+AUDIO_CONTEXT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class TokenizeOptions:
+    extract: ExtractOptions = field(default_factory=ExtractOptions)
+    codec: str = DEFAULT_CODEC
+    codec_weights: Path | None = None
+    bandwidth: float = DEFAULT_BANDWIDTH
+    image_encoder: str = DEFAULT_IMAGE_ENCODER
+    device: str = "auto"
+    visual_batch: int = 64  # frames per image-encoder call, gathered across clips
+    audio_batch_seconds: float = 120.0  # seconds of audio per codec call, across clips
+    keep_frames: bool = False  # keep decoded frames in the cache after encoding them
+
+
+def resolve_device(device: str) -> str:
+    """`auto` picks cuda, then mps, then cpu."""
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class Tokenizer:
+    """Encoders (loaded on first need) plus their batching services; a context manager.
+
+    Encoder ids remembered from earlier runs give the cache keys without loading anything, so a
+    run where every clip is cached never imports torch.
+    """
+
+    def __init__(self, opts: TokenizeOptions, cache: Cache) -> None:
+        self.opts, self.cache = opts, cache
+        self._ids = EncoderIds(cache)
+        self._stamps = (
+            visual_stamp(opts.image_encoder),
+            codec_stamp(opts.codec, opts.codec_weights, opts.bandwidth),
+        )
+        self.visual_id = self._ids.get(self._stamps[0])
+        self.codec_id = self._ids.get(self._stamps[1])
+        self._lock = threading.Lock()
+        self._loaded = False
+
+    def _load(self) -> None:
+        """Build the encoders and their services (once, whichever worker gets here first)."""
+        from .codecs import load_codec
+        from .vision import load_visual_encoder
+
+        with self._lock:
+            if self._loaded:
+                return
+            device = resolve_device(self.opts.device)
+            opts = self.opts
+            self.visual = load_visual_encoder(opts.image_encoder, device=device)
+            self.codec = load_codec(
+                opts.codec, weights=opts.codec_weights, bandwidth=opts.bandwidth, device=device
+            )
+            self.visual_id, self.codec_id = self.visual.id, self.codec.id
+            self._ids.remember(self._stamps[0], self.visual_id)
+            self._ids.remember(self._stamps[1], self.codec_id)
+            # Audio is decoded at the codec's own rate, whatever `opts.extract` says.
+            self.extract_opts = replace(opts.extract, sample_rate=self.codec.sample_rate)
+            self._visual_service = BatchingService(
+                self._encode_frames, opts.visual_batch, name="vab-visual"
+            )
+            samples = int(opts.audio_batch_seconds * self.codec.sample_rate)
+            self._audio_service = BatchingService(self._encode_audio, samples, name="vab-audio")
+            self._loaded = True
+
+    def __enter__(self) -> Tokenizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loaded:
+            for service in (self._visual_service, self._audio_service):
+                service.cancel_pending()
+                service.close()
+
+    def keys(self, video: Path, segment: Segment = WHOLE) -> tuple[str, str]:
+        """(visual key, audio key) of a clip; loads the encoders if their ids are not known."""
+        if self.visual_id is None or self.codec_id is None:
+            self._load()
+        digest = self.cache.content_digest(video)
+        seg = asdict(segment)
+        frames = {k: getattr(self.opts.extract, k) for k in ("fps", "width", "height")}
+        visual = {"frames": frames, "segment": seg, "encoder": self.visual_id}
+        audio = {"segment": seg, "codec": self.codec_id}  # the codec id fixes the sample rate
+        return make_key(VISUAL_STAGE, digest, visual), make_key(AUDIO_STAGE, digest, audio)
+
+    def tokenize(
+        self, video: Path, segment: Segment = WHOLE, on_progress: ProgressFn | None = None
+    ) -> dict[str, Any]:
+        """Features and tokens of one clip, cached or computed; returns the clip's figures."""
+        visual_key, audio_key = self.keys(video, segment)
+        visual_meta = self.cache.lookup(VISUAL_STAGE, visual_key)
+        audio_meta = self.cache.lookup(AUDIO_STAGE, audio_key)
+        audio_needed = visual_meta is None or visual_meta["has_audio"]
+        hit = visual_meta is not None and (audio_meta is not None or not audio_needed)
+        if not hit:
+            if not self._loaded:
+                probe(video)  # a bad input is reported without first loading the encoders
+            self._load()
+            clip = extract_clip(video, self.extract_opts, self.cache, on_progress, segment)
+            try:
+                if visual_meta is None:
+                    visual_meta = self._store_features(clip, visual_key)
+                if audio_meta is None and clip.has_audio:
+                    audio_meta = self._store_codes(clip, audio_key)
+            finally:
+                if not self.opts.keep_frames and not clip.cache_hit:
+                    shutil.rmtree(clip.entry, ignore_errors=True)
+        return self._figures(visual_meta, audio_meta, visual_key, audio_key, hit)
+
+    def _figures(self, visual: dict, audio: dict | None, vkey: str, akey: str, hit: bool) -> dict:
+        return {
+            "duration": round(visual["duration"], 6),
+            "has_audio": visual["has_audio"],
+            "n_visual": visual["n_visual"],
+            "visual_dim": visual["dim"],
+            "n_codebooks": audio["n_codebooks"] if audio else None,
+            "n_audio_frames": audio["n_audio_frames"] if audio else None,
+            "cache_hit": hit,
+            "visual_key": vkey,
+            "audio_key": akey if audio else None,
+        }
+
+    def _store_features(self, clip: ExtractResult, key: str) -> dict[str, Any]:
+        frames = clip.frames()  # memory-mapped: only the chunks in flight are in memory
+        step, in_flight, done = self.opts.visual_batch, deque(), []
+        for start in range(0, len(frames), step):
+            chunk = np.asarray(frames[start : start + step])
+            in_flight.append(self._visual_service.submit(chunk, len(chunk)))
+            if len(in_flight) > 2:  # one batch encoding, one waiting: bounded memory
+                done.append(in_flight.popleft().result())
+        done += [future.result() for future in in_flight]
+        features = np.concatenate(done).astype(np.float32)
+        meta = {
+            "duration": clip.duration,
+            "has_audio": clip.has_audio,
+            "fps": clip.fps,
+            "n_visual": int(features.shape[0]),
+            "dim": int(features.shape[1]),
+            "encoder": self.visual.id,
+        }
+        with self.cache.writing(VISUAL_STAGE, key, meta) as tmp:
+            np.save(tmp / FEATURES_FILE, features)
+        return meta
+
+    def _store_codes(self, clip: ExtractResult, key: str) -> dict[str, Any]:
+        wav = clip.audio()
+        hop = self._hop()
+        pieces = [
+            (self._audio_service.submit(window, len(window)), keep)
+            for window, keep in audio_windows(wav, self.codec.sample_rate, hop)
+        ]
+        codes = np.concatenate(
+            [future.result()[:, -_frames(keep, hop) :] for future, keep in pieces], axis=1
+        )
+        meta = {
+            "duration": clip.duration,
+            "n_codebooks": int(codes.shape[0]),
+            "n_audio_frames": int(codes.shape[1]),
+            "frame_rate": self.codec.frame_rate,
+            "codebook_size": self.codec.codebook_size,
+            "codec": self.codec.id,
+        }
+        with self.cache.writing(AUDIO_STAGE, key, meta) as tmp:
+            np.save(tmp / CODES_FILE, codes.astype(np.int16 if self._fits_int16() else np.int32))
+        return meta
+
+    def _fits_int16(self) -> bool:
+        return self.codec.codebook_size <= np.iinfo(np.int16).max + 1
+
+    def _encode_frames(self, batches: Sequence[np.ndarray]) -> list[np.ndarray]:
+        features = self.visual.encode(np.concatenate(batches))
+        return np.split(features, np.cumsum([len(b) for b in batches])[:-1])
+
+    def _encode_audio(self, windows: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Right-pad to the longest window and encode as one batch. The codec is causal, so the
+        padding after a window cannot change that window's own codes; they are cut off after."""
+        import torch
+
+        longest = max(len(w) for w in windows)
+        batch = torch.zeros(len(windows), 1, longest)
+        for i, window in enumerate(windows):
+            batch[i, 0, : len(window)] = torch.from_numpy(np.asarray(window))
+        codes = self.codec.encode(batch).cpu().numpy()
+        return [codes[i, :, : _frames(len(w), self._hop())] for i, w in enumerate(windows)]
+
+    def _hop(self) -> int:
+        """Samples per token frame (320 for EnCodec 24 kHz)."""
+        return self.codec.hop_length
+
+
+def audio_windows(wav: np.ndarray, sample_rate: int, hop: int) -> list[tuple[np.ndarray, int]]:
+    """Split `[S]` samples into windows with left context: (window samples, samples to keep).
+
+    Window and context are whole numbers of token frames, so each window's kept samples map to
+    its last codes exactly.
+    """
+    window = max(1, round(AUDIO_WINDOW_SECONDS * sample_rate / hop)) * hop
+    context = round(AUDIO_CONTEXT_SECONDS * sample_rate / hop) * hop
+    if len(wav) <= window:
+        return [(wav, len(wav))]
+    return [
+        (wav[max(0, start - context) : start + window], min(window, len(wav) - start))
+        for start in range(0, len(wav), window)
+    ]
+
+
+def _frames(samples: int, hop: int) -> int:
+    return -(-samples // hop)  # ceil: a partial last frame still gets a token

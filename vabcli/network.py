@@ -1,0 +1,41 @@
+"""Deciding quickly whether a download can work, so offline runs fail in a moment, not a minute."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+_TRUE = {"1", "true", "yes", "on"}
+# A reachable host answers a TCP connect in well under a second; offline we must fail fast.
+PROBE_TIMEOUT_S = 1.0
+
+
+def offline_flag() -> str | None:
+    """The environment variable that declares this process offline, if one is set."""
+    for var in ("HF_HUB_OFFLINE", "VAB_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in _TRUE:
+            return var
+    return None
+
+
+def host_reachable(host: str, port: int = 443, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """TCP connect within `timeout` s; in a thread because DNS lookups ignore socket timeouts."""
+    reached: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                reached.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(reached)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line: torch's state-dict errors run to dozens; the CLI shows one."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
