@@ -82,6 +82,19 @@ def test_rotation_is_applied_to_frames(clip, cache_dir):
     assert abs(cols[:16].mean() - cols[-16:].mean()) < 30  # left and right alike
 
 
+def test_frame_k_shows_the_picture_at_time_k_over_fps(clip, cache_dir):
+    # A white box on screen from 0.95 s to 1.1 s (source at 50 fps): at 4 fps only the frame
+    # for t = 1.0 s may show it. Half-frame rounding would show it at no frame at all.
+    flash = (
+        "color=c=black:size=64x64:rate=50,drawbox=w=64:h=64:color=white:t=fill:"
+        "enable='between(t,0.95,1.1)'"
+    )
+    path = clip("flash.mp4", duration=2.0, video_source=flash, audio=False)
+    frames = extract_clip(path, ExtractOptions(fps=4, width=64, height=64), Cache(cache_dir))
+    brightness = np.asarray(frames.frames()).mean(axis=(1, 2, 3))
+    assert list(np.nonzero(brightness > 128)[0]) == [4]
+
+
 def test_audio_is_the_source_tone_at_the_target_rate(clip, cache_dir):
     result = extract_clip(clip("tone.mp4", duration=2.0, tone_hz=440.0), OPTS, Cache(cache_dir))
     audio = result.audio()

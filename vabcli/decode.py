@@ -33,11 +33,18 @@ class Decoded:
 
 
 def video_filter(opts: ExtractOptions) -> str:
-    """Resample to the visual rate, cover the target box, centre-crop; square pixels out."""
+    """Resample to the visual rate, cover the target box, centre-crop; square pixels out.
+
+    Frame k must show the picture on screen at time k / fps, the time the audio is aligned to.
+    The fps filter emits the last source frame of each output slot; with the default rounding
+    the slot of k is [k - 1/2, k + 1/2) / fps, so frame k showed the picture half a frame
+    *later* (62 ms at 8 fps). `round=up` makes the slot (k - 1, k] / fps: the latest source frame
+    at or before k / fps.
+    """
     rate = Fraction(opts.fps).limit_denominator(1001)
     w, h = opts.width, opts.height
     return (
-        f"fps={rate.numerator}/{rate.denominator},"
+        f"fps={rate.numerator}/{rate.denominator}:round=up,"
         f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h},setsar=1"
     )
 
