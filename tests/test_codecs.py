@@ -21,15 +21,13 @@ from vabcli.codecs import (
     ENCODEC_24KHZ_FILE,
     AudioTokenizer,
     CodecConfig,
-    CodecError,
-    CodecWeightsMissingError,
     EncodecTokenizer,
     build_model,
     load_codec,
     read_codec_config,
     save_codec_dir,
 )
-from vabcli.errors import VabError
+from vabcli.errors import CodecError, CodecWeightsMissingError, VabError
 
 PARAM = "encoder.model.0.conv.conv.weight_v"
 

@@ -182,3 +182,22 @@ def test_audio_windows_cover_every_sample_once():
     for window, keep in windows:
         assert len(window) - keep in (0, 24_000) and keep % 320 == 0 or window is windows[-1][0]
     assert windows[1][0][0] == wav[30 * 24_000 - 24_000]  # one second of left context
+
+
+def test_missing_weights_stop_the_run_at_once_with_one_line(clip_folder, cache_dir, tmp_path):
+    import time
+
+    start = time.monotonic()
+    offline = {"TORCH_HOME": str(tmp_path / "empty"), "HF_HUB_OFFLINE": "1"}
+    args = ["tokenize", str(clip_folder), "--cache", str(cache_dir)]
+    done = run_vab(*args, "--image-encoder", "debug", env=offline)
+    elapsed = time.monotonic() - start
+    assert done.returncode == 1 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "encodec_24khz-d7cc33bc.th" in lines[0]
+    assert str(tmp_path / "empty" / "hub" / "checkpoints") in lines[0]
+    assert elapsed < 2.0, f"offline failure took {elapsed:.1f} s"
+    only_vision = ["--codec", "debug", "--image-encoder", "ViT-B-32:openai"]
+    vision = run_vab(*args, *only_vision, env={"HF_HUB_CACHE": str(tmp_path)})
+    assert vision.returncode == 1 and vision.stdout == ""
+    assert len(vision.stderr.strip().splitlines()) == 1 and "ViT-B-32:openai" in vision.stderr

@@ -20,26 +20,18 @@ from encodec.quantization import ResidualVectorQuantizer
 
 from .atomic import atomic_output
 from .config import CODEC_SAMPLE_RATE
-from .encoder_memo import ENCODEC_24KHZ_FILE
-from .errors import VabError
+from .encoder_memo import (
+    ENCODEC_24KHZ_FILE,
+    ENCODEC_URL_ROOT,
+    ENCODEC_WEIGHTS_HOST,
+    encodec_missing_message,
+)
+from .errors import CodecError, CodecWeightsMissingError
 from .network import first_line, host_reachable, offline_flag
-
-# Where encodec's own download puts the 24 kHz weights (under torch.hub.get_dir()/checkpoints),
-# and where it fetches them from. The hash in the name is the file's sha256 prefix.
-ENCODEC_URL_ROOT = "https://dl.fbaipublicfiles.com/encodec/v0/"
-_WEIGHTS_HOST = "dl.fbaipublicfiles.com"
 
 CODEC_CONFIG_FILE = "config.json"
 CODEC_WEIGHTS_FILE = "weights.safetensors"
 _FORMAT_VERSION = 1
-
-
-class CodecError(VabError):
-    """A codec that cannot be built: unknown name, bad folder, weights that do not fit."""
-
-
-class CodecWeightsMissingError(CodecError):
-    """Pretrained codec weights are not on disk and cannot be downloaded."""
 
 
 @runtime_checkable
@@ -335,12 +327,8 @@ def _pretrained_24khz_state() -> dict[str, torch.Tensor]:
     cached = hub_weights_path()
     if cached.is_file():
         return _load_weights_file(cached)
-    if offline_flag() or not host_reachable(_WEIGHTS_HOST):
-        raise CodecWeightsMissingError(
-            f"EnCodec weights not found and no network: put {ENCODEC_24KHZ_FILE} "
-            f"(from {ENCODEC_URL_ROOT}{ENCODEC_24KHZ_FILE}) in {cached.parent}/ "
-            "or pass --codec-weights FILE"
-        )
+    if offline_flag() or not host_reachable(ENCODEC_WEIGHTS_HOST):
+        raise CodecWeightsMissingError(encodec_missing_message(cached))
     try:
         return torch.hub.load_state_dict_from_url(
             ENCODEC_URL_ROOT + ENCODEC_24KHZ_FILE,

@@ -1,4 +1,4 @@
-"""Knowing an encoder's id without loading it, so a fully cached run never imports torch.
+"""Encoders without torch: their ids from memory, and a quick check that weights can be had.
 
 An encoder's `id` (name plus a hash of its weights) is part of every cache key it produces, and
 computing it means building the model and hashing its tensors: seconds of work. The id is
@@ -16,10 +16,15 @@ from pathlib import Path
 
 from . import __version__
 from .cache import Cache, write_text_atomic
+from .errors import CodecWeightsMissingError
+from .network import host_reachable, offline_flag
 
-# The files each codec and image-encoder spec is built from; keep in step with codecs.py and
-# vision.py (tests check the hub path agrees with torch's).
+# Where encodec's own download puts the 24 kHz weights (torch.hub.get_dir()/checkpoints; tests
+# check torch_hub_dir agrees with torch) and where it fetches them from. The hash in the name
+# is the file's sha256 prefix.
 ENCODEC_24KHZ_FILE = "encodec_24khz-d7cc33bc.th"
+ENCODEC_URL_ROOT = "https://dl.fbaipublicfiles.com/encodec/v0/"
+ENCODEC_WEIGHTS_HOST = "dl.fbaipublicfiles.com"
 
 
 def torch_hub_dir() -> Path:
@@ -29,6 +34,31 @@ def torch_hub_dir() -> Path:
         xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
         torch_home = os.path.join(xdg, "torch")
     return Path(os.path.expanduser(torch_home)) / "hub"
+
+
+def encodec_missing_message(hub_file: Path) -> str:
+    return (
+        f"EnCodec weights not found and no network: put {ENCODEC_24KHZ_FILE} "
+        f"(from {ENCODEC_URL_ROOT}{ENCODEC_24KHZ_FILE}) in {hub_file.parent}/ "
+        "or pass --codec-weights FILE"
+    )
+
+
+def preflight_codec(name: str, weights: Path | None) -> None:
+    """Fail in a moment, before torch is even imported, when the codec's weights cannot be had.
+
+    Only `encodec_24khz` has weights to fetch; a named file must exist; the hub-cache file must
+    exist unless a download can work.
+    """
+    if name != "encodec_24khz":
+        return
+    if weights is not None:
+        if not Path(weights).is_file():
+            raise CodecWeightsMissingError(f"codec weights file {weights} does not exist")
+        return
+    hub_file = torch_hub_dir() / "checkpoints" / ENCODEC_24KHZ_FILE
+    if not hub_file.is_file() and (offline_flag() or not host_reachable(ENCODEC_WEIGHTS_HOST)):
+        raise CodecWeightsMissingError(encodec_missing_message(hub_file))
 
 
 def _file_stamps(paths: list[Path]) -> list[list] | None:

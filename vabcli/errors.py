@@ -25,3 +25,11 @@ class CancelledError(VabError):
 
 class InputError(VabError):
     """A command-line input that names nothing usable (missing file, empty folder, no match)."""
+
+
+class CodecError(VabError):
+    """A codec that cannot be built: unknown name, bad folder, weights that do not fit."""
+
+
+class CodecWeightsMissingError(CodecError):
+    """Pretrained codec weights are not on disk and cannot be downloaded."""

@@ -23,7 +23,7 @@ from .batching import BatchingService
 from .cache import Cache, make_key
 from .config import DEFAULT_BANDWIDTH, DEFAULT_CODEC, DEFAULT_IMAGE_ENCODER, ExtractOptions
 from .decode import ProgressFn
-from .encoder_memo import EncoderIds, codec_stamp, visual_stamp
+from .encoder_memo import EncoderIds, codec_stamp, preflight_codec, visual_stamp
 from .extract import WHOLE, ExtractResult, Segment, extract_clip
 from .probe import probe
 
@@ -81,32 +81,46 @@ class Tokenizer:
         self.codec_id = self._ids.get(self._stamps[1])
         self._lock = threading.Lock()
         self._loaded = False
+        self._load_error: Exception | None = None
+        preflight_codec(opts.codec, opts.codec_weights)  # offline, missing weights: fail now
+        if self.visual_id is None or self.codec_id is None:
+            self._load()  # first use of these encoders: a loading problem stops the run here
 
     def _load(self) -> None:
         """Build the encoders and their services (once, whichever worker gets here first)."""
-        from .codecs import load_codec
-        from .vision import load_visual_encoder
-
         with self._lock:
             if self._loaded:
                 return
-            device = resolve_device(self.opts.device)
-            opts = self.opts
-            self.visual = load_visual_encoder(opts.image_encoder, device=device)
-            self.codec = load_codec(
-                opts.codec, weights=opts.codec_weights, bandwidth=opts.bandwidth, device=device
-            )
-            self.visual_id, self.codec_id = self.visual.id, self.codec.id
-            self._ids.remember(self._stamps[0], self.visual_id)
-            self._ids.remember(self._stamps[1], self.codec_id)
-            # Audio is decoded at the codec's own rate, whatever `opts.extract` says.
-            self.extract_opts = replace(opts.extract, sample_rate=self.codec.sample_rate)
-            self._visual_service = BatchingService(
-                self._encode_frames, opts.visual_batch, name="vab-visual"
-            )
-            samples = int(opts.audio_batch_seconds * self.codec.sample_rate)
-            self._audio_service = BatchingService(self._encode_audio, samples, name="vab-audio")
-            self._loaded = True
+            if self._load_error is not None:  # every clip would fail the same way: say it once
+                raise self._load_error
+            try:
+                self._build()
+            except Exception as exc:
+                self._load_error = exc
+                raise
+
+    def _build(self) -> None:
+        # Imported here: torch and open_clip take seconds to import, and a cached run needs neither.
+        from .codecs import load_codec
+        from .vision import load_visual_encoder
+
+        device = resolve_device(self.opts.device)
+        opts = self.opts
+        self.visual = load_visual_encoder(opts.image_encoder, device=device)
+        self.codec = load_codec(
+            opts.codec, weights=opts.codec_weights, bandwidth=opts.bandwidth, device=device
+        )
+        self.visual_id, self.codec_id = self.visual.id, self.codec.id
+        self._ids.remember(self._stamps[0], self.visual_id)
+        self._ids.remember(self._stamps[1], self.codec_id)
+        # Audio is decoded at the codec's own rate, whatever `opts.extract` says.
+        self.extract_opts = replace(opts.extract, sample_rate=self.codec.sample_rate)
+        self._visual_service = BatchingService(
+            self._encode_frames, opts.visual_batch, name="vab-visual"
+        )
+        samples = int(opts.audio_batch_seconds * self.codec.sample_rate)
+        self._audio_service = BatchingService(self._encode_audio, samples, name="vab-audio")
+        self._loaded = True
 
     def __enter__(self) -> Tokenizer:
         return self
