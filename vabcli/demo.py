@@ -1,6 +1,8 @@
-"""`make demo`: synthesise a few clips, extract them into a cache and mux new audio into them.
+"""`make demo`: synthesise a few clips, extract and tokenize them, and mux new audio into them.
 
-For now the "generated" audio is a plain tone; the generation issues replace it with `vab generate`.
+Tokenizing uses the tiny random `debug` encoders (no pretrained weights can be assumed on a
+fresh machine), and the "generated" audio is still a plain tone: the generation issues replace
+both with the bundled model and `vab generate`.
 Runs the real `vab` command line, so what it prints is what a user sees.
 """
 
@@ -38,6 +40,9 @@ def main(out: Path) -> None:
     print(f"made {len(CLIPS)} clips in {clips}", flush=True)
     vab("extract", str(clips), "--cache", str(out / "cache"))
     vab("extract", str(clips), "--cache", str(out / "cache"), "--json")
+    debug = ["--codec", "debug", "--image-encoder", "debug"]
+    vab("tokenize", str(clips), "--cache", str(out / "cache"), *debug, "--keep-frames")
+    vab("cache", "info", "--cache", str(out / "cache"))
     vab("mux", str(clips), str(audio), "--out", str(out / "dubbed"))
     print(f"dubbed videos are in {out / 'dubbed'}")
 
