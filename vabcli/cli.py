@@ -3,8 +3,6 @@
 Commands live in small modules (`cli_*.py`) that register on the one app defined in cli_common.
 """
 
-from __future__ import annotations
-
 import signal
 import sys
 from pathlib import Path

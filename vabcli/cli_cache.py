@@ -1,7 +1,5 @@
 """`vab cache info` and `vab cache prune`: see and bound what the cache holds."""
 
-from __future__ import annotations
-
 import json
 from typing import Annotated
 

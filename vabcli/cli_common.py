@@ -1,7 +1,5 @@
 """What every `vab` command shares: the app, common options, and running a batch with a display."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated

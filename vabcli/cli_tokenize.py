@@ -1,7 +1,5 @@
 """`vab tokenize`: visual features and audio tokens for videos or a manifest, into the cache."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
