@@ -15,7 +15,6 @@ from .cli_common import (
     FpsOpt,
     JsonOpt,
     QuietOpt,
-    SizeOpt,
     WorkersOpt,
     app,
     extract_options,
@@ -117,7 +116,13 @@ def tokenize(
         ),
     ] = DEFAULT_IMAGE_ENCODER,
     fps: FpsOpt = DEFAULT_FPS,
-    size: SizeOpt = DEFAULT_SIZE,
+    size: Annotated[
+        str | None,
+        typer.Option(
+            metavar="S",
+            help="Frame size N or WxH [default: the image encoder's input size, e.g. 224].",
+        ),
+    ] = None,
     device: Annotated[
         str, typer.Option(metavar="DEVICE", help="auto (cuda, then mps, then cpu), cpu, cuda.")
     ] = "auto",
@@ -136,7 +141,8 @@ def tokenize(
     if not inputs and data is None:
         raise typer.BadParameter("give INPUT paths or --data MANIFEST")
     opts = TokenizeOptions(
-        extract=extract_options(fps, size, DEFAULT_SAMPLE_RATE),
+        extract=extract_options(fps, size or DEFAULT_SIZE, DEFAULT_SAMPLE_RATE),
+        frame_size_from_encoder=size is None,
         codec=codec,
         codec_weights=codec_weights,
         bandwidth=bandwidth,

@@ -39,7 +39,12 @@ AUDIO_CONTEXT_SECONDS = 1.0
 
 @dataclass(frozen=True)
 class TokenizeOptions:
+    """`extract` sets the frame rate; its size is used only when `frame_size_from_encoder` is
+    off (by default frames are decoded at the image encoder's own input size, e.g. 336 for
+    ViT-L-14-336, rather than resized twice) and its sample rate is always the codec's."""
+
     extract: ExtractOptions = field(default_factory=ExtractOptions)
+    frame_size_from_encoder: bool = True
     codec: str = DEFAULT_CODEC
     codec_weights: Path | None = None
     bandwidth: float = DEFAULT_BANDWIDTH
@@ -113,8 +118,12 @@ class Tokenizer:
         self.visual_id, self.codec_id = self.visual.id, self.codec.id
         self._ids.remember(self._stamps[0], self.visual_id)
         self._ids.remember(self._stamps[1], self.codec_id)
-        # Audio is decoded at the codec's own rate, whatever `opts.extract` says.
-        self.extract_opts = replace(opts.extract, sample_rate=self.codec.sample_rate)
+        height, width = self.visual.image_size
+        if not opts.frame_size_from_encoder:
+            height, width = opts.extract.height, opts.extract.width
+        self.extract_opts = replace(
+            opts.extract, width=width, height=height, sample_rate=self.codec.sample_rate
+        )
         self._visual_service = BatchingService(
             self._encode_frames, opts.visual_batch, name="vab-visual"
         )
@@ -137,7 +146,12 @@ class Tokenizer:
             self._load()
         digest = self.cache.content_digest(video)
         seg = asdict(segment)
-        frames = {k: getattr(self.opts.extract, k) for k in ("fps", "width", "height")}
+        size = (
+            "encoder"  # the encoder id fixes its input size
+            if self.opts.frame_size_from_encoder
+            else [self.opts.extract.width, self.opts.extract.height]
+        )
+        frames = {"fps": self.opts.extract.fps, "size": size}
         visual = {"frames": frames, "segment": seg, "encoder": self.visual_id}
         audio = {"segment": seg, "codec": self.codec_id}  # the codec id fixes the sample rate
         return make_key(VISUAL_STAGE, digest, visual), make_key(AUDIO_STAGE, digest, audio)

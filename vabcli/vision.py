@@ -82,6 +82,7 @@ class VisualEncoder(Protocol):
 
     id: str
     dim: int
+    image_size: tuple[int, int]  # (height, width) the tower takes; other frames are resized
 
     def encode(self, frames: np.ndarray) -> np.ndarray: ...
 
