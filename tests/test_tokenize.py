@@ -201,3 +201,16 @@ def test_missing_weights_stop_the_run_at_once_with_one_line(clip_folder, cache_d
     vision = run_vab(*args, *only_vision, env={"HF_HUB_CACHE": str(tmp_path)})
     assert vision.returncode == 1 and vision.stdout == ""
     assert len(vision.stderr.strip().splitlines()) == 1 and "ViT-B-32:openai" in vision.stderr
+
+
+@pytest.mark.parametrize("from_encoder, expected", [(True, 224), (False, 64)])
+def test_frames_are_decoded_at_the_encoder_input_size(cache_dir, from_encoder, expected):
+    opts = TokenizeOptions(
+        extract=ExtractOptions(width=64, height=64),
+        frame_size_from_encoder=from_encoder,
+        codec="debug",
+        image_encoder="debug",
+    )
+    with Tokenizer(opts, Cache(cache_dir)) as tokenizer:
+        assert (tokenizer.extract_opts.width, tokenizer.extract_opts.height) == (expected, expected)
+        assert tokenizer.extract_opts.sample_rate == 24_000
