@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from vabcli import ffmpeg
+from vabcli import cancel
 from vabcli.synth import ClipSpec, make_clip
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -20,9 +20,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 def _isolated_env(tmp_path, monkeypatch):
     """Never touch the user's cache; every test starts with no pending cancellation."""
     monkeypatch.setenv("VAB_CACHE", str(tmp_path / "default-cache"))
-    ffmpeg.reset_cancel()
+    cancel.reset()
     yield
-    ffmpeg.reset_cancel()
+    cancel.reset()
 
 
 class ClipFactory:

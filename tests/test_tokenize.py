@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -214,3 +215,40 @@ def test_frames_are_decoded_at_the_encoder_input_size(cache_dir, from_encoder, e
     with Tokenizer(opts, Cache(cache_dir)) as tokenizer:
         assert (tokenizer.extract_opts.width, tokenizer.extract_opts.height) == (expected, expected)
         assert tokenizer.extract_opts.sample_rate == 24_000
+
+
+def test_interrupted_tokenize_leaves_no_partial_entry(long_clip, cache_dir):
+    import signal
+    import time
+
+    from tests.conftest import start_vab
+
+    proc = start_vab("tokenize", str(long_clip), "--cache", str(cache_dir), *DEBUG)
+    deadline = time.monotonic() + 60
+    while not [p for p in cache_dir.rglob("*") if ".tmp-" in p.name]:
+        assert time.monotonic() < deadline, "tokenize never started writing"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err
+    assert not [p for p in cache_dir.rglob("*") if ".tmp-" in p.name]
+    for meta in cache_dir.glob("*/v*/*/*/meta.json"):  # whatever was committed is whole
+        stage, key = meta.parts[-5], meta.parent.name
+        assert Cache(cache_dir).lookup(stage, key) is not None
+
+
+def test_an_interrupt_releases_callers_waiting_on_queued_requests():
+    from vabcli import cancel
+    from vabcli.errors import CancelledError
+
+    gate = threading.Event()
+    service = BatchingService(lambda items: (gate.wait(), items)[1], 1, "slow")
+    running = service.submit("first", 1)  # taken by the service, blocked on the gate
+    time.sleep(0.1)
+    queued = service.submit("second", 1)
+    cancel.request()
+    with pytest.raises(CancelledError):
+        queued.result(timeout=5)
+    gate.set()
+    assert running.result(timeout=5) == "first"
+    service.close()

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
-from . import ffmpeg
+from . import cancel
 from .errors import OutputExistsError, VabError
 
 Status = Literal["ok", "skipped", "error"]
@@ -59,7 +59,7 @@ def run_batch(
     """Run `job` over `items` with `workers` threads; outcomes are returned in input order."""
     events = events or BatchEvents()
     outcomes: list[Outcome | None] = [None] * len(items)
-    ffmpeg.reset_cancel()
+    cancel.reset()
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vab")
     try:
         futures = {pool.submit(_run_one, item, job, events): i for i, item in enumerate(items)}
@@ -68,7 +68,7 @@ def run_batch(
             outcomes[futures[future]] = outcome
             events.finished(outcome)
     except BaseException:
-        ffmpeg.cancel_all()
+        cancel.request()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
@@ -82,7 +82,7 @@ def _run_one(item: T, job: Job[T], events: BatchEvents) -> Outcome:
         return Outcome(name, "error", known_error)
     events.started(name)
     try:
-        ffmpeg.check_cancelled()
+        cancel.check()
         figures = job.work(item, lambda done, total: events.progress(name, done, total))
         return Outcome(name, "ok", figures=figures)
     except OutputExistsError as exc:

@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from . import cancel
 from .errors import CancelledError
 
 In = TypeVar("In")
@@ -42,6 +43,8 @@ class BatchingService(Generic[In, Out]):
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
+        # On an interrupt, callers waiting on queued requests are released at once.
+        self._unregister = cancel.on_cancel(self.cancel_pending)
 
     def submit(self, item: In, weight: int) -> Future:
         """Queue `item`; its result (or the exception `process` raised) arrives on the future."""
@@ -51,6 +54,7 @@ class BatchingService(Generic[In, Out]):
 
     def close(self) -> None:
         """Finish what is queued, then stop the thread."""
+        self._unregister()
         self._queue.put(_STOP)
         self._thread.join()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ffmpeg
+from . import cancel, ffmpeg
 from .config import ExtractOptions
 from .errors import MediaError
 from .probe import FIRST_VIDEO, VideoInfo
@@ -92,7 +92,7 @@ def decode_to_files(
             proc.wait()
         finally:
             ffmpeg.release(proc)
-        ffmpeg.check_cancelled()
+        cancel.check()
         if proc.returncode != 0 or decoded == 0:
             stderr_file.seek(0)
             message = ffmpeg.last_error_line(stderr_file.read().decode("utf-8", errors="replace"))
@@ -133,7 +133,7 @@ def _stream_frames(
                 if on_progress:
                     on_progress(written, n_frames)
             # Frames past n_frames are read and dropped: ffmpeg must run to the end for the audio.
-        ffmpeg.check_cancelled()  # a killed ffmpeg also ends the stream early: do not pad then
+        cancel.check()  # a killed ffmpeg also ends the stream early: do not pad then
         if 0 < written < n_frames:
             for _ in range(n_frames - written):  # one frame at a time: memory stays bounded
                 out.write(last_frame)

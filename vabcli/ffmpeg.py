@@ -1,7 +1,7 @@
 """Finding and running the ffmpeg binary.
 
-Every ffmpeg process vab starts goes through `spawn`, so an interrupted run can stop them all
-(`cancel_all`) and no child keeps writing after vab has cleaned up its temporary files.
+Every ffmpeg process vab starts goes through `spawn`, so an interrupted run (`cancel.request`)
+kills them all and no child keeps writing after vab has cleaned up its temporary files.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import CancelledError, FFmpegNotFoundError, MediaError
+from . import cancel
+from .errors import FFmpegNotFoundError, MediaError
 
 _running: set[subprocess.Popen] = set()
 _lock = threading.Lock()
-_cancelled = threading.Event()
 
 
 @lru_cache(maxsize=1)
@@ -47,31 +47,22 @@ def ffmpeg_binary() -> str:
         ) from exc
 
 
-def cancel_all() -> None:
-    """Mark the run as cancelled and kill every running ffmpeg child."""
+def _kill_running() -> None:
     with _lock:
-        _cancelled.set()
         for proc in _running:
             if proc.poll() is None:
                 proc.kill()
 
 
-def check_cancelled() -> None:
-    if _cancelled.is_set():
-        raise CancelledError("interrupted")
-
-
-def reset_cancel() -> None:
-    """Allow new work after a cancelled run (tests and long-lived library users)."""
-    _cancelled.clear()
+cancel.on_cancel(_kill_running)
 
 
 def spawn(args: Sequence[str], loglevel: str = "error", **popen_kwargs) -> subprocess.Popen:
     """Start `ffmpeg -nostdin -hide_banner -v LOGLEVEL ARGS...`, tracked for cancellation."""
     cmd = [ffmpeg_binary(), "-nostdin", "-hide_banner", "-v", loglevel, *args]
-    # Under the lock, so cancel_all cannot slip between the check and the registration.
+    # Under the lock, so a cancellation cannot slip between the check and the registration.
     with _lock:
-        check_cancelled()
+        cancel.check()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **popen_kwargs)
         _running.add(proc)
     return proc
@@ -103,7 +94,7 @@ def run(args: Sequence[str], loglevel: str = "error") -> Completed:
         out, err = proc.communicate()
     finally:
         release(proc)
-    check_cancelled()
+    cancel.check()
     return Completed(proc.returncode, out, err.decode("utf-8", errors="replace"))
 
 
