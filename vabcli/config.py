@@ -86,3 +86,64 @@ def parse_size(text: str) -> tuple[int, int]:
     except ValueError:
         pass
     raise ValueError(f"size must be N or WxH (e.g. 224 or 320x180), got {text!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Dimensions of the multiway transformer; saved in every checkpoint so it rebuilds itself.
+
+    Time is part of the architecture: visual position k sits at k / visual_fps seconds and audio
+    frame j at j / audio_frame_rate, and both get the sinusoidal code of their time in seconds,
+    which aligns the two streams at any rate and any length.
+    """
+
+    visual_dim: int = 512  # size of one image-encoder feature
+    n_codebooks: int = 4  # K
+    codebook_size: int = 1024  # V; token id V is [MASK]
+    d_model: int = 128
+    n_heads: int = 4
+    n_multiway: int = 2  # N1: shared attention, per-modality feed-forward experts and norms
+    n_shared: int = 2  # N2: ordinary pre-norm blocks
+    ffn_mult: int = 4
+    dropout: float = 0.0
+    visual_fps: float = VISUAL_FPS
+    audio_frame_rate: float = 75.0
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} must divide by n_heads {self.n_heads}")
+        if self.d_model % 2:
+            raise ValueError("d_model must be even (sinusoidal time code)")
+
+    @property
+    def mask_id(self) -> int:
+        return self.codebook_size
+
+
+# Presets: `tiny` trains on two CPU cores in minutes; `base` is the paper's size (about 400 M
+# parameters: d 1024, 16 heads, N1 = N2 = 12, FFN 4d).
+MODEL_PRESETS: dict[str, dict[str, int]] = {
+    "tiny": {"d_model": 128, "n_heads": 4, "n_multiway": 2, "n_shared": 2},
+    "small": {"d_model": 512, "n_heads": 8, "n_multiway": 6, "n_shared": 6},
+    "base": {"d_model": 1024, "n_heads": 16, "n_multiway": 12, "n_shared": 12},
+}
+
+
+def model_config(preset: str, **overrides: float | int) -> ModelConfig:
+    """The preset's dimensions with any single dimension overridden."""
+    if preset not in MODEL_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}: one of {', '.join(MODEL_PRESETS)}")
+    return ModelConfig(**{**MODEL_PRESETS[preset], **overrides})
+
+
+@dataclass(frozen=True)
+class MaskingConfig:
+    """VAB's pre-training corruption: per-sample ratio from a truncated normal, then each of the
+    K x T tokens masked independently with that probability (paper: mean 0.55, std 0.25)."""
+
+    mean: float = 0.55
+    std: float = 0.25
+    low: float = 0.5  # bounds: a choice; follow-up code used [0.5, 1.0]
+    high: float = 1.0
+    null_condition_prob: float = 0.1  # classifier-free guidance: drop the visual condition
+    label_smoothing: float = 0.0

@@ -1,0 +1,220 @@
+"""Checkpoints: a folder with `model.safetensors` (weights) and `config.json` (dimensions + meta).
+
+Never pickle: a checkpoint is data a stranger may hand you, and unpickling runs their code.
+A save swaps a complete folder into place, so readers see the old checkpoint or the new one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import safetensors.torch
+import torch
+
+from .config import ModelConfig
+from .errors import VabError
+
+CHECKPOINT_FORMAT = "vab-checkpoint"
+CHECKPOINT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+_RESERVED = ("format", "version", "model")
+
+
+class CheckpointError(VabError):
+    """A checkpoint that cannot be written or read: missing, foreign, corrupt, or too new."""
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare module under any DDP/DataParallel and torch.compile wrappers, in any nesting."""
+    parallel = (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)
+    while True:
+        if isinstance(model, parallel):
+            model = model.module
+        # Duck-typed so unwrapping never imports torch._dynamo (seconds of import time).
+        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def _config_text(config: ModelConfig, meta: dict[str, Any]) -> str:
+    clash = [k for k in _RESERVED if k in meta]
+    if clash:
+        raise ValueError(f"meta may not use the reserved keys {', '.join(clash)}")
+    if not all(isinstance(k, str) for k in meta):
+        raise ValueError("meta keys must be strings")
+    body = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION}
+    body["model"] = dataclasses.asdict(config)
+    try:
+        # allow_nan=False: NaN/Infinity are not JSON, and other readers (jq, browsers) reject them.
+        return json.dumps({**body, **meta}, indent=2, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"checkpoint meta is not JSON-serialisable: {exc}") from exc
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    state = {}
+    for key, value in unwrap(model).state_dict().items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"state dict entry {key!r} is not a tensor; safetensors holds tensors")
+        # safetensors refuses shared or strided storage: each tensor gets its own dense CPU copy.
+        state[key] = value.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+    return state
+
+
+def _check_replaceable(folder: Path) -> None:
+    # The swap deletes the old folder, so refuse one that holds anything but a checkpoint
+    # (saving into a run dir by mistake must not wipe its logs).
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise CheckpointError(f"cannot save checkpoint: {folder} exists and is not a folder")
+    other = sorted(p.name for p in folder.iterdir() if p.name not in (WEIGHTS_FILE, CONFIG_FILE))
+    if other:
+        shown = ", ".join(other[:3]) + (", ..." if len(other) > 3 else "")
+        raise CheckpointError(
+            f"cannot save checkpoint: {folder} holds other files ({shown}); refusing to replace it"
+        )
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _swap_in(new: Path, folder: Path) -> None:
+    """Rename `new` to `folder`, replacing any old folder, restoring it if the rename fails."""
+    if not folder.exists():
+        os.rename(new, folder)
+        return
+    old = folder.with_name(f".{folder.name}.old.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    os.rename(folder, old)
+    # Between these two renames `folder` is briefly absent (plain rename cannot swap two
+    # non-empty folders); a crash here leaves the old checkpoint complete in `old`.
+    try:
+        os.rename(new, folder)
+    except BaseException:
+        os.rename(old, folder)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_checkpoint(
+    folder: Path, model: torch.nn.Module, config: ModelConfig, meta: dict[str, Any]
+) -> Path:
+    """Write `folder/model.safetensors` and `folder/config.json` as one atomic replacement.
+
+    `meta` (step, encoder ids, rates, ...) is merged into config.json at the top level; it must be
+    JSON-serialisable and must not use the keys format/version/model (ValueError otherwise).
+    """
+    folder = Path(folder)
+    text = _config_text(config, meta)
+    state = _cpu_state(model)
+    _check_replaceable(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp.mkdir()
+    try:
+        safetensors.torch.save_file(state, str(tmp / WEIGHTS_FILE))
+        (tmp / CONFIG_FILE).write_text(text, encoding="utf-8")
+        # Data on disk before the rename, or a power cut can leave a renamed but empty file.
+        for name in (WEIGHTS_FILE, CONFIG_FILE):
+            _fsync(tmp / name)
+        _swap_in(tmp, folder)
+        try:
+            _fsync(folder.parent)  # makes the rename durable; not possible on every OS
+        except OSError:
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _checkpoint_folder(path: Path) -> Path:
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}")
+    if path.is_dir():
+        return path
+    if path.name in (CONFIG_FILE, WEIGHTS_FILE):
+        return path.parent
+    raise CheckpointError(
+        f"{path} is not a checkpoint: give its folder, {CONFIG_FILE} or {WEIGHTS_FILE}"
+    )
+
+
+def _read_header(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path.parent} has no {CONFIG_FILE}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"cannot read checkpoint config {path}: {_one_line(exc)}") from exc
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else None
+        raise CheckpointError(f"{path} is not a vab checkpoint config (format {found!r})")
+    version = data.get("version")
+    if type(version) is not int or version < 1:
+        raise CheckpointError(f"{path}: bad checkpoint version {version!r}")
+    if version > CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint version {version} is newer than this vab reads "
+            f"({CHECKPOINT_VERSION}); upgrade vab"
+        )
+    return data
+
+
+def _model_config(data: Any, path: Path) -> ModelConfig:
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: 'model' is not an object of model dimensions")
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(ModelConfig)})
+    if unknown:
+        raise CheckpointError(f"{path}: unknown model dimensions {', '.join(unknown)}")
+    try:
+        return ModelConfig(**data)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: bad model dimensions: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def load_checkpoint(
+    path: Path, device: str = "cpu"
+) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
+    """(config, state dict on `device`, meta) from a checkpoint folder or either of its files."""
+    folder = _checkpoint_folder(Path(path))
+    header = _read_header(folder / CONFIG_FILE)
+    config = _model_config(header.get("model"), folder / CONFIG_FILE)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"checkpoint {folder} has no {WEIGHTS_FILE}")
+    try:
+        state = safetensors.torch.load_file(str(weights), device=device)
+    except (safetensors.SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read weights {weights}: {_one_line(exc)}") from exc
+    meta = {k: v for k, v in header.items() if k not in _RESERVED}
+    return config, state, meta
+
+
+def check_encoders(meta: dict[str, Any], codec_id: str, visual_id: str, path: Path) -> None:
+    """Refuse a checkpoint trained on other encoders: its tokens/features would be garbage here."""
+    problems = []
+    for key, role, current in (("codec_id", "codec", codec_id), ("visual_id", "visual", visual_id)):
+        if key not in meta:
+            problems.append(f"it does not record its {role} encoder ({key}; now {current!r})")
+        elif meta[key] != current:
+            problems.append(f"trained with {role} encoder {meta[key]!r} but {current!r} is in use")
+    if problems:
+        raise CheckpointError(f"checkpoint {path}: {'; '.join(problems)}")

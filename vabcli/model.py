@@ -1,0 +1,187 @@
+"""The VAB multiway transformer: visual prefix + audio token grid in, token logits out.
+
+Sequence = [visual prefix ; audio frames]. Visual features go through a Linear; each audio frame
+is the sum of its K codebook embeddings (each table has a [MASK] row). Every position adds the
+sinusoidal code of its time in seconds (so visual frame k at k / fps and audio frame j at
+j / 75 Hz line up, at any rate and length) and a learned modality embedding. N1 multiway layers
+share attention but give each modality its own norms and feed-forward expert; N2 ordinary
+pre-norm layers follow; K heads on the audio positions predict every level in parallel.
+No sampling and no I/O here (sampling.py and train.py do those).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+
+VISUAL, AUDIO = 0, 1
+
+
+def time_code(seconds: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal code of times in seconds: `[...]` -> `[..., dim]`.
+
+    Periods run from 10 ms to about 3 hours, so the finest audio step (13 ms) and long videos
+    both get distinct codes.
+    """
+    half = dim // 2
+    # float64: at 10 minutes the fastest angle is 4e5 rad, beyond float32's precision for sin.
+    periods = torch.logspace(
+        math.log10(0.01), math.log10(10_000.0), half, device=seconds.device, dtype=torch.float64
+    )
+    angles = 2 * math.pi * seconds.unsqueeze(-1).double() / periods
+    return torch.cat([angles.sin(), angles.cos()], dim=-1).float()
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        """`[B, S, d]`; `keep` `[B, S]` bool marks real (not padding) keys."""
+        b, s, d = x.shape
+        q, k, v = self.qkv(x).view(b, s, 3, self.n_heads, d // self.n_heads).unbind(2)
+        mask = None if keep is None else keep[:, None, None, :]
+        y = F.scaled_dot_product_attention(
+            q.transpose(1, 2),
+            k.transpose(1, 2),
+            v.transpose(1, 2),
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.out(y.transpose(1, 2).reshape(b, s, d))
+
+
+def feed_forward(cfg: ModelConfig) -> nn.Sequential:
+    hidden = cfg.ffn_mult * cfg.d_model
+    return nn.Sequential(
+        nn.Linear(cfg.d_model, hidden), nn.GELU(), nn.Linear(hidden, cfg.d_model),
+        nn.Dropout(cfg.dropout),
+    )  # fmt: skip
+
+
+class MultiwayLayer(nn.Module):
+    """Shared self-attention; a visual and an audio expert (norms + feed-forward)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.attn = Attention(cfg)
+        self.norm_attn = nn.ModuleList([nn.LayerNorm(cfg.d_model) for _ in (VISUAL, AUDIO)])
+        self.norm_ffn = nn.ModuleList([nn.LayerNorm(cfg.d_model) for _ in (VISUAL, AUDIO)])
+        self.ffn = nn.ModuleList([feed_forward(cfg) for _ in (VISUAL, AUDIO)])
+
+    def forward(self, x: torch.Tensor, n_visual: int, keep: torch.Tensor | None) -> torch.Tensor:
+        v, a = x[:, :n_visual], x[:, n_visual:]
+        normed = torch.cat([self.norm_attn[VISUAL](v), self.norm_attn[AUDIO](a)], dim=1)
+        x = x + self.attn(normed, keep)
+        v, a = x[:, :n_visual], x[:, n_visual:]
+        v = v + self.ffn[VISUAL](self.norm_ffn[VISUAL](v))
+        a = a + self.ffn[AUDIO](self.norm_ffn[AUDIO](a))
+        return torch.cat([v, a], dim=1)
+
+
+class SharedLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.norm_attn, self.norm_ffn = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
+        self.attn, self.ffn = Attention(cfg), feed_forward(cfg)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(self.norm_attn(x), keep)
+        return x + self.ffn(self.norm_ffn(x))
+
+
+class VabModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.visual_in = nn.Linear(cfg.visual_dim, d)
+        # Classifier-free guidance: this learned vector stands in for every visual token.
+        self.null_visual = nn.Parameter(torch.zeros(d))
+        self.codebooks = nn.ModuleList(
+            [nn.Embedding(cfg.codebook_size + 1, d) for _ in range(cfg.n_codebooks)]
+        )
+        self.modality = nn.Embedding(2, d)
+        self.multiway = nn.ModuleList([MultiwayLayer(cfg) for _ in range(cfg.n_multiway)])
+        self.shared = nn.ModuleList([SharedLayer(cfg) for _ in range(cfg.n_shared)])
+        self.norm_out = nn.LayerNorm(d)
+        self.heads = nn.Linear(d, cfg.n_codebooks * cfg.codebook_size)
+        self.apply(_init_weights)
+
+    def forward(
+        self,
+        visual: torch.Tensor,
+        codes: torch.Tensor,
+        null_condition: torch.Tensor | None = None,
+        visual_keep: torch.Tensor | None = None,
+        audio_keep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits `[B, K, T_a, V]` for every audio token.
+
+        visual `[B, T_v, D_v]` float; codes `[B, K, T_a]` int64 with `cfg.mask_id` where masked;
+        null_condition `[B]` bool: replace that sample's visual tokens by the null condition;
+        visual_keep `[B, T_v]` / audio_keep `[B, T_a]` bool: False marks padding (never attended).
+        """
+        cfg = self.cfg
+        b, t_v, d_v = visual.shape
+        assert d_v == cfg.visual_dim, f"visual features are {d_v}-d, model takes {cfg.visual_dim}"
+        assert codes.shape[:2] == (b, cfg.n_codebooks), f"codes {tuple(codes.shape)} != [B, K, T]"
+        t_a = codes.shape[2]
+        v = self.visual_in(visual)
+        if null_condition is not None:
+            v = torch.where(null_condition[:, None, None], self.null_visual.to(v.dtype), v)
+        a = sum(table(codes[:, k]) for k, table in enumerate(self.codebooks))
+        v = v + self._position(t_v, cfg.visual_fps, VISUAL, visual.device)
+        a = a + self._position(t_a, cfg.audio_frame_rate, AUDIO, visual.device)
+        x = torch.cat([v, a], dim=1)
+        keep = _joint_keep(visual_keep, audio_keep, b, t_v, t_a, visual.device)
+        for layer in self.multiway:
+            x = layer(x, t_v, keep)
+        for layer in self.shared:
+            x = layer(x, keep)
+        logits = self.heads(self.norm_out(x[:, t_v:]))  # [B, T_a, K * V]
+        return logits.view(b, t_a, cfg.n_codebooks, cfg.codebook_size).permute(0, 2, 1, 3)
+
+    def _position(self, n: int, rate: float, modality: int, device: torch.device) -> torch.Tensor:
+        seconds = torch.arange(n, device=device) / rate
+        code = time_code(seconds, self.cfg.d_model).to(self.modality.weight.dtype)
+        return code + self.modality.weight[modality]
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def _joint_keep(
+    visual_keep: torch.Tensor | None,
+    audio_keep: torch.Tensor | None,
+    b: int,
+    t_v: int,
+    t_a: int,
+    device: torch.device,
+) -> torch.Tensor | None:
+    if visual_keep is None and audio_keep is None:
+        return None  # no padding: let attention take its fastest path
+    if visual_keep is None:
+        visual_keep = torch.ones(b, t_v, dtype=torch.bool, device=device)
+    if audio_keep is None:
+        audio_keep = torch.ones(b, t_a, dtype=torch.bool, device=device)
+    return torch.cat([visual_keep, audio_keep], dim=1)
+
+
+def _init_weights(module: nn.Module) -> None:
+    """GPT-style small init: keeps early logits near uniform, so the first loss is ~ln V."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
