@@ -29,12 +29,11 @@ def time_code(seconds: torch.Tensor, dim: int) -> torch.Tensor:
     both get distinct codes.
     """
     half = dim // 2
-    # float64: at 10 minutes the fastest angle is 4e5 rad, beyond float32's precision for sin.
-    periods = torch.logspace(
-        math.log10(0.01), math.log10(10_000.0), half, device=seconds.device, dtype=torch.float64
-    )
-    angles = 2 * math.pi * seconds.unsqueeze(-1).double() / periods
-    return torch.cat([angles.sin(), angles.cos()], dim=-1).float()
+    # float64 (on the CPU: MPS has none): at 10 minutes the fastest angle is 4e5 rad, beyond
+    # float32's precision for sin.
+    periods = torch.logspace(math.log10(0.01), math.log10(10_000.0), half, dtype=torch.float64)
+    angles = 2 * math.pi * seconds.detach().cpu().double().unsqueeze(-1) / periods
+    return torch.cat([angles.sin(), angles.cos()], dim=-1).to(seconds.device, torch.float32)
 
 
 class Attention(nn.Module):
