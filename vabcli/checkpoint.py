@@ -25,6 +25,10 @@ CHECKPOINT_FORMAT = "vab-checkpoint"
 CHECKPOINT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+# Optional: optimizer moments etc. for `vab train --resume`, saved in the same atomic swap so
+# weights and training state always match.
+TRAINING_FILE = "training.safetensors"
+_FILES = (WEIGHTS_FILE, CONFIG_FILE, TRAINING_FILE)
 _RESERVED = ("format", "version", "model")
 
 
@@ -65,9 +69,13 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     for key, value in unwrap(model).state_dict().items():
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"state dict entry {key!r} is not a tensor; safetensors holds tensors")
-        # safetensors refuses shared or strided storage: each tensor gets its own dense CPU copy.
-        state[key] = value.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+        state[key] = _dense_cpu(value)
     return state
+
+
+def _dense_cpu(value: torch.Tensor) -> torch.Tensor:
+    # safetensors refuses shared or strided storage: each tensor gets its own dense CPU copy.
+    return value.detach().to("cpu").clone(memory_format=torch.contiguous_format)
 
 
 def _check_replaceable(folder: Path) -> None:
@@ -77,7 +85,7 @@ def _check_replaceable(folder: Path) -> None:
         return
     if not folder.is_dir():
         raise CheckpointError(f"cannot save checkpoint: {folder} exists and is not a folder")
-    other = sorted(p.name for p in folder.iterdir() if p.name not in (WEIGHTS_FILE, CONFIG_FILE))
+    other = sorted(p.name for p in folder.iterdir() if p.name not in _FILES)
     if other:
         shown = ", ".join(other[:3]) + (", ..." if len(other) > 3 else "")
         raise CheckpointError(
@@ -111,9 +119,14 @@ def _swap_in(new: Path, folder: Path) -> None:
 
 
 def save_checkpoint(
-    folder: Path, model: torch.nn.Module, config: ModelConfig, meta: dict[str, Any]
+    folder: Path,
+    model: torch.nn.Module,
+    config: ModelConfig,
+    meta: dict[str, Any],
+    training_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write `folder/model.safetensors` and `folder/config.json` as one atomic replacement.
+    """Write `folder/model.safetensors` and `folder/config.json` (and `training.safetensors` if
+    `training_state` is given) as one atomic replacement.
 
     `meta` (step, encoder ids, rates, ...) is merged into config.json at the top level; it must be
     JSON-serialisable and must not use the keys format/version/model (ValueError otherwise).
@@ -121,15 +134,19 @@ def save_checkpoint(
     folder = Path(folder)
     text = _config_text(config, meta)
     state = _cpu_state(model)
+    files = {WEIGHTS_FILE: state}
+    if training_state is not None:
+        files[TRAINING_FILE] = {k: _dense_cpu(v) for k, v in training_state.items()}
     _check_replaceable(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     tmp.mkdir()
     try:
-        safetensors.torch.save_file(state, str(tmp / WEIGHTS_FILE))
+        for name, tensors in files.items():
+            safetensors.torch.save_file(tensors, str(tmp / name))
         (tmp / CONFIG_FILE).write_text(text, encoding="utf-8")
         # Data on disk before the rename, or a power cut can leave a renamed but empty file.
-        for name in (WEIGHTS_FILE, CONFIG_FILE):
+        for name in (*files, CONFIG_FILE):
             _fsync(tmp / name)
         _swap_in(tmp, folder)
         try:
@@ -206,6 +223,17 @@ def load_checkpoint(
         raise CheckpointError(f"cannot read weights {weights}: {_one_line(exc)}") from exc
     meta = {k: v for k, v in header.items() if k not in _RESERVED}
     return config, state, meta
+
+
+def load_training_state(path: Path) -> dict[str, torch.Tensor]:
+    """The `training.safetensors` of a checkpoint (CheckpointError if it has none)."""
+    file = _checkpoint_folder(Path(path)) / TRAINING_FILE
+    if not file.is_file():
+        raise CheckpointError(f"checkpoint {file.parent} holds no training state to resume from")
+    try:
+        return safetensors.torch.load_file(str(file))
+    except (safetensors.SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read training state {file}: {_one_line(exc)}") from exc
 
 
 def check_encoders(meta: dict[str, Any], codec_id: str, visual_id: str, path: Path) -> None:

@@ -1,8 +1,7 @@
 """`vab tokenize`: visual features and audio tokens for videos or a manifest, into the cache."""
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -21,48 +20,11 @@ from .cli_common import (
     open_cache,
     run_command,
 )
+from .clips import ClipItem, clip_items
 from .config import DEFAULT_BANDWIDTH, DEFAULT_CODEC, DEFAULT_IMAGE_ENCODER
 from .console import print_error
 from .errors import VabError
-from .extract import WHOLE, Segment
-from .inputs import expand_inputs
 from .latents import TokenizeOptions, Tokenizer
-from .manifest import read_manifest
-
-
-@dataclass(frozen=True)
-class ClipItem:
-    """One clip to tokenize: a whole video from INPUT, or a manifest line (maybe a segment)."""
-
-    path: Path
-    segment: Segment = WHOLE
-    error: str | None = None
-    line: int | None = None
-    label: str | tuple[str, ...] | None = None
-    split: str | None = None
-
-    def name(self) -> str:
-        if self.segment == WHOLE:
-            return str(self.path)
-        end = "end" if self.segment.end is None else f"{self.segment.end:g}"
-        return f"{self.path} [{self.segment.start:g}-{end} s]"
-
-    def labels(self) -> dict[str, Any]:
-        """Manifest fields echoed in the JSON line, so results join back to the data set."""
-        if self.line is None:
-            return {}
-        label = list(self.label) if isinstance(self.label, tuple) else self.label
-        return {"manifest_line": self.line, "label": label, "split": self.split}
-
-
-def clip_items(inputs: list[str] | None, data: Path | None) -> list[ClipItem]:
-    items = [ClipItem(i.path, error=i.error) for i in expand_inputs(inputs or [])]
-    if data is not None:
-        items += [
-            ClipItem(e.video, Segment(e.start or 0.0, e.end), None, e.line, e.label, e.split)
-            for e in read_manifest(data)
-        ]
-    return items
 
 
 def _describe(o: Outcome) -> str:
