@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .checkpoint import unwrap
 from .config import MaskingConfig
-from .model import VabModel
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def mask_tokens(
 
 
 def masked_token_loss(
-    model: VabModel,
+    model: torch.nn.Module,
     visual: torch.Tensor,
     codes: torch.Tensor,
     cfg: MaskingConfig,
@@ -70,8 +70,12 @@ def masked_token_loss(
     audio_keep: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> LossResult:
-    """Mask, predict, score: visual `[B, T_v, D]`, codes `[B, K, T_a]`."""
-    inputs, targets = mask_tokens(codes, model.cfg.mask_id, cfg, audio_keep, generator)
+    """Mask, predict, score: visual `[B, T_v, D]`, codes `[B, K, T_a]`.
+
+    `model` is a VabModel, or one wrapped for data-parallel training.
+    """
+    mask_id = unwrap(model).cfg.mask_id
+    inputs, targets = mask_tokens(codes, mask_id, cfg, audio_keep, generator)
     null = (torch.rand(codes.shape[0], generator=generator) < cfg.null_condition_prob).to(
         codes.device
     )

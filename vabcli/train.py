@@ -1,0 +1,289 @@
+"""Pre-training loop: masked audio-token prediction on cached latents, resumable, data-parallel.
+
+Everything random is derived from (seed, step) or (seed, epoch, index), and the optimizer's
+moments are saved with the weights, so `resume` continues the exact run: an interrupted and an
+uninterrupted run of the same length log the same losses. Under torchrun each rank trains on its
+own slice of every global batch; rank 0 alone writes checkpoints and metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from .checkpoint import load_checkpoint, load_training_state, save_checkpoint
+from .config import MaskingConfig, ModelConfig
+from .dataset import EpochBatches, LatentClip, Window, WindowDataset, collate
+from .errors import VabError
+from .model import VabModel
+from .objective import masked_token_loss
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    steps: int = 1000
+    batch_size: int = 16  # per rank
+    lr: float = 3e-4
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    clip_seconds: float = 4.0
+    val_every: int = 100
+    val_batches: int = 4
+    seed: int = 0
+    workers: int = 2  # loader processes reading cached arrays in the background
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the checkpoint must remember beyond the weights (encoders, rates, options)."""
+
+    codec_id: str
+    visual_id: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainingStopped(VabError):
+    """Training cannot go on (for example the loss became NaN); the last good checkpoint stays."""
+
+
+StepFn = Callable[[dict[str, float]], None]
+
+
+def lr_at(step: int, opts: TrainOptions) -> float:
+    """Linear warm-up, then cosine decay to `lr * min_lr_ratio` at `steps`."""
+    if step < opts.warmup_steps:
+        return opts.lr * (step + 1) / opts.warmup_steps
+    progress = min(1.0, (step - opts.warmup_steps) / max(1, opts.steps - opts.warmup_steps))
+    cosine = 0.5 * (1 + math.cos(math.pi * progress))
+    return opts.lr * (opts.min_lr_ratio + (1 - opts.min_lr_ratio) * cosine)
+
+
+def make_optimizer(model: torch.nn.Module, opts: TrainOptions) -> torch.optim.AdamW:
+    """AdamW; matrices decay, biases, norms and single vectors do not."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": opts.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=opts.lr, betas=(0.9, 0.95))
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """The optimizer's per-parameter state as flat named tensors (safetensors, no pickle)."""
+    flat = {}
+    for index, state in optimizer.state_dict()["state"].items():
+        for name, value in state.items():
+            flat[f"optimizer.{index}.{name}"] = torch.as_tensor(value)
+    return flat
+
+
+def load_optimizer_tensors(optimizer: torch.optim.Optimizer, flat: dict[str, torch.Tensor]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in flat.items():
+        _, index, name = key.split(".", 2)
+        state.setdefault(int(index), {})[name] = value
+    saved = optimizer.state_dict()
+    optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+
+
+@dataclass
+class _Rank:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0
+
+
+def distributed_rank(device: str) -> _Rank:
+    """Join the torchrun process group if launched by torchrun (gloo on CPU, nccl on CUDA)."""
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return _Rank()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return _Rank(dist.get_rank(), dist.get_world_size())
+
+
+def _mean_across_ranks(values: dict[str, float], ranks: _Rank) -> dict[str, float]:
+    if ranks.world == 1:
+        return values
+    t = torch.tensor(list(values.values()), dtype=torch.float64)
+    dist.all_reduce(t)
+    return dict(zip(values, (t / ranks.world).tolist(), strict=True))
+
+
+class Trainer:
+    """One training run writing to `out`: `last/` and `best/` checkpoints, `metrics.jsonl`."""
+
+    def __init__(
+        self,
+        model_cfg: ModelConfig,
+        info: RunInfo,
+        opts: TrainOptions,
+        train_clips: list[LatentClip],
+        val_clips: list[LatentClip],
+        out: Path,
+        device: str,
+        resume: bool = False,
+    ) -> None:
+        self.cfg, self.info, self.opts, self.out, self.device = model_cfg, info, opts, out, device
+        self.train_clips, self.val_clips = train_clips, val_clips
+        self.ranks = distributed_rank(device)
+        self.window = Window(opts.clip_seconds, model_cfg.visual_fps, model_cfg.audio_frame_rate)
+        torch.manual_seed(opts.seed)  # the same initial weights on every rank
+        self.model = VabModel(model_cfg).to(device)
+        self.optimizer = make_optimizer(self.model, opts)
+        self.step, self.best = 0, math.inf
+        if resume:
+            self._resume()
+        self.net: torch.nn.Module = self.model
+        if self.ranks.world > 1:
+            ids = [torch.device(device).index] if device.startswith("cuda") else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+    def run(self, on_step: StepFn | None = None) -> dict[str, float]:
+        """Train until `opts.steps`; returns the last metrics. Ctrl-C saves `last` first."""
+        sampler = EpochBatches(
+            len(self.train_clips), self.opts.batch_size, self.opts.seed, self.step,
+            self.ranks.rank, self.ranks.world,
+        )  # fmt: skip
+        loader = DataLoader(
+            WindowDataset(self.train_clips, self.window, self.opts.seed),
+            batch_sampler=sampler, num_workers=self.opts.workers, collate_fn=collate,
+        )  # fmt: skip
+        batches, metrics = iter(loader), {}
+        try:
+            while self.step < self.opts.steps:
+                metrics = self._train_step(next(batches))
+                self.step += 1
+                if self.step % self.opts.val_every == 0 or self.step == self.opts.steps:
+                    metrics.update(self._validate_and_save())
+                self._log(metrics)
+                if on_step:
+                    on_step(metrics)
+        except KeyboardInterrupt:
+            self._save("last")
+            raise
+        return metrics
+
+    def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        started = time.perf_counter()
+        lr = lr_at(self.step, self.opts)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.net.train()
+        result = self._loss(batch, _generator(self.opts.seed, self.step, self.ranks.rank))
+        if not torch.isfinite(result.loss):
+            raise TrainingStopped(
+                f"loss became {result.loss.item()} at step {self.step}; stopped, and the last "
+                f"good checkpoint in {self.out / 'last'} is kept"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        result.loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.opts.grad_clip)
+        self.optimizer.step()
+        tokens = int(batch["audio_keep"].sum()) * self.cfg.n_codebooks
+        seconds = time.perf_counter() - started
+        values = {"loss": result.loss.item(), "accuracy": result.accuracy.item()}
+        values = _mean_across_ranks(values, self.ranks)
+        return {"step": self.step + 1, **values, "lr": lr, "tokens_per_s": tokens / seconds}
+
+    def _loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator):
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        cuda = self.device.startswith("cuda")
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            return masked_token_loss(
+                self.net, batch["visual"], batch["codes"], self.opts.masking,
+                batch["visual_keep"], batch["audio_keep"], generator,
+            )  # fmt: skip
+
+    @torch.no_grad()
+    def _validate(self) -> dict[str, float]:
+        if not self.val_clips:
+            return {}
+        data = WindowDataset(self.val_clips, self.window, self.opts.seed)
+        n = min(len(data), self.opts.val_batches * self.opts.batch_size)
+        self.net.eval()
+        total = correct = count = 0.0
+        for first in range(0, n, self.opts.batch_size):
+            batch = collate(
+                [data[(i, 0)] for i in range(first, min(n, first + self.opts.batch_size))]
+            )
+            result = self._loss(batch, _generator(self.opts.seed, -1 - first, 0))
+            total += result.loss.item() * result.n_masked
+            correct += result.accuracy.item() * result.n_masked
+            count += result.n_masked
+        return {"val_loss": total / count, "val_accuracy": correct / count}
+
+    def _validate_and_save(self) -> dict[str, float]:
+        values = self._validate()
+        if values and values["val_loss"] < self.best:
+            self.best = values["val_loss"]
+            self._save("best", values)
+        self._save("last", values)
+        return values
+
+    def _save(self, name: str, values: dict[str, float] | None = None) -> None:
+        if not self.ranks.leader:
+            return
+        meta = {
+            "step": self.step, "seed": self.opts.seed, "codec_id": self.info.codec_id,
+            "visual_id": self.info.visual_id, "best_val_loss": _finite_or_none(self.best),
+            "options": asdict(self.opts), **self.info.meta, **(values or {}),
+        }  # fmt: skip
+        state = optimizer_tensors(self.optimizer) if name == "last" else None
+        save_checkpoint(self.out / name, self.model, self.cfg, meta, state)
+
+    def _resume(self) -> None:
+        last = self.out / "last"
+        cfg, weights, meta = load_checkpoint(last)
+        if cfg != self.cfg:
+            raise VabError(f"{last} was trained with other model dimensions; start a new --out")
+        if (meta.get("codec_id"), meta.get("visual_id")) != (
+            self.info.codec_id,
+            self.info.visual_id,
+        ):
+            raise VabError(f"{last} was trained on other encoders; start a new --out")
+        self.model.load_state_dict(weights)
+        load_optimizer_tensors(self.optimizer, load_training_state(last))
+        self.step = int(meta["step"])
+        self.best = meta.get("best_val_loss") or math.inf
+        if self.ranks.leader:
+            _truncate_metrics(self.out / "metrics.jsonl", self.step)
+
+    def _log(self, metrics: dict[str, float]) -> None:
+        if self.ranks.leader:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(metrics) + "\n")
+
+
+def _generator(seed: int, step: int, rank: int) -> torch.Generator:
+    """Masking randomness of one step on one rank: a function of (seed, step, rank) only."""
+    return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 1_009 + rank) % 2**62)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop lines logged after the resumed checkpoint, so the log reads as one continuous run."""
+    if not path.exists():
+        return
+    kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))
