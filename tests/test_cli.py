@@ -38,8 +38,14 @@ def test_help_lists_only_working_commands(runner):
     result = runner.invoke(app, ["-h"])
     assert result.exit_code == 0
     listing = result.output.split("Commands:")[1]
-    assert re.findall(r"^  (\w+) ", listing, flags=re.M) == ["extract", "tokenize", "mux", "cache"]
-    for command in ["extract", "tokenize", "mux", "cache"]:
+    assert re.findall(r"^  (\w+) ", listing, flags=re.M) == [
+        "extract",
+        "tokenize",
+        "train",
+        "mux",
+        "cache",
+    ]
+    for command in ["extract", "tokenize", "train", "mux", "cache"]:
         sub = runner.invoke(app, [command, "--help"])
         assert sub.exit_code == 0 and "Usage: vab " + command in sub.output
 

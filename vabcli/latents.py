@@ -188,6 +188,8 @@ class Tokenizer:
             "visual_dim": visual["dim"],
             "n_codebooks": audio["n_codebooks"] if audio else None,
             "n_audio_frames": audio["n_audio_frames"] if audio else None,
+            "codebook_size": audio["codebook_size"] if audio else None,
+            "audio_frame_rate": audio["frame_rate"] if audio else None,
             "cache_hit": hit,
             "visual_key": vkey,
             "audio_key": akey if audio else None,
@@ -259,6 +261,15 @@ class Tokenizer:
     def _hop(self) -> int:
         """Samples per token frame (320 for EnCodec 24 kHz)."""
         return self.codec.hop_length
+
+
+def latent_files(cache: Cache, figures: dict[str, Any]) -> tuple[Path, Path | None]:
+    """(features file, codes file or None) of a clip, from the figures `tokenize` returned."""
+    features = cache.entry_dir(VISUAL_STAGE, figures["visual_key"]) / FEATURES_FILE
+    codes = None
+    if figures.get("audio_key"):
+        codes = cache.entry_dir(AUDIO_STAGE, figures["audio_key"]) / CODES_FILE
+    return features, codes
 
 
 def audio_windows(wav: np.ndarray, sample_rate: int, hop: int) -> list[tuple[np.ndarray, int]]:

@@ -1,0 +1,194 @@
+"""`vab train`: masked audio-token pre-training on a manifest's clips."""
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .batch import Job, Outcome, run_batch
+from .cli_common import CacheOpt, FpsOpt, JsonOpt, QuietOpt, WorkersOpt, app, open_cache
+from .clips import ClipItem, clip_items
+from .config import (
+    DEFAULT_BANDWIDTH,
+    DEFAULT_CODEC,
+    DEFAULT_IMAGE_ENCODER,
+    MODEL_PRESETS,
+    VISUAL_FPS,
+    ExtractOptions,
+    model_config,
+)
+from .console import BatchDisplay, print_error, print_warning, stderr
+from .errors import VabError
+
+if TYPE_CHECKING:
+    from .train_run import TrainPlan
+
+
+def _overrides(pairs: list[str]) -> dict[str, int | float]:
+    """`--set d_model=256 --set n_shared=4` -> {"d_model": 256, "n_shared": 4}."""
+    result: dict[str, int | float] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"expected NAME=VALUE, got {pair!r}", param_hint="--set")
+        try:
+            result[name.strip()] = (
+                int(value) if value.strip().lstrip("-").isdigit() else float(value)
+            )
+        except ValueError:
+            raise typer.BadParameter(
+                f"{pair!r}: value must be a number", param_hint="--set"
+            ) from None
+    return result
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", metavar="MANIFEST", help="manifest.jsonl")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="RUN_DIR", help="Run folder.")],
+    preset: Annotated[
+        str, typer.Option(metavar="NAME", help=f"Model size: {', '.join(MODEL_PRESETS)}.")
+    ] = "tiny",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="NAME=VALUE", help="Override one model dimension."),
+    ] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 1000,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per step.")] = 16,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-4,
+    clip_seconds: Annotated[
+        float, typer.Option("--clip-seconds", help="Training window length.")
+    ] = 4.0,
+    val_every: Annotated[int, typer.Option("--val-every", min=1, help="Validate/save.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR/last.")] = False,
+    device: Annotated[str, typer.Option(metavar="DEVICE", help="auto, cpu, cuda.")] = "auto",
+    codec: Annotated[str, typer.Option(metavar="NAME", help="Audio tokenizer.")] = DEFAULT_CODEC,
+    codec_weights: Annotated[Path | None, typer.Option("--codec-weights", metavar="FILE")] = None,
+    bandwidth: Annotated[float, typer.Option(metavar="KBPS")] = DEFAULT_BANDWIDTH,
+    image_encoder: Annotated[
+        str, typer.Option("--image-encoder", metavar="SPEC")
+    ] = DEFAULT_IMAGE_ENCODER,
+    fps: FpsOpt = VISUAL_FPS,
+    cache: CacheOpt = None,
+    workers: WorkersOpt = 2,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Pre-train the VAB model: tokenize missing clips, then masked audio-token prediction.
+
+    Clips with split "val" are validated on; "test" clips are left out. Checkpoints go to
+    RUN_DIR/last and RUN_DIR/best, metrics to RUN_DIR/metrics.jsonl. Ctrl-C saves RUN_DIR/last;
+    --resume continues it exactly.
+    """
+    # Imported here: torch takes seconds to import, and `vab --help` needs none of it.
+    from .latents import TokenizeOptions, Tokenizer, resolve_device
+    from .train import TrainingStopped, TrainOptions, distributed_rank
+    from .train_run import plan_training
+
+    dims = _overrides(set_ or [])
+    try:
+        model_config(preset, **dims)
+    except (ValueError, TypeError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--preset/--set") from None
+    tok_opts = TokenizeOptions(extract=ExtractOptions(fps=fps), codec=codec,
+                               codec_weights=codec_weights, bandwidth=bandwidth,
+                               image_encoder=image_encoder, device=device)  # fmt: skip
+    try:
+        items = [i for i in clip_items(None, data) if i.split != "test"]
+        if not items:
+            raise VabError(f"{data}: no train or val clips in this manifest")
+        store = open_cache(cache)
+        run_device = resolve_device(device)
+        ranks = distributed_rank(run_device)
+        with Tokenizer(tok_opts, store) as tokenizer:
+            outcomes = _tokenize_all(items, tokenizer, workers, quiet or not ranks.leader, ranks)
+        plan = plan_training(items, outcomes, store, preset, dims, fps, tokenizer)
+    except VabError as exc:
+        print_error(str(exc))
+        raise typer.Exit(1) from None
+    _report_plan(plan, quiet)
+    opts = TrainOptions(steps=steps, batch_size=batch_size, lr=lr, clip_seconds=clip_seconds,
+                        val_every=val_every, seed=seed, workers=workers)  # fmt: skip
+    try:
+        final = plan.trainer(opts, out, run_device, resume).run(_progress(steps, quiet))
+    except KeyboardInterrupt:
+        print_error(f"interrupted; {out / 'last'} holds the run so far (continue with --resume)")
+        raise typer.Exit(130) from None
+    except (TrainingStopped, VabError) as exc:
+        print_error(str(exc))
+        raise typer.Exit(1) from None
+    if ranks.leader:
+        summary = {"out": str(out), "last": str(out / "last"), "best": str(out / "best"), **final}
+        print(json.dumps(summary) if as_json else _describe(summary))
+
+
+def _tokenize_all(items: list[ClipItem], tokenizer: Any, workers: int, quiet: bool,
+                  ranks: Any) -> list[Outcome]:  # fmt: skip
+    """Tokenize on rank 0 while the others wait; then they find everything cached."""
+    import torch.distributed as dist
+
+    if ranks.world > 1 and not ranks.leader:
+        dist.barrier()
+    job: Job[ClipItem] = Job(
+        work=lambda item, progress: tokenizer.tokenize(item.path, item.segment, progress),
+        name=ClipItem.name,
+    )
+    display = _BarsOnly(len(items), "tokenize", as_json=False, quiet=quiet, describe=str)
+    with display:
+        outcomes = run_batch(items, job, workers, display)
+    if ranks.world > 1 and ranks.leader:
+        dist.barrier()
+    for outcome in outcomes:
+        if outcome.status == "error" and not quiet:
+            print_warning(f"skipped: {outcome.error}")
+    return outcomes
+
+
+class _BarsOnly(BatchDisplay):
+    """Progress bars only: per-clip results of this preparatory step are not the output."""
+
+    def _report(self, outcome: Outcome) -> None:
+        pass
+
+
+def _report_plan(plan: "TrainPlan", quiet: bool) -> None:
+    if not quiet:
+        stderr.print(plan.summary(), markup=False)
+
+
+def _progress(steps: int, quiet: bool):
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    bars = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    TextColumn("{task.fields[stats]}"), console=stderr, transient=True,
+                    disable=quiet or not stderr.is_terminal)  # fmt: skip
+    task = bars.add_task("train", total=steps, stats="")
+
+    def on_step(m: dict[str, float]) -> None:
+        if not bars.live.is_started and not bars.disable:
+            bars.start()
+        stats = f"loss {m['loss']:.3f}  acc {m['accuracy']:.3f}  lr {m['lr']:.2e}  " \
+                f"{m['tokens_per_s']:.0f} tok/s"  # fmt: skip
+        bars.update(task, completed=m["step"], stats=stats)
+        if "val_loss" in m and not quiet:
+            bars.console.print(f"step {m['step']}: {stats}  val_loss {m['val_loss']:.3f}  "
+                               f"val_acc {m['val_accuracy']:.3f}", markup=False)  # fmt: skip
+        if m["step"] >= steps:
+            bars.stop()
+
+    return on_step
+
+
+def _describe(summary: dict[str, Any]) -> str:
+    val = f"  val_loss {summary['val_loss']:.3f}" if "val_loss" in summary else ""
+    return (
+        f"trained to step {summary['step']}: loss {summary['loss']:.3f}{val}  -> {summary['last']}"
+    )
