@@ -84,7 +84,7 @@ def train(
     """
     # Imported here: torch takes seconds to import, and `vab --help` needs none of it.
     from .latents import TokenizeOptions, Tokenizer, resolve_device
-    from .train import TrainingStopped, TrainOptions, distributed_rank
+    from .train import TrainingStopped, TrainOptions, distributed_rank, rank_device
     from .train_run import plan_training
 
     dims = _overrides(set_ or [])
@@ -100,8 +100,8 @@ def train(
         if not items:
             raise VabError(f"{data}: no train or val clips in this manifest")
         store = open_cache(cache)
-        run_device = resolve_device(device)
-        ranks = distributed_rank(run_device)
+        ranks = distributed_rank(resolve_device(device))
+        run_device = rank_device(resolve_device(device), ranks)
         with Tokenizer(tok_opts, store) as tokenizer:
             outcomes = _tokenize_all(items, tokenizer, workers, quiet or not ranks.leader, ranks)
         plan = plan_training(items, outcomes, store, preset, dims, fps, tokenizer)

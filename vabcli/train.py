@@ -110,12 +110,24 @@ class _Rank:
 
 
 def distributed_rank(device: str) -> _Rank:
-    """Join the torchrun process group if launched by torchrun (gloo on CPU, nccl on CUDA)."""
+    """Join the torchrun process group if launched by torchrun (gloo on CPU, nccl on CUDA).
+
+    On CUDA each process takes the GPU of its LOCAL_RANK (see `rank_device`).
+    """
     if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) < 2:
         return _Rank()
     if not dist.is_initialized():
+        if device.startswith("cuda"):
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return _Rank(dist.get_rank(), dist.get_world_size())
+
+
+def rank_device(device: str, ranks: _Rank) -> str:
+    """`cuda` means this process's own GPU when several processes share a machine."""
+    if device == "cuda" and ranks.world > 1:
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return device
 
 
 def _mean_across_ranks(values: dict[str, float], ranks: _Rank) -> dict[str, float]:
