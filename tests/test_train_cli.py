@@ -64,3 +64,42 @@ def test_bad_model_override_is_a_usage_error(manifest, tmp_path, cache_dir):
         manifest, tmp_path / "run", cache_dir, "--set", "d_model=100", "--set", "n_heads=3"
     )
     assert done.returncode == 2
+
+
+def test_torchrun_two_processes_through_the_cli(manifest, tmp_path, cache_dir):
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "vabcli", "train", "--data", str(manifest), "--out", str(out), "--cache",
+         str(cache_dir), *DEBUG, *SHORT, "--steps", "2", "--json"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(done.stdout.strip().splitlines()) == 1  # one summary: rank 0's
+    assert json.loads(done.stdout)["step"] == 2
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    assert (out / "last" / "model.safetensors").is_file()
+
+
+def test_ctrl_c_saves_the_run(manifest, tmp_path, cache_dir):
+    import signal
+    import time
+
+    from tests.conftest import start_vab
+    from vabcli.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    endless = ["--steps", "100000", "--val-every", "100000"]
+    args = ["--data", str(manifest), "--out", str(out), "--cache", str(cache_dir)]
+    proc = start_vab("train", *args, *DEBUG, *SHORT, *endless)
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.jsonl").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "training never started"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "--resume" in err
+    assert load_checkpoint(out / "last")[2]["step"] >= 1
