@@ -102,19 +102,17 @@ def train(
         store = open_cache(cache)
         ranks = distributed_rank(resolve_device(device))
         run_device = rank_device(resolve_device(device), ranks)
+        quiet = quiet or not ranks.leader  # one process speaks for the whole run
         with Tokenizer(tok_opts, store) as tokenizer:
-            outcomes = _tokenize_all(items, tokenizer, workers, quiet or not ranks.leader, ranks)
+            outcomes = _tokenize_all(items, tokenizer, workers, quiet, ranks)
         plan = plan_training(items, outcomes, store, preset, dims, fps, tokenizer)
-    except VabError as exc:
-        print_error(str(exc))
-        raise typer.Exit(1) from None
-    _report_plan(plan, quiet)
-    opts = TrainOptions(steps=steps, batch_size=batch_size, lr=lr, clip_seconds=clip_seconds,
-                        val_every=val_every, seed=seed, workers=workers)  # fmt: skip
-    try:
+        _report_plan(plan, quiet)
+        opts = TrainOptions(steps=steps, batch_size=batch_size, lr=lr, clip_seconds=clip_seconds,
+                            val_every=val_every, seed=seed, workers=workers)  # fmt: skip
         final = plan.trainer(opts, out, run_device, resume).run(_progress(steps, quiet))
     except KeyboardInterrupt:
-        print_error(f"interrupted; {out / 'last'} holds the run so far (continue with --resume)")
+        saved = f"{out / 'last'} holds the run so far (continue with --resume)"
+        print_error(f"interrupted; {saved if (out / 'last').exists() else 'nothing was trained'}")
         raise typer.Exit(130) from None
     except (TrainingStopped, VabError) as exc:
         print_error(str(exc))
