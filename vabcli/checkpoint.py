@@ -18,7 +18,7 @@ import safetensors
 import safetensors.torch
 import torch
 
-from .config import ModelConfig
+from .config import ModelConfig, dataclass_from_dict
 from .errors import VabError
 
 CHECKPOINT_FORMAT = "vab-checkpoint"
@@ -194,12 +194,9 @@ def _read_header(path: Path) -> dict[str, Any]:
 def _model_config(data: Any, path: Path) -> ModelConfig:
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: 'model' is not an object of model dimensions")
-    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(ModelConfig)})
-    if unknown:
-        raise CheckpointError(f"{path}: unknown model dimensions {', '.join(unknown)}")
     try:
-        return ModelConfig(**data)
-    except (TypeError, ValueError) as exc:
+        return dataclass_from_dict(ModelConfig, data)
+    except ValueError as exc:
         raise CheckpointError(f"{path}: bad model dimensions: {_one_line(exc)}") from exc
 
 

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -19,7 +19,7 @@ from encodec.modules.conv import CONV_NORMALIZATIONS
 from encodec.quantization import ResidualVectorQuantizer
 
 from .atomic import atomic_output
-from .config import CODEC_SAMPLE_RATE
+from .config import CODEC_SAMPLE_RATE, dataclass_from_dict
 from .encoder_memo import (
     ENCODEC_24KHZ_FILE,
     ENCODEC_URL_ROOT,
@@ -370,12 +370,9 @@ def read_codec_config(path: Path) -> CodecConfig:
         raise CodecError(f"cannot read codec config {path}: {exc}") from exc
     if not isinstance(data, dict) or data.pop("format_version", None) != _FORMAT_VERSION:
         raise CodecError(f"{path} is not a vab codec config (format_version {_FORMAT_VERSION})")
-    unknown = sorted(set(data) - {f.name for f in fields(CodecConfig)})
-    if unknown:
-        raise CodecError(f"codec config {path}: unknown keys {', '.join(unknown)}")
     try:
-        return CodecConfig(**data)
-    except (TypeError, ValueError) as exc:
+        return dataclass_from_dict(CodecConfig, data)
+    except ValueError as exc:
         raise CodecError(f"codec config {path}: {exc}") from exc
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # The EnCodec 24 kHz model is the default audio tokenizer, so audio is decoded at its rate.
 CODEC_SAMPLE_RATE = 24_000
@@ -147,3 +150,14 @@ class MaskingConfig:
     high: float = 1.0
     null_condition_prob: float = 0.1  # classifier-free guidance: drop the visual condition
     label_smoothing: float = 0.0
+
+
+def dataclass_from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """A config dataclass from JSON data; ValueError names unknown keys or rejected values."""
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown keys {', '.join(unknown)}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from exc
