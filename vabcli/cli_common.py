@@ -125,3 +125,38 @@ def extract_options(fps: float, size: str, sample_rate: int) -> ExtractOptions:
 def open_cache(root: Path | None) -> Cache:
     """The cache, reporting damaged entries it finds (and recomputes) as warnings on stderr."""
     return Cache(root, on_damage=print_warning)
+
+
+# The frozen encoders (tokenize, train): one definition each.
+CodecOpt = Annotated[
+    str,
+    typer.Option(
+        metavar="NAME",
+        help="Audio tokenizer: encodec_24khz, a folder holding config.json and "
+        "weights.safetensors, or debug (random weights: its tokens carry no meaning).",
+    ),
+]
+CodecWeightsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--codec-weights",
+        metavar="FILE",
+        help="Weights for encodec_24khz (e.g. encodec_24khz-d7cc33bc.th) instead of the "
+        "torch hub cache.",
+    ),
+]
+BandwidthOpt = Annotated[
+    float, typer.Option(metavar="KBPS", help="EnCodec bandwidth: 1.5, 3, 6, 12 or 24 kbps.")
+]
+ImageEncoderOpt = Annotated[
+    str,
+    typer.Option(
+        "--image-encoder",
+        metavar="SPEC",
+        help="open_clip MODEL:PRETRAINED (tag or weights file), local-dir:PATH, or debug "
+        "(random weights: its features carry no meaning).",
+    ),
+]
+DeviceOpt = Annotated[
+    str, typer.Option(metavar="DEVICE", help="auto (cuda, then mps, then cpu), cpu, cuda.")
+]

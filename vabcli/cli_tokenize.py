@@ -10,8 +10,13 @@ from .cli_common import (
     DEFAULT_FPS,
     DEFAULT_SAMPLE_RATE,
     DEFAULT_SIZE,
+    BandwidthOpt,
     CacheOpt,
+    CodecOpt,
+    CodecWeightsOpt,
+    DeviceOpt,
     FpsOpt,
+    ImageEncoderOpt,
     JsonOpt,
     QuietOpt,
     WorkersOpt,
@@ -47,36 +52,10 @@ def tokenize(
         ),
     ] = None,
     cache: CacheOpt = None,
-    codec: Annotated[
-        str,
-        typer.Option(
-            metavar="NAME",
-            help="Audio tokenizer: encodec_24khz, a folder holding config.json and "
-            "weights.safetensors, or debug (random weights: its tokens carry no meaning).",
-        ),
-    ] = DEFAULT_CODEC,
-    codec_weights: Annotated[
-        Path | None,
-        typer.Option(
-            "--codec-weights",
-            metavar="FILE",
-            help="Weights for encodec_24khz (e.g. encodec_24khz-d7cc33bc.th) instead of the "
-            "torch hub cache.",
-        ),
-    ] = None,
-    bandwidth: Annotated[
-        float,
-        typer.Option(metavar="KBPS", help="EnCodec bandwidth: 1.5, 3, 6, 12 or 24 kbps."),
-    ] = DEFAULT_BANDWIDTH,
-    image_encoder: Annotated[
-        str,
-        typer.Option(
-            "--image-encoder",
-            metavar="SPEC",
-            help="open_clip MODEL:PRETRAINED (tag or weights file), local-dir:PATH, or debug "
-            "(random weights: its features carry no meaning).",
-        ),
-    ] = DEFAULT_IMAGE_ENCODER,
+    codec: CodecOpt = DEFAULT_CODEC,
+    codec_weights: CodecWeightsOpt = None,
+    bandwidth: BandwidthOpt = DEFAULT_BANDWIDTH,
+    image_encoder: ImageEncoderOpt = DEFAULT_IMAGE_ENCODER,
     fps: FpsOpt = DEFAULT_FPS,
     size: Annotated[
         str | None,
@@ -85,9 +64,7 @@ def tokenize(
             help="Frame size N or WxH [default: the image encoder's input size, e.g. 224].",
         ),
     ] = None,
-    device: Annotated[
-        str, typer.Option(metavar="DEVICE", help="auto (cuda, then mps, then cpu), cpu, cuda.")
-    ] = "auto",
+    device: DeviceOpt = "auto",
     keep_frames: Annotated[
         bool,
         typer.Option("--keep-frames", help="Keep decoded frames in the cache after encoding."),

@@ -7,7 +7,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .batch import Job, Outcome, run_batch
-from .cli_common import CacheOpt, FpsOpt, JsonOpt, QuietOpt, WorkersOpt, app, open_cache
+from .cli_common import (
+    BandwidthOpt,
+    CacheOpt,
+    CodecOpt,
+    CodecWeightsOpt,
+    DeviceOpt,
+    FpsOpt,
+    ImageEncoderOpt,
+    JsonOpt,
+    QuietOpt,
+    WorkersOpt,
+    app,
+    open_cache,
+)
 from .clips import ClipItem, clip_items
 from .config import (
     DEFAULT_BANDWIDTH,
@@ -45,7 +58,9 @@ def _overrides(pairs: list[str]) -> dict[str, int | float]:
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Option("--data", metavar="MANIFEST", help="manifest.jsonl")],
+    data: Annotated[
+        Path, typer.Option("--data", metavar="MANIFEST", help="Clips: manifest.jsonl (README).")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", metavar="RUN_DIR", help="Run folder.")],
     preset: Annotated[
         str, typer.Option(metavar="NAME", help=f"Model size: {', '.join(MODEL_PRESETS)}.")
@@ -54,22 +69,24 @@ def train(
         list[str] | None,
         typer.Option("--set", metavar="NAME=VALUE", help="Override one model dimension."),
     ] = None,
-    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 1000,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per step.")] = 16,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-4,
+    steps: Annotated[int, typer.Option(metavar="N", min=1, help="Optimizer steps.")] = 1000,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", metavar="N", min=1, help="Clips per step and process.")
+    ] = 16,
+    lr: Annotated[float, typer.Option(metavar="LR", help="Peak learning rate.")] = 3e-4,
     clip_seconds: Annotated[
-        float, typer.Option("--clip-seconds", help="Training window length.")
+        float, typer.Option("--clip-seconds", metavar="S", help="Training window, seconds.")
     ] = 4.0,
-    val_every: Annotated[int, typer.Option("--val-every", min=1, help="Validate/save.")] = 100,
-    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    val_every: Annotated[
+        int, typer.Option("--val-every", metavar="N", min=1, help="Validate and save every N.")
+    ] = 100,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed of every random choice.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR/last.")] = False,
-    device: Annotated[str, typer.Option(metavar="DEVICE", help="auto, cpu, cuda.")] = "auto",
-    codec: Annotated[str, typer.Option(metavar="NAME", help="Audio tokenizer.")] = DEFAULT_CODEC,
-    codec_weights: Annotated[Path | None, typer.Option("--codec-weights", metavar="FILE")] = None,
-    bandwidth: Annotated[float, typer.Option(metavar="KBPS")] = DEFAULT_BANDWIDTH,
-    image_encoder: Annotated[
-        str, typer.Option("--image-encoder", metavar="SPEC")
-    ] = DEFAULT_IMAGE_ENCODER,
+    device: DeviceOpt = "auto",
+    codec: CodecOpt = DEFAULT_CODEC,
+    codec_weights: CodecWeightsOpt = None,
+    bandwidth: BandwidthOpt = DEFAULT_BANDWIDTH,
+    image_encoder: ImageEncoderOpt = DEFAULT_IMAGE_ENCODER,
     fps: FpsOpt = VISUAL_FPS,
     cache: CacheOpt = None,
     workers: WorkersOpt = 2,
