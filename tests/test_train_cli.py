@@ -44,6 +44,13 @@ def test_train_writes_a_run_and_reports_what_it_skipped(manifest, tmp_path, cach
     assert resumed.returncode == 0, resumed.stderr
     steps = [json.loads(ln)["step"] for ln in (tmp_path / "run" / "metrics.jsonl").open()]
     assert steps == [1, 2, 3, 4]
+    finished = train(manifest, tmp_path / "run", cache_dir, "--steps", "4", "--resume")
+    assert finished.returncode == 0 and "already at step 4" in finished.stdout
+    again = train(manifest, tmp_path / "run", cache_dir, "--steps", "2")
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    replaced = train(manifest, tmp_path / "run", cache_dir, "--steps", "1", "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
 
 
 def test_unusable_data_stops_with_one_line(tmp_path, cache_dir):
@@ -59,11 +66,10 @@ def test_unusable_data_stops_with_one_line(tmp_path, cache_dir):
     assert not (tmp_path / "run").exists()
 
 
-def test_bad_model_override_is_a_usage_error(manifest, tmp_path, cache_dir):
-    done = train(
-        manifest, tmp_path / "run", cache_dir, "--set", "d_model=100", "--set", "n_heads=3"
-    )
-    assert done.returncode == 2
+@pytest.mark.parametrize("override", [["d_model=100", "n_heads=3"], ["visual_fps=4"], ["oops"]])
+def test_bad_model_override_is_a_usage_error(manifest, tmp_path, cache_dir, override):
+    sets = [arg for item in override for arg in ("--set", item)]
+    assert train(manifest, tmp_path / "run", cache_dir, *sets).returncode == 2
 
 
 def test_torchrun_two_processes_through_the_cli(manifest, tmp_path, cache_dir):

@@ -1,6 +1,9 @@
 """`vab train`: masked audio-token pre-training on a manifest's clips."""
 
 import json
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -36,6 +39,12 @@ from .errors import VabError
 
 if TYPE_CHECKING:
     from .train_run import TrainPlan
+
+
+# Set by the data and its encoders, so `--set` may not change them.
+DATA_DIMENSIONS = frozenset(
+    {"visual_dim", "n_codebooks", "codebook_size", "visual_fps", "audio_frame_rate"}
+)
 
 
 def _overrides(pairs: list[str]) -> dict[str, int | float]:
@@ -82,6 +91,9 @@ def train(
     ] = 100,
     seed: Annotated[int, typer.Option(metavar="N", help="Seed of every random choice.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR/last.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an earlier run in RUN_DIR.")
+    ] = False,
     device: DeviceOpt = "auto",
     codec: CodecOpt = DEFAULT_CODEC,
     codec_weights: CodecWeightsOpt = None,
@@ -105,6 +117,11 @@ def train(
     from .train_run import plan_training
 
     dims = _overrides(set_ or [])
+    fixed = sorted(set(dims) & DATA_DIMENSIONS)
+    if fixed:
+        raise typer.BadParameter(
+            f"{', '.join(fixed)} come from the data and encoders", param_hint="--set"
+        )
     try:
         model_config(preset, **dims)
     except (ValueError, TypeError) as exc:
@@ -112,6 +129,13 @@ def train(
     tok_opts = TokenizeOptions(extract=ExtractOptions(fps=fps), codec=codec,
                                codec_weights=codec_weights, bandwidth=bandwidth,
                                image_encoder=image_encoder, device=device)  # fmt: skip
+    if not resume and out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise typer.BadParameter(
+                f"{out} holds a run: add --resume to continue it or --overwrite to replace it",
+                param_hint="--out",
+            )
+        shutil.rmtree(out)
     try:
         items = [i for i in clip_items(None, data) if i.split != "test"]
         if not items:
@@ -120,9 +144,8 @@ def train(
         ranks = distributed_rank(resolve_device(device))
         run_device = rank_device(resolve_device(device), ranks)
         quiet = quiet or not ranks.leader  # one process speaks for the whole run
-        with Tokenizer(tok_opts, store) as tokenizer:
-            outcomes = _tokenize_all(items, tokenizer, workers, quiet, ranks)
-        plan = plan_training(items, outcomes, store, preset, dims, fps, tokenizer)
+        outcomes, ids = _tokenize_all(items, lambda: Tokenizer(tok_opts, store), workers, quiet)
+        plan = plan_training(items, outcomes, store, preset, dims, fps, *ids)
         _report_plan(plan, quiet)
         opts = TrainOptions(steps=steps, batch_size=batch_size, lr=lr, clip_seconds=clip_seconds,
                             val_every=val_every, seed=seed, workers=workers)  # fmt: skip
@@ -135,30 +158,37 @@ def train(
         print_error(str(exc))
         raise typer.Exit(1) from None
     if ranks.leader:
-        summary = {"out": str(out), "last": str(out / "last"), "best": str(out / "best"), **final}
+        best = {"best": str(out / "best")} if (out / "best").exists() else {}
+        summary = {"out": str(out), "last": str(out / "last"), **best, **final}
         print(json.dumps(summary) if as_json else _describe(summary))
 
 
-def _tokenize_all(items: list[ClipItem], tokenizer: Any, workers: int, quiet: bool,
-                  ranks: Any) -> list[Outcome]:  # fmt: skip
-    """Tokenize on rank 0 while the others wait; then they find everything cached."""
+def _tokenize_all(
+    items: list[ClipItem], make_tokenizer: Callable[[], Any], workers: int, quiet: bool
+) -> tuple[list[Outcome], tuple[str, str]]:
+    """Outcomes per clip and the (codec id, visual id). Under torchrun the first process of each
+    machine tokenizes while the others wait; they then find everything cached and, with the
+    encoder ids remembered, load no model at all."""
     import torch.distributed as dist
 
-    if ranks.world > 1 and not ranks.leader:
+    spread = dist.is_initialized() and dist.get_world_size() > 1
+    first_on_machine = int(os.environ.get("LOCAL_RANK", "0")) == 0
+    if spread and not first_on_machine:
         dist.barrier()
-    job: Job[ClipItem] = Job(
-        work=lambda item, progress: tokenizer.tokenize(item.path, item.segment, progress),
-        name=ClipItem.name,
-    )
-    display = _BarsOnly(len(items), "tokenize", as_json=False, quiet=quiet, describe=str)
-    with display:
-        outcomes = run_batch(items, job, workers, display)
-    if ranks.world > 1 and ranks.leader:
+    with make_tokenizer() as tokenizer:
+        job: Job[ClipItem] = Job(
+            work=lambda item, progress: tokenizer.tokenize(item.path, item.segment, progress),
+            name=ClipItem.name,
+        )
+        with _BarsOnly(len(items), "tokenize", as_json=False, quiet=quiet, describe=str) as bars:
+            outcomes = run_batch(items, job, workers, bars)
+        ids = (tokenizer.codec_id, tokenizer.visual_id)
+    if spread and first_on_machine:
         dist.barrier()
     for outcome in outcomes:
         if outcome.status == "error" and not quiet:
             print_warning(f"skipped: {outcome.error}")
-    return outcomes
+    return outcomes, ids
 
 
 class _BarsOnly(BatchDisplay):
@@ -203,6 +233,8 @@ def _progress(steps: int, quiet: bool):
 
 
 def _describe(summary: dict[str, Any]) -> str:
+    if "loss" not in summary:
+        return f"nothing to do: {summary['last']} is already at step {summary['step']}"
     val = f"  val_loss {summary['val_loss']:.3f}" if "val_loss" in summary else ""
     return (
         f"trained to step {summary['step']}: loss {summary['loss']:.3f}{val}  -> {summary['last']}"

@@ -139,6 +139,9 @@ class Tokenizer:
             for service in (self._visual_service, self._audio_service):
                 service.cancel_pending()
                 service.close()
+            # Free the models (GPU memory above all): training comes next in the same process.
+            del self.visual, self.codec, self._visual_service, self._audio_service
+            self._loaded = False
 
     def keys(self, video: Path, segment: Segment = WHOLE) -> tuple[str, str]:
         """(visual key, audio key) of a clip; loads the encoders if their ids are not known."""

@@ -8,9 +8,12 @@ own slice of every global batch; rank 0 alone writes checkpoints and metrics.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from .checkpoint import load_checkpoint, load_training_state, save_checkpoint
+from .checkpoint import check_encoders, load_checkpoint, load_training_state, save_checkpoint
 from .config import MaskingConfig, ModelConfig
 from .dataset import EpochBatches, LatentClip, Window, WindowDataset, collate
 from .errors import VabError
@@ -40,7 +43,6 @@ class TrainOptions:
     grad_clip: float = 1.0
     clip_seconds: float = 4.0
     val_every: int = 100
-    val_batches: int = 4
     seed: int = 0
     workers: int = 2  # loader processes reading cached arrays in the background
     masking: MaskingConfig = field(default_factory=MaskingConfig)
@@ -119,7 +121,9 @@ def distributed_rank(device: str) -> _Rank:
     if not dist.is_initialized():
         if device.startswith("cuda"):
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        # Long timeout: the other ranks wait at a barrier while the first tokenizes the data.
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(hours=24))
     return _Rank(dist.get_rank(), dist.get_world_size())
 
 
@@ -130,12 +134,13 @@ def rank_device(device: str, ranks: _Rank) -> str:
     return device
 
 
-def _mean_across_ranks(values: dict[str, float], ranks: _Rank) -> dict[str, float]:
+def _sum_across_ranks(values: dict[str, float], ranks: _Rank, device: str) -> dict[str, float]:
     if ranks.world == 1:
         return values
-    t = torch.tensor(list(values.values()), dtype=torch.float64)
+    # On the run's device: nccl reduces CUDA tensors only.
+    t = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    return dict(zip(values, (t / ranks.world).tolist(), strict=True))
+    return dict(zip(values, t.tolist(), strict=True))
 
 
 class Trainer:
@@ -168,7 +173,8 @@ class Trainer:
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
     def run(self, on_step: StepFn | None = None) -> dict[str, float]:
-        """Train until `opts.steps`; returns the last metrics. Ctrl-C saves `last` first."""
+        """Train until `opts.steps`; returns the last metrics. Ctrl-C or SIGTERM saves `last`
+        after the step in progress, then raises KeyboardInterrupt."""
         sampler = EpochBatches(
             len(self.train_clips), self.opts.batch_size, self.opts.seed, self.step,
             self.ranks.rank, self.ranks.world,
@@ -177,8 +183,8 @@ class Trainer:
             WindowDataset(self.train_clips, self.window, self.opts.seed),
             batch_sampler=sampler, num_workers=self.opts.workers, collate_fn=collate,
         )  # fmt: skip
-        batches, metrics = iter(loader), {}
-        try:
+        batches, metrics = iter(loader), {"step": self.step}
+        with _stop_between_steps() as stop:
             while self.step < self.opts.steps:
                 metrics = self._train_step(next(batches))
                 self.step += 1
@@ -187,9 +193,9 @@ class Trainer:
                 self._log(metrics)
                 if on_step:
                     on_step(metrics)
-        except KeyboardInterrupt:
-            self._save("last")
-            raise
+                if stop.is_set():
+                    self._save("last")
+                    raise KeyboardInterrupt
         return metrics
 
     def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -198,7 +204,9 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.net.train()
-        result = self._loss(batch, _generator(self.opts.seed, self.step, self.ranks.rank))
+        generator = _generator(self.opts.seed, self.step, self.ranks.rank)
+        torch.manual_seed(generator.initial_seed())  # dropout draws from the global generator
+        result = self._loss(batch, generator)
         if not torch.isfinite(result.loss):
             raise TrainingStopped(
                 f"loss became {result.loss.item()} at step {self.step}; stopped, and the last "
@@ -211,7 +219,8 @@ class Trainer:
         tokens = int(batch["audio_keep"].sum()) * self.cfg.n_codebooks
         seconds = time.perf_counter() - started
         values = {"loss": result.loss.item(), "accuracy": result.accuracy.item()}
-        values = _mean_across_ranks(values, self.ranks)
+        summed = _sum_across_ranks(values, self.ranks, self.device)
+        values = {k: v / self.ranks.world for k, v in summed.items()}
         return {"step": self.step + 1, **values, "lr": lr, "tokens_per_s": tokens / seconds}
 
     def _loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator):
@@ -225,21 +234,23 @@ class Trainer:
 
     @torch.no_grad()
     def _validate(self) -> dict[str, float]:
+        """Masked-token loss and accuracy over every val clip (each rank scores its share)."""
         if not self.val_clips:
             return {}
         data = WindowDataset(self.val_clips, self.window, self.opts.seed)
-        n = min(len(data), self.opts.val_batches * self.opts.batch_size)
         self.net.eval()
-        total = correct = count = 0.0
-        for first in range(0, n, self.opts.batch_size):
-            batch = collate(
-                [data[(i, 0)] for i in range(first, min(n, first + self.opts.batch_size))]
-            )
+        sums = {"loss": 0.0, "correct": 0.0, "count": 0.0}
+        starts = range(0, len(data), self.opts.batch_size)
+        for first in starts[self.ranks.rank :: self.ranks.world]:
+            last = min(len(data), first + self.opts.batch_size)
+            batch = collate([data[(i, 0)] for i in range(first, last)])
             result = self._loss(batch, _generator(self.opts.seed, -1 - first, 0))
-            total += result.loss.item() * result.n_masked
-            correct += result.accuracy.item() * result.n_masked
-            count += result.n_masked
-        return {"val_loss": total / count, "val_accuracy": correct / count}
+            sums["loss"] += result.loss.item() * result.n_masked
+            sums["correct"] += result.accuracy.item() * result.n_masked
+            sums["count"] += result.n_masked
+        sums = _sum_across_ranks(sums, self.ranks, self.device)
+        count = max(sums["count"], 1.0)
+        return {"val_loss": sums["loss"] / count, "val_accuracy": sums["correct"] / count}
 
     def _validate_and_save(self) -> dict[str, float]:
         values = self._validate()
@@ -265,11 +276,7 @@ class Trainer:
         cfg, weights, meta = load_checkpoint(last)
         if cfg != self.cfg:
             raise VabError(f"{last} was trained with other model dimensions; start a new --out")
-        if (meta.get("codec_id"), meta.get("visual_id")) != (
-            self.info.codec_id,
-            self.info.visual_id,
-        ):
-            raise VabError(f"{last} was trained on other encoders; start a new --out")
+        check_encoders(meta, self.info.codec_id, self.info.visual_id, last)
         self.model.load_state_dict(weights)
         load_optimizer_tensors(self.optimizer, load_training_state(last))
         self.step = int(meta["step"])
@@ -299,3 +306,20 @@ def _truncate_metrics(path: Path, step: int) -> None:
         return
     kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
     path.write_text("".join(line + "\n" for line in kept))
+
+
+class _stop_between_steps:
+    """While training, SIGINT/SIGTERM set a flag the loop checks after each step, so a step is
+    never cut between the optimizer update and its bookkeeping (which would break --resume)."""
+
+    def __enter__(self) -> threading.Event:
+        self.flag = threading.Event()
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, lambda *_: self.flag.set())
+        return self.flag
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)

@@ -12,7 +12,7 @@ from .clips import ClipItem
 from .config import ModelConfig, model_config
 from .dataset import LatentClip
 from .errors import VabError
-from .latents import Tokenizer, latent_files
+from .latents import latent_files
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,8 @@ def plan_training(
     preset: str,
     overrides: dict[str, int | float],
     fps: float,
-    tokenizer: Tokenizer,
+    codec_id: str,
+    visual_id: str,
 ) -> TrainPlan:
     """Sort tokenized clips into train and val; size the model to the data and encoders."""
     train, val = [], []
@@ -86,6 +87,4 @@ def plan_training(
         "visual_fps": fps,
     }
     cfg = model_config(preset, **{**dims, **overrides})
-    return TrainPlan(
-        preset, cfg, tokenizer.codec_id, tokenizer.visual_id, train, val, failed, silent
-    )
+    return TrainPlan(preset, cfg, codec_id, visual_id, train, val, failed, silent)
