@@ -32,7 +32,7 @@ def synthetic_clips(folder: Path, n: int, seconds: float) -> list[LatentClip]:
     for i in range(n):
         np.save(folder / f"f{i}.npy", rng.normal(size=(round(seconds * 8), 512)).astype("f4"))
         np.save(folder / f"c{i}.npy", rng.integers(0, 1024, (4, round(seconds * 75)), dtype="i2"))
-        clips.append(LatentClip(folder / f"f{i}.npy", folder / f"c{i}.npy", seconds))
+        clips.append(LatentClip(folder / f"f{i}.npy", folder / f"c{i}.npy"))
     return clips
 
 

@@ -34,7 +34,7 @@ def synthetic_latents(folder: Path, n: int = 4, seconds: float = 3.0) -> list[La
         codes = rng.integers(0, 1024, size=(4, round(seconds * 75))).astype(np.int16)
         np.save(folder / f"f{i}.npy", features)
         np.save(folder / f"c{i}.npy", codes)
-        clips.append(LatentClip(folder / f"f{i}.npy", folder / f"c{i}.npy", seconds))
+        clips.append(LatentClip(folder / f"f{i}.npy", folder / f"c{i}.npy"))
     return clips
 
 

@@ -70,10 +70,19 @@ class Cache:
     """The cache under `root`; `on_damage` hears about every damaged entry found (and removed)."""
 
     def __init__(
-        self, root: Path | str | None = None, on_damage: Callable[[str], None] | None = None
+        self,
+        root: Path | str | None = None,
+        on_damage: Callable[[str], None] | None = None,
+        digests: Path | None = None,
     ) -> None:
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
         self.on_damage = on_damage
+        # Where remembered input digests live; a scratch cache shares its parent's.
+        self.digests = digests or self.root / "digests"
+
+    def scratch(self, folder: Path) -> Cache:
+        """A throw-away cache in `folder` that reuses this cache's remembered input digests."""
+        return Cache(folder, self.on_damage, self.digests)
 
     def content_digest(self, path: Path) -> str:
         """`file_digest(path)`, remembered per file while its size, mtime and inode stay the same.
@@ -83,7 +92,7 @@ class Cache:
         st = path.stat()
         stamp = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev]
         name = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
-        memo = self.root / "digests" / f"v{FORMAT_VERSION}" / name[:2] / f"{name}.json"
+        memo = self.digests / f"v{FORMAT_VERSION}" / name[:2] / f"{name}.json"
         try:
             remembered = json.loads(memo.read_text())
             if remembered["stamp"] == stamp:

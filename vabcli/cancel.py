@@ -31,10 +31,6 @@ def check() -> None:
         raise CancelledError("interrupted")
 
 
-def requested() -> bool:
-    return _event.is_set()
-
-
 def on_cancel(hook: Callable[[], None]) -> Callable[[], None]:
     """Run `hook` on every cancellation; returns a function that unregisters it."""
     with _lock:

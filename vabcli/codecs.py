@@ -49,6 +49,7 @@ class AudioTokenizer(Protocol):
     frame_rate: float
     n_codebooks: int
     codebook_size: int
+    causal: bool  # codes depend only on past samples (so right-padding cannot change them)
 
     def encode(self, wav: torch.Tensor) -> torch.Tensor: ...
 
@@ -210,6 +211,7 @@ class EncodecTokenizer:
         self.frame_rate = config.frame_rate
         self.codebook_size = config.bins
         self.bandwidth = bandwidth
+        self.causal = config.causal
         self.id = f"{config.name}@{bandwidth:g}kbps-{weights_digest(model, config)[:8]}"
 
     @property

@@ -22,7 +22,6 @@ class LatentClip:
 
     features: Path
     codes: Path
-    duration: float
 
 
 @dataclass(frozen=True)

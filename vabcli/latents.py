@@ -9,10 +9,11 @@ recomputes only the features. A clip whose entries are all cached is not decoded
 
 from __future__ import annotations
 
-import shutil
+import tempfile
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,11 @@ from typing import Any
 import numpy as np
 
 from .batching import BatchingService
-from .cache import Cache, make_key
+from .cache import TMP_MARK, Cache, make_key
 from .config import DEFAULT_BANDWIDTH, DEFAULT_CODEC, DEFAULT_IMAGE_ENCODER, ExtractOptions
 from .decode import ProgressFn
 from .encoder_memo import EncoderIds, codec_stamp, preflight_codec, visual_stamp
-from .extract import WHOLE, ExtractResult, Segment, extract_clip
+from .extract import STAGE, WHOLE, ExtractResult, Segment, extract_clip, extract_key
 from .probe import probe
 
 VISUAL_STAGE = "visual"
@@ -128,6 +129,8 @@ class Tokenizer:
             self._encode_frames, opts.visual_batch, name="vab-visual"
         )
         samples = int(opts.audio_batch_seconds * self.codec.sample_rate)
+        # A non-causal codec's codes depend on what follows: such windows are encoded alone.
+        samples = samples if getattr(self.codec, "causal", True) else 1
         self._audio_service = BatchingService(self._encode_audio, samples, name="vab-audio")
         self._loaded = True
 
@@ -172,16 +175,34 @@ class Tokenizer:
             if not self._loaded:
                 probe(video)  # a bad input is reported without first loading the encoders
             self._load()
-            clip = extract_clip(video, self.extract_opts, self.cache, on_progress, segment)
-            try:
+            with self._decoded(video, segment, on_progress) as clip:
                 if visual_meta is None:
                     visual_meta = self._store_features(clip, visual_key)
                 if audio_meta is None and clip.has_audio:
                     audio_meta = self._store_codes(clip, audio_key)
-            finally:
-                if not self.opts.keep_frames and not clip.cache_hit:
-                    shutil.rmtree(clip.entry, ignore_errors=True)
         return self._figures(visual_meta, audio_meta, visual_key, audio_key, hit)
+
+    @contextmanager
+    def _decoded(
+        self, video: Path, segment: Segment, on_progress: ProgressFn | None
+    ) -> Iterator[ExtractResult]:
+        """The clip's frames and audio: from the cache if there, else decoded, into the cache
+        with `keep_frames`, otherwise into a private scratch folder dropped afterwards (never
+        into the shared cache only to delete it: another process may be reading it)."""
+        opts = self.extract_opts
+        if self.opts.keep_frames or self.cache.lookup(
+            STAGE, extract_key(video, opts, self.cache, segment)
+        ):
+            yield extract_clip(video, opts, self.cache, on_progress, segment)
+            return
+        with tempfile.TemporaryDirectory(
+            prefix=f".frames{TMP_MARK}", dir=self._scratch_root()
+        ) as tmp:
+            yield extract_clip(video, opts, self.cache.scratch(Path(tmp)), on_progress, segment)
+
+    def _scratch_root(self) -> Path:
+        self.cache.root.mkdir(parents=True, exist_ok=True)  # same disk as the cache
+        return self.cache.root
 
     def _figures(self, visual: dict, audio: dict | None, vkey: str, akey: str, hit: bool) -> dict:
         return {

@@ -115,6 +115,7 @@ class VabModel(nn.Module):
         self.norm_out = nn.LayerNorm(d)
         self.heads = nn.Linear(d, cfg.n_codebooks * cfg.codebook_size)
         self.apply(_init_weights)
+        self._time_codes: dict[tuple[int, float, str], torch.Tensor] = {}
 
     def forward(
         self,
@@ -151,9 +152,14 @@ class VabModel(nn.Module):
         return logits.view(b, t_a, cfg.n_codebooks, cfg.codebook_size).permute(0, 2, 1, 3)
 
     def _position(self, n: int, rate: float, modality: int, device: torch.device) -> torch.Tensor:
-        seconds = torch.arange(n, device=device) / rate
-        code = time_code(seconds, self.cfg.d_model).to(self.modality.weight.dtype)
-        return code + self.modality.weight[modality]
+        key = (n, rate, str(device))
+        code = self._time_codes.get(key)
+        if code is None:  # built once per length: it costs a CPU round trip (float64)
+            code = time_code(torch.arange(n) / rate, self.cfg.d_model).to(device)
+            if len(self._time_codes) > 64:
+                self._time_codes.clear()
+            self._time_codes[key] = code
+        return code.to(self.modality.weight.dtype) + self.modality.weight[modality]
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -72,7 +72,7 @@ def plan_training(
             silent += 1
             continue
         figures = outcome.figures
-        clip = LatentClip(features, codes, figures["duration"])
+        clip = LatentClip(features, codes)
         (val if item.split == "val" else train).append(clip)
     if not train:
         raise VabError(
