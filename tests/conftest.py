@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from vabcli import cancel
+from vabcli import cancel, ffmpeg
 from vabcli.synth import ClipSpec, make_clip
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -85,3 +85,18 @@ def run_vab(
         cwd=cwd,
         timeout=timeout,
     )
+
+
+@pytest.fixture
+def late_video(tmp_path, clip):
+    """Picture starting 0.5 s after the sound (as in some camera and editor exports): sound is
+    silent until the picture starts, then a tone."""
+    picture = clip("picture.mp4", duration=2.5, audio=False)
+    sound = tmp_path / "sound.m4a"
+    ffmpeg.run_checked(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+                        "-af", "volume=enable='lt(t,0.5)':volume=0", "-t", "3",
+                        "-c:a", "aac", str(sound)], sound)  # fmt: skip
+    late = tmp_path / "late.mp4"
+    ffmpeg.run_checked(["-itsoffset", "0.5", "-i", str(picture), "-i", str(sound), "-map", "0:v",
+                        "-map", "1:a", "-c", "copy", str(late)], late)  # fmt: skip
+    return late

@@ -174,3 +174,15 @@ def test_ten_minute_video_with_bounded_memory(long_clip, cache_dir):
     frames_mib = result.frames().nbytes / 2**20
     assert frames_mib > 350
     assert peak_mib < 200, f"peak RSS {peak_mib} MiB while writing {frames_mib:.0f} MiB of frames"
+
+
+def test_picture_starting_late_keeps_sound_and_picture_together(late_video, cache_dir):
+    from vabcli.probe import probe
+
+    assert probe(late_video).start == pytest.approx(0.5, abs=0.01)
+    result = extract_clip(late_video, OPTS, Cache(cache_dir))
+    assert result.duration == pytest.approx(2.5, abs=0.05)
+    frames = np.asarray(result.frames()).astype(int)
+    assert np.abs(frames[1] - frames[0]).mean() > 1  # the picture moves from frame 0 on
+    audio = result.audio()
+    assert np.abs(audio[: OPTS.sample_rate // 20]).max() > 0.05  # the tone, from sample 0

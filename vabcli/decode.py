@@ -49,9 +49,12 @@ def video_filter(opts: ExtractOptions) -> str:
     )
 
 
-def audio_filter() -> str:
-    """Align audio to time zero: async resampling pads a late-starting track and fills gaps."""
-    return "aresample=async=1:first_pts=0"
+def audio_filter(video_start: float = 0.0) -> str:
+    """Audio on the video's clock: async resampling puts the first sample at the file's time
+    zero (padding a late track, filling gaps), then whatever precedes the first video frame is
+    cut, so sample 0 plays with frame 0."""
+    trim = f",atrim=start={video_start:.6f}" if video_start > 0 else ""
+    return f"aresample=async=1:first_pts=0{trim}"
 
 
 def decode_to_files(
@@ -78,10 +81,13 @@ def decode_to_files(
     segment = ["-ss", f"{start:.6f}", "-t", f"{duration:.6f}"] if is_part else []
     # fmt: off
     args = [*segment, "-i", str(info.path),
-            "-map", FIRST_VIDEO, "-vf", video_filter(opts),
+            "-map", FIRST_VIDEO, "-vf", video_filter(opts), "-fps_mode", "passthrough",
             "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
     if raw_audio is not None:
-        args += ["-map", "0:a:0", "-af", audio_filter(), "-ac", "1", "-ar", str(opts.sample_rate),
+        # After an input seek both streams start at the seek point: no offset left to remove.
+        offset = 0.0 if is_part else info.start
+        args += ["-map", "0:a:0", "-af", audio_filter(offset), "-ac", "1",
+                 "-ar", str(opts.sample_rate),
                  "-c:a", "pcm_f32le", "-f", "f32le", "-y", str(raw_audio)]
     # fmt: on
     # stderr goes to a file, not a pipe: a chatty ffmpeg can never block on a full pipe.

@@ -53,14 +53,20 @@ def mux(video: Path | str, audio: Path | str, output: Path | str, opts: MuxOptio
     with atomic_output(output, opts.overwrite) as tmp:
         if not info.has_audio:
             opts = replace(opts, keep_original_audio=False)
-        done = ffmpeg.run(_mux_args(video, audio, tmp, info.duration, opts))
+        done = ffmpeg.run(_mux_args(video, audio, tmp, info.start, info.duration, opts))
         if done.returncode != 0:
             raise MediaError(_explain_failure(done.stderr, video, audio, info.video_codec, output))
     return {"output": str(output), "duration": round(info.duration, 6)}
 
 
-def _mux_args(video: Path, audio: Path, out: Path, duration: float, opts: MuxOptions) -> list[str]:
-    fit = f"aresample=async=1:first_pts=0,apad=whole_dur={duration:.6f},atrim=end={duration:.6f}"
+def _mux_args(
+    video: Path, audio: Path, out: Path, start: float, duration: float, opts: MuxOptions
+) -> list[str]:
+    # The new audio begins with the first video frame (at `start` on the file's clock) and ends
+    # with the last one: delayed by `start`, then padded or cut to `start + duration`.
+    end = start + duration
+    delay = f"adelay=delays={start * 1000:.3f}:all=1," if start > 0 else ""
+    fit = f"aresample=async=1:first_pts=0,{delay}apad=whole_dur={end:.6f},atrim=end={end:.6f}"
     # fmt: off
     args = ["-i", str(video), "-i", str(audio), "-map", FIRST_VIDEO, "-map", "1:a:0"]
     if opts.keep_original_audio:

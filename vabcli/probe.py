@@ -36,12 +36,14 @@ class VideoInfo:
     """What extract and mux need to know about a video file.
 
     `duration` is the first video stream's own span (first packet start to last packet end), not
-    the container's, which may include a longer audio track.
+    the container's, which may include a longer audio track. `start` is where that span begins
+    on the file's clock: audio before it is not part of the clip.
     """
 
     path: Path
     container: str
     duration: float
+    start: float  # when the first video frame shows, seconds after the file's time zero
     fps: float
     n_video_packets: int
     video_codec: str
@@ -87,14 +89,14 @@ def probe(path: str | Path) -> VideoInfo:
     video = next((s for s in streams if s.kind == "Video" and "attached pic" not in s.text), None)
     if video is None:
         raise MediaError(f"{path}: no video stream")
-    n_packets, span = _packet_span(done.stdout.decode("ascii", errors="replace"))
+    n_packets, start, span = _packet_span(done.stdout.decode("ascii", errors="replace"))
     if n_packets == 0:
         raise MediaError(f"{path}: video stream has no frames")
     duration = span if span > 0 else _header_duration(header)
     if duration is None or duration <= 0:
         raise MediaError(f"{path}: cannot determine the video duration")
     audio = next((s for s in streams if s.kind == "Audio"), None)
-    return _build_info(path, header, video, audio, duration, n_packets)
+    return _build_info(path, header, video, audio, duration, n_packets, start if span > 0 else 0.0)
 
 
 @dataclass(frozen=True)
@@ -108,12 +110,18 @@ def packet_stats(path: str | Path, stream: str) -> PacketStats:
     done = ffmpeg.run_checked(
         ["-i", str(path), "-map", stream, "-c", "copy", "-f", "framecrc", "-"], path
     )
-    count, span = _packet_span(done.stdout.decode("ascii", errors="replace"))
+    count, _, span = _packet_span(done.stdout.decode("ascii", errors="replace"))
     return PacketStats(count, span)
 
 
 def _build_info(
-    path: Path, header: str, video: _Stream, audio: _Stream | None, duration: float, n_packets: int
+    path: Path,
+    header: str,
+    video: _Stream,
+    audio: _Stream | None,
+    duration: float,
+    n_packets: int,
+    start: float,
 ) -> VideoInfo:
     size = _SIZE_RE.search(video.text)
     if size is None:
@@ -124,6 +132,7 @@ def _build_info(
         path=path,
         container=container.group("fmt") if container else "unknown",
         duration=duration,
+        start=start,
         fps=_frame_rate(video.text) or n_packets / duration,
         n_video_packets=n_packets,
         video_codec=video.codec,
@@ -156,8 +165,9 @@ def _parse_header(stderr: str, path: Path) -> tuple[str, list[_Stream]]:
     return text, streams
 
 
-def _packet_span(framecrc: str) -> tuple[int, float]:
-    """(packet count, seconds from the earliest packet start (or zero) to the latest packet end)."""
+def _packet_span(framecrc: str) -> tuple[int, float, float]:
+    """(packet count, start, duration): seconds from the file's time zero to the earliest packet
+    (zero if earlier), and from there to the latest packet end."""
     timebase = None
     count = 0
     first, last = math.inf, -math.inf
@@ -174,9 +184,10 @@ def _packet_span(framecrc: str) -> tuple[int, float]:
                 continue  # a packet without a timestamp still counts as a frame
             first, last = min(first, pts), max(last, pts + dur)
     if timebase is None or count == 0 or first == math.inf:
-        return count, 0.0
+        return count, 0.0, 0.0
     # Packets before time zero (AAC encoder priming) are cut by the container's edit list.
-    return count, (last - max(first, 0)) * timebase
+    start = max(first, 0)
+    return count, start * timebase, (last - start) * timebase
 
 
 def _header_duration(header: str) -> float | None:
