@@ -1,13 +1,15 @@
-"""`make demo`: synthesise a few clips, extract and tokenize them, and mux new audio into them.
+"""`make demo`: synthesise a few clips, extract, tokenize, train briefly, mux new audio in.
 
 Tokenizing uses the tiny random `debug` encoders (no pretrained weights can be assumed on a
-fresh machine), and the "generated" audio is still a plain tone: the generation issues replace
-both with the bundled model and `vab generate`.
+fresh machine), so the 30 training steps only show the machinery, and the "generated" audio is
+still a plain tone: the generation issues replace both with the bundled model and `vab
+generate`.
 Runs the real `vab` command line, so what it prints is what a user sees.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -43,6 +45,15 @@ def main(out: Path) -> None:
     debug = ["--codec", "debug", "--image-encoder", "debug"]
     vab("tokenize", str(clips), "--cache", str(out / "cache"), *debug, "--keep-frames")
     vab("cache", "info", "--cache", str(out / "cache"))
+    manifest = out / "manifest.jsonl"
+    splits = ["train", "train", "train", "val"]
+    manifest.write_text("".join(
+        json.dumps({"video": f"clips/{name}", "split": split}) + "\n"
+        for name, split in zip(CLIPS, splits, strict=True)
+    ))  # fmt: skip
+    short_run = ["--steps", "30", "--val-every", "10", "--batch-size", "4", "--clip-seconds", "1"]
+    vab("train", "--data", str(manifest), "--out", str(out / "run"), "--cache", str(out / "cache"),
+        *debug, *short_run)  # fmt: skip
     vab("mux", str(clips), str(audio), "--out", str(out / "dubbed"))
     print(f"dubbed videos are in {out / 'dubbed'}")
 
