@@ -83,6 +83,9 @@ def train(
         int, typer.Option("--batch-size", metavar="N", min=1, help="Clips per step and process.")
     ] = 16,
     lr: Annotated[float, typer.Option(metavar="LR", help="Peak learning rate.")] = 3e-4,
+    warmup_steps: Annotated[
+        int, typer.Option("--warmup-steps", metavar="N", min=0, help="Linear warm-up steps.")
+    ] = 100,
     clip_seconds: Annotated[
         float, typer.Option("--clip-seconds", metavar="S", help="Training window, seconds.")
     ] = 4.0,
@@ -147,8 +150,9 @@ def train(
         outcomes, ids = _tokenize_all(items, lambda: Tokenizer(tok_opts, store), workers, quiet)
         plan = plan_training(items, outcomes, store, preset, dims, fps, *ids)
         _report_plan(plan, quiet)
-        opts = TrainOptions(steps=steps, batch_size=batch_size, lr=lr, clip_seconds=clip_seconds,
-                            val_every=val_every, seed=seed, workers=workers)  # fmt: skip
+        opts = TrainOptions(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
+                            clip_seconds=clip_seconds, val_every=val_every, seed=seed,
+                            workers=workers)  # fmt: skip
         final = plan.trainer(opts, out, run_device, resume).run(_progress(steps, quiet))
     except KeyboardInterrupt:
         saved = f"{out / 'last'} holds the run so far (continue with --resume)"
