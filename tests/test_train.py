@@ -134,3 +134,16 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert "rank 0 of 2 step 2" in done.stdout and "rank 1 of 2 step 2" in done.stdout
     assert load_checkpoint(tmp_path / "run" / "last")[2]["step"] == 2
     assert len(metrics(tmp_path / "run")) == 2  # one writer: rank 0
+
+
+def test_a_checkpoint_rebuilds_its_model(tmp_path):
+    import torch
+
+    from vabcli.checkpoint import load_model
+
+    run = trainer(tmp_path)
+    run.run()
+    model, meta = load_model(tmp_path / "run" / "last")
+    assert meta["step"] == 6 and not model.training
+    for name, value in run.model.state_dict().items():
+        assert torch.equal(value.cpu(), model.state_dict()[name])

@@ -66,10 +66,13 @@ def test_unusable_data_stops_with_one_line(tmp_path, cache_dir):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("override", [["d_model=100", "n_heads=3"], ["visual_fps=4"], ["oops"]])
-def test_bad_model_override_is_a_usage_error(manifest, tmp_path, cache_dir, override):
-    sets = [arg for item in override for arg in ("--set", item)]
-    assert train(manifest, tmp_path / "run", cache_dir, *sets).returncode == 2
+@pytest.mark.parametrize(
+    "bad",
+    [["--set", "d_model=100", "--set", "n_heads=3"], ["--set", "visual_fps=4"], ["--set", "oops"],
+     ["--mask-bounds", "0.9,0.5"], ["--mask-bounds", "half"], ["--label-smoothing", "0.9"]],
+)  # fmt: skip
+def test_bad_training_options_are_usage_errors(manifest, tmp_path, cache_dir, bad):
+    assert train(manifest, tmp_path / "run", cache_dir, *bad).returncode == 2
 
 
 def test_torchrun_two_processes_through_the_cli(manifest, tmp_path, cache_dir):

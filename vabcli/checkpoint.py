@@ -20,6 +20,7 @@ import torch
 
 from .config import ModelConfig, dataclass_from_dict
 from .errors import VabError
+from .model import VabModel
 
 CHECKPOINT_FORMAT = "vab-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -220,6 +221,17 @@ def load_checkpoint(
         raise CheckpointError(f"cannot read weights {weights}: {_one_line(exc)}") from exc
     meta = {k: v for k, v in header.items() if k not in _RESERVED}
     return config, state, meta
+
+
+def load_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The VabModel a checkpoint describes, rebuilt from its own config, in eval mode; and meta."""
+    config, state, meta = load_checkpoint(path, device)
+    model = VabModel(config).to(device)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the model: {_one_line(exc)}") from exc
+    return model.eval(), meta
 
 
 def load_training_state(path: Path) -> dict[str, torch.Tensor]:

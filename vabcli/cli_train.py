@@ -32,6 +32,7 @@ from .config import (
     MODEL_PRESETS,
     VISUAL_FPS,
     ExtractOptions,
+    MaskingConfig,
     model_config,
 )
 from .console import BatchDisplay, print_error, print_warning, stderr
@@ -89,6 +90,20 @@ def train(
     clip_seconds: Annotated[
         float, typer.Option("--clip-seconds", metavar="S", help="Training window, seconds.")
     ] = 4.0,
+    mask_bounds: Annotated[
+        str,
+        typer.Option(
+            "--mask-bounds",
+            metavar="LOW,HIGH",
+            help="Bounds of the mask ratio, drawn from N(0.55, 0.25) truncated to them.",
+        ),
+    ] = "0.5,1.0",
+    label_smoothing: Annotated[
+        float,
+        typer.Option(
+            "--label-smoothing", metavar="E", min=0.0, max=0.5, help="Label smoothing of the loss."
+        ),
+    ] = 0.0,
     val_every: Annotated[
         int, typer.Option("--val-every", metavar="N", min=1, help="Validate and save every N.")
     ] = 100,
@@ -129,6 +144,7 @@ def train(
         model_config(preset, **dims)
     except (ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--preset/--set") from None
+    masking = _masking(mask_bounds, label_smoothing)
     tok_opts = TokenizeOptions(extract=ExtractOptions(fps=fps), codec=codec,
                                codec_weights=codec_weights, bandwidth=bandwidth,
                                image_encoder=image_encoder, device=device)  # fmt: skip
@@ -152,7 +168,7 @@ def train(
         _report_plan(plan, quiet)
         opts = TrainOptions(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
                             clip_seconds=clip_seconds, val_every=val_every, seed=seed,
-                            workers=workers)  # fmt: skip
+                            workers=workers, masking=masking)  # fmt: skip
         final = plan.trainer(opts, out, run_device, resume).run(_progress(steps, quiet))
     except KeyboardInterrupt:
         saved = f"{out / 'last'} holds the run so far (continue with --resume)"
@@ -165,6 +181,16 @@ def train(
         best = {"best": str(out / "best")} if (out / "best").exists() else {}
         summary = {"out": str(out), "last": str(out / "last"), **best, **final}
         print(json.dumps(summary) if as_json else _describe(summary))
+
+
+def _masking(bounds: str, label_smoothing: float) -> MaskingConfig:
+    try:
+        low, high = (float(v) for v in bounds.split(","))
+    except ValueError:
+        raise typer.BadParameter("expected LOW,HIGH", param_hint="--mask-bounds") from None
+    if not 0.0 <= low < high <= 1.0:
+        raise typer.BadParameter("need 0 <= LOW < HIGH <= 1", param_hint="--mask-bounds")
+    return MaskingConfig(low=low, high=high, label_smoothing=label_smoothing)
 
 
 def _tokenize_all(
