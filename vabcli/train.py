@@ -193,7 +193,7 @@ class Trainer:
                 self._log(metrics)
                 if on_step:
                     on_step(metrics)
-                if stop.is_set():
+                if self._any_rank(stop.is_set()):  # all ranks stop at the same step
                     self._save("last")
                     raise KeyboardInterrupt
         return metrics
@@ -207,10 +207,12 @@ class Trainer:
         generator = _generator(self.opts.seed, self.step, self.ranks.rank)
         torch.manual_seed(generator.initial_seed())  # dropout draws from the global generator
         result = self._loss(batch, generator)
-        if not torch.isfinite(result.loss):
+        loss = result.loss.item()
+        if self._any_rank(not math.isfinite(loss)):
+            value = loss if not math.isfinite(loss) else "non-finite in another process"
             raise TrainingStopped(
-                f"loss became {result.loss.item()} at step {self.step}; stopped, and the last "
-                f"good checkpoint in {self.out / 'last'} is kept"
+                f"loss became {value} at step {self.step}; stopped, and the last good "
+                f"checkpoint in {self.out / 'last'} is kept"
             )
         self.optimizer.zero_grad(set_to_none=True)
         result.loss.backward()
@@ -218,10 +220,16 @@ class Trainer:
         self.optimizer.step()
         tokens = int(batch["audio_keep"].sum()) * self.cfg.n_codebooks
         seconds = time.perf_counter() - started
-        values = {"loss": result.loss.item(), "accuracy": result.accuracy.item()}
+        values = {"loss": loss, "accuracy": result.accuracy.item()}
         summed = _sum_across_ranks(values, self.ranks, self.device)
         values = {k: v / self.ranks.world for k, v in summed.items()}
         return {"step": self.step + 1, **values, "lr": lr, "tokens_per_s": tokens / seconds}
+
+    def _any_rank(self, flag: bool) -> bool:
+        """True on every rank if it is true on one (a lone rank leaving would hang the rest)."""
+        if self.ranks.world == 1:
+            return flag
+        return _sum_across_ranks({"flag": float(flag)}, self.ranks, self.device)["flag"] > 0
 
     def _loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator):
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
