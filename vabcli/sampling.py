@@ -1,0 +1,106 @@
+"""Iterative parallel decoding (MaskGIT-style) with classifier-free guidance.
+
+Knows nothing of layers: it drives a `LogitsFn` (codes with [MASK] ids and a per-sample
+null-condition flag in, logits out). Start from a grid whose unknown tokens are all masked; at
+each of S steps predict every masked token, sample it (temperature, top-k), score it by its
+log-probability plus Gumbel noise that anneals to zero, and re-mask the lowest-scoring ones so
+that the masked count follows cos(pi/2 * s/S). Known tokens (a prompt, the tail of the
+previous window) are never changed. All randomness comes from the given torch.Generator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+# (codes [B, K, T] with mask ids, null_condition [B] bool) -> logits [B, K, T, V]
+LogitsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    steps: int = 16  # follow-up work's setting for EnCodec tokens
+    guidance: float = 5.0  # w in uncond + w (cond - uncond); 1 = conditional only
+    temperature: float = 1.0
+    top_k: int | None = None
+    noise: float = 1.0  # Gumbel noise scale at the first step; it anneals linearly to 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.temperature <= 0 or (self.top_k is not None and self.top_k < 1):
+            raise ValueError(f"bad sampling options: {self}")
+
+
+def masked_after(step: int, steps: int, total: torch.Tensor) -> torch.Tensor:
+    """Tokens still masked after `step` (0-based) of `steps`: floor(total * cos(pi/2 * s/S))."""
+    return torch.floor(total * math.cos(math.pi / 2 * (step + 1) / steps)).long()
+
+
+def guided_logits(logits_fn: LogitsFn, codes: torch.Tensor, guidance: float) -> torch.Tensor:
+    """Classifier-free guidance: one batched call for the conditional and null passes."""
+    b = codes.shape[0]
+    if guidance == 1.0:
+        return logits_fn(codes, torch.zeros(b, dtype=torch.bool, device=codes.device))
+    null = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)])
+    both = logits_fn(torch.cat([codes, codes]), null.to(codes.device)).float()
+    cond, uncond = both[:b], both[b:]
+    return uncond + guidance * (cond - uncond)
+
+
+def decode(
+    logits_fn: LogitsFn,
+    codes: torch.Tensor,
+    mask_id: int,
+    opts: SamplingOptions,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Fill every `mask_id` in `codes` `[B, K, T]`; other tokens are kept as given."""
+    codes = codes.clone()
+    unknown = codes == mask_id  # the positions this call decides
+    total = unknown.flatten(1).sum(dim=1)
+    for step in range(opts.steps):
+        masked = codes == mask_id
+        if not masked.any():
+            break
+        logits = guided_logits(logits_fn, codes, opts.guidance) / opts.temperature
+        sampled, logp = _sample(logits, opts.top_k, generator)
+        anneal = opts.noise * (1.0 - (step + 1) / opts.steps)
+        score = logp + anneal * _gumbel(logp.shape, generator).to(logp.device)
+        score = score.masked_fill(~masked, math.inf)  # decided tokens stay decided
+        proposal = torch.where(masked, sampled, codes)
+        keep_masked = masked_after(step, opts.steps, total)
+        codes = _remask_lowest(proposal, score, keep_masked, mask_id)
+    return codes
+
+
+def _sample(
+    logits: torch.Tensor, top_k: int | None, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sampled ids and their log-probabilities, `[B, K, T]` each."""
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    logp = logits.log_softmax(dim=-1)
+    flat = logp.reshape(-1, logp.shape[-1]).exp().cpu()
+    ids = torch.multinomial(flat, 1, generator=generator).view(logp.shape[:-1]).to(logp.device)
+    return ids, logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+
+
+def _gumbel(shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
+    u = torch.rand(shape, generator=generator).clamp_(1e-9, 1 - 1e-9)
+    return -torch.log(-torch.log(u))
+
+
+def _remask_lowest(
+    proposal: torch.Tensor, score: torch.Tensor, keep_masked: torch.Tensor, mask_id: int
+) -> torch.Tensor:
+    """Per sample, set the `keep_masked[b]` lowest-scoring tokens back to `mask_id`."""
+    b = proposal.shape[0]
+    flat_score, flat = score.reshape(b, -1), proposal.reshape(b, -1).clone()
+    order = flat_score.argsort(dim=1)  # lowest first
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand(b, -1))
+    flat[rank < keep_masked[:, None]] = mask_id
+    return flat.view_as(proposal)
