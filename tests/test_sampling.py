@@ -8,9 +8,14 @@ import math
 import pytest
 import torch
 
-from vabcli.sampling import SamplingOptions, decode, masked_after
+from vabcli.sampling import SamplingOptions, decode, decode_autoregressive, masked_after
 
 V, MASK = 16, 16
+
+
+def gens(n: int, seed: int = 0) -> list[torch.Generator]:
+    """One generator per batch row, each from its own seed."""
+    return [torch.Generator().manual_seed(seed + i) for i in range(n)]
 
 
 def target_logits(target: torch.Tensor, strength: float = 10.0):
@@ -26,7 +31,7 @@ def target_logits(target: torch.Tensor, strength: float = 10.0):
 def test_decodes_every_token_to_the_confident_choice():
     target = torch.randint(0, V, (2, 4, 30), generator=torch.Generator().manual_seed(0))
     start = torch.full_like(target, MASK)
-    out = decode(target_logits(target), start, MASK, SamplingOptions(steps=8), torch.Generator())
+    out = decode(target_logits(target), start, MASK, SamplingOptions(steps=8), gens(2))
     assert not (out == MASK).any()
     assert torch.equal(out, target)
 
@@ -39,7 +44,7 @@ def test_masked_count_follows_the_cosine_schedule():
         seen.append(int((codes[:1] == MASK).sum()))
         return target_logits(target)(codes, null)
 
-    decode(fn, torch.full_like(target, MASK), MASK, SamplingOptions(steps=6), torch.Generator())
+    decode(fn, torch.full_like(target, MASK), MASK, SamplingOptions(steps=6), gens(1))
     total = torch.tensor([200])
     expected = [200] + [int(masked_after(s, 6, total)) for s in range(5)]
     assert seen == expected
@@ -51,7 +56,7 @@ def test_known_tokens_never_change():
     start = torch.randint(0, V, (1, 4, 20), generator=g)
     start[:, :, 10:] = MASK  # a prompt: the first half is known
     noisy = lambda codes, null: torch.randn(codes.shape + (V,), generator=g)  # noqa: E731
-    out = decode(noisy, start, MASK, SamplingOptions(steps=4), torch.Generator().manual_seed(2))
+    out = decode(noisy, start, MASK, SamplingOptions(steps=4), gens(1, 2))
     assert torch.equal(out[:, :, :10], start[:, :, :10]) and not (out == MASK).any()
 
 
@@ -65,7 +70,7 @@ def test_classifier_free_guidance(guidance, expected):
 
     start = torch.full((2, 4, 10), MASK)
     opts = SamplingOptions(steps=4, guidance=guidance, temperature=0.05)
-    out = decode(fn, start, MASK, opts, torch.Generator().manual_seed(0))
+    out = decode(fn, start, MASK, opts, gens(2))
     assert (out == expected).float().mean() > 0.95
 
 
@@ -76,7 +81,46 @@ def test_the_generator_makes_it_reproducible():
 
     start = torch.full((1, 4, 40), MASK)
     opts = SamplingOptions(steps=5, top_k=4)
-    a = decode(fn, start, MASK, opts, torch.Generator().manual_seed(5))
-    b = decode(fn, start, MASK, opts, torch.Generator().manual_seed(5))
-    c = decode(fn, start, MASK, opts, torch.Generator().manual_seed(6))
+    a = decode(fn, start, MASK, opts, gens(1, 5))
+    b = decode(fn, start, MASK, opts, gens(1, 5))
+    c = decode(fn, start, MASK, opts, gens(1, 6))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def rowwise_noise(codes: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
+    """Logits that depend on each row's own tokens only (like a model without cross-row terms)."""
+    rows = []
+    for row in codes:
+        g = torch.Generator().manual_seed(int(row.sum()) % 10_000)
+        rows.append(torch.randn(row.shape + (V,), generator=g))
+    return torch.stack(rows)
+
+
+def test_a_row_does_not_depend_on_its_batch_neighbours():
+    start = torch.full((3, 4, 12), MASK)
+    opts = SamplingOptions(steps=4, guidance=1.0)
+    together = decode(rowwise_noise, start, MASK, opts, gens(3, 10))
+    alone = decode(rowwise_noise, start[1:2], MASK, opts, gens(1, 11))
+    assert torch.equal(together[1:2], alone)
+
+
+def test_autoregressive_baseline_fills_left_to_right_and_keeps_known_tokens():
+    target = torch.randint(0, V, (2, 4, 9), generator=torch.Generator().manual_seed(3))
+    start = torch.full_like(target, MASK)
+    start[0, :, :3] = 5  # row 0 has a 3-frame prompt
+    calls = []
+
+    def fn(codes, null):
+        calls.append(int((codes == MASK).sum()))
+        return target_logits(target)(codes, null)
+
+    out = decode_autoregressive(fn, start, MASK, SamplingOptions(guidance=1.0), gens(2))
+    assert torch.equal(out[0, :, :3], start[0, :, :3])
+    assert torch.equal(out[0, :, 3:], target[0, :, 3:]) and torch.equal(out[1], target[1])
+    assert len(calls) == 9  # one call per frame that still had a masked token
+    assert calls == sorted(calls, reverse=True)
+
+
+def test_generators_must_match_the_rows():
+    with pytest.raises(ValueError, match="2 generators for 1 rows"):
+        decode(rowwise_noise, torch.full((1, 4, 3), MASK), MASK, SamplingOptions(), gens(2))

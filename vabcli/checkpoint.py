@@ -205,6 +205,28 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def resolve_checkpoint(path: Path) -> Path:
+    """The checkpoint folder `path` names: a checkpoint folder or one of its files, or a run
+    folder (its `best`, else its `last`)."""
+    path = Path(path)
+    if path.is_dir() and not (path / CONFIG_FILE).exists():
+        for name in ("best", "last"):
+            if (path / name / CONFIG_FILE).exists():
+                return path / name
+        raise CheckpointError(
+            f"{path} is neither a checkpoint nor a run folder with best/ or last/"
+        )
+    return _checkpoint_folder(path)
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """A checkpoint's meta (step, encoder ids, options, ...) without reading its weights."""
+    folder = _checkpoint_folder(Path(path))
+    header = _read_header(folder / CONFIG_FILE)
+    _model_config(header.get("model"), folder / CONFIG_FILE)
+    return {k: v for k, v in header.items() if k not in _RESERVED}
+
+
 def load_checkpoint(
     path: Path, device: str = "cpu"
 ) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:

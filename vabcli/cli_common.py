@@ -16,7 +16,7 @@ from .console import BatchDisplay, print_error, print_warning
 EXIT_INTERRUPTED = 130
 
 # Commands listed in pipeline order rather than in the order their modules register them.
-COMMAND_ORDER = ("extract", "tokenize", "train", "mux", "cache")
+COMMAND_ORDER = ("extract", "tokenize", "train", "generate", "mux", "cache")
 
 
 class _PipelineOrderGroup(TyperGroup):

@@ -130,7 +130,7 @@ def train(
     --resume continues it exactly.
     """
     # Imported here: torch takes seconds to import, and `vab --help` needs none of it.
-    from .latents import TokenizeOptions, Tokenizer, resolve_device
+    from .latents import TokenizeOptions, Tokenizer, encoder_spec, resolve_device
     from .train import TrainingStopped, TrainOptions, distributed_rank, rank_device
     from .train_run import plan_training
 
@@ -164,7 +164,9 @@ def train(
         run_device = rank_device(resolve_device(device), ranks)
         quiet = quiet or not ranks.leader  # one process speaks for the whole run
         outcomes, ids = _tokenize_all(items, lambda: Tokenizer(tok_opts, store), workers, quiet)
-        plan = plan_training(items, outcomes, store, preset, dims, fps, *ids)
+        plan = plan_training(
+            items, outcomes, store, preset, dims, fps, *ids, encoders=encoder_spec(tok_opts)
+        )
         _report_plan(plan, quiet)
         opts = TrainOptions(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
                             clip_seconds=clip_seconds, val_every=val_every, seed=seed,

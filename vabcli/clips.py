@@ -21,6 +21,7 @@ class ClipItem:
     line: int | None = None
     label: str | tuple[str, ...] | None = None
     split: str | None = None
+    relative: Path | None = None  # where its outputs go below an output folder (see InputItem)
 
     def name(self) -> str:
         if self.segment == WHOLE:
@@ -37,10 +38,29 @@ class ClipItem:
 
 
 def clip_items(inputs: list[str] | None, data: Path | None) -> list[ClipItem]:
-    items = [ClipItem(i.path, error=i.error) for i in expand_inputs(inputs or [])]
+    items = [
+        ClipItem(i.path, error=i.error, relative=i.relative) for i in expand_inputs(inputs or [])
+    ]
     if data is not None:
+        folder = data.parent
         items += [
-            ClipItem(e.video, Segment(e.start or 0.0, e.end), None, e.line, e.label, e.split)
+            ClipItem(
+                e.video,
+                Segment(e.start or 0.0, e.end),
+                None,
+                e.line,
+                e.label,
+                e.split,
+                _below(e.video, folder),
+            )  # fmt: skip
             for e in read_manifest(data)
         ]
     return items
+
+
+def _below(video: Path, folder: Path) -> Path:
+    """A manifest video's path below the manifest's folder, or its name if it lies elsewhere."""
+    try:
+        return video.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return Path(video.name)

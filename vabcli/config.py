@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -161,3 +162,58 @@ def dataclass_from_dict(cls: type[T], data: dict[str, Any]) -> T:
         return cls(**data)
     except TypeError as exc:
         raise ValueError(str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    steps: int = 16  # follow-up work's setting for EnCodec tokens
+    guidance: float = 5.0  # w in uncond + w (cond - uncond); 1 = conditional only
+    temperature: float = 1.0
+    top_k: int | None = None
+    noise: float = 1.0  # Gumbel noise scale at the first step; it anneals linearly to 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.temperature <= 0 or (self.top_k is not None and self.top_k < 1):
+            raise ValueError(f"bad sampling options: {self}")
+
+
+SamplerName = Literal["maskgit", "ar"]
+AUDIO_FORMATS = ("wav", "flac")
+
+
+@dataclass(frozen=True)
+class DubOptions:
+    """Everything `vab generate` decides per run (see `vab generate --help`)."""
+
+    model: Path
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    sampler: SamplerName = "maskgit"
+    seed: int = 0
+    batch_size: int = 4  # clips per forward pass
+    workers: int = 2  # clips prepared (and finished) at the same time
+    audio_format: str = "wav"
+    mux: bool = True
+    reencode: bool = False
+    overwrite: bool = False
+    keep_audio: float = 0.0  # seconds of the clip's own audio kept as a prompt
+    fill_gaps: bool = False  # regenerate only the silent stretches of the clip's own audio
+    gap_threshold_db: float = -50.0
+    min_gap_seconds: float = 0.25
+    window_seconds: float | None = None  # None: the window the model was trained on
+    context_seconds: float = 1.0
+    device: str = "auto"
+    # Encoders: None takes what the checkpoint records.
+    codec: str | None = None
+    codec_weights: Path | None = None
+    bandwidth: float | None = None
+    image_encoder: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.audio_format not in AUDIO_FORMATS:
+            raise ValueError(f"audio format must be one of {', '.join(AUDIO_FORMATS)}")
+        if self.keep_audio < 0 or self.min_gap_seconds <= 0 or self.batch_size < 1:
+            raise ValueError(f"bad generate options: {self}")
+
+    @property
+    def needs_own_audio(self) -> bool:
+        return self.keep_audio > 0 or self.fill_gaps

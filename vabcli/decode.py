@@ -188,3 +188,28 @@ def _write_npy_header(out, dtype: np.dtype, shape: tuple[int, ...]) -> None:
     """The .npy header for an array whose data will be streamed after it."""
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
     np.lib.format.write_array_header_1_0(out, header)
+
+
+def decode_audio(
+    info: VideoInfo, sample_rate: int, start: float = 0.0, duration: float | None = None
+) -> np.ndarray:
+    """A video's own audio, mono `[round(duration * sample_rate)] float32`, on the same clock as
+    `decode_to_files` gives it (sample 0 plays with the first frame of the part)."""
+    if not info.has_audio:
+        raise MediaError(f"{info.path}: no audio stream")
+    duration = info.duration - start if duration is None else duration
+    is_part = start > 0 or duration < info.duration
+    segment = ["-ss", f"{start:.6f}", "-t", f"{duration:.6f}"] if is_part else []
+    offset = 0.0 if is_part else info.start
+    # fmt: off
+    done = ffmpeg.run_checked(
+        [*segment, "-i", str(info.path), "-map", "0:a:0", "-af", audio_filter(offset),
+         "-ac", "1", "-ar", str(sample_rate), "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1"],
+        info.path,
+    )
+    # fmt: on
+    samples = np.frombuffer(done.stdout, dtype="<f4")
+    wanted = round(duration * sample_rate)
+    out = np.zeros(wanted, dtype=np.float32)
+    out[: min(wanted, len(samples))] = samples[:wanted]
+    return out

@@ -16,6 +16,9 @@ class InputItem:
 
     path: Path
     error: str | None = None
+    # Where its outputs go under an output folder: the path below the folder or glob base it was
+    # found in, or just the file name for a file named on its own.
+    relative: Path | None = None
 
 
 def _is_hidden_or_temp(path: Path, root: Path) -> bool:
@@ -40,11 +43,12 @@ def expand_inputs(args: Iterable[str]) -> list[InputItem]:
     items: list[InputItem] = []
     seen: set[Path] = set()
 
-    def add(path: Path) -> None:
+    def add(path: Path, base: Path | None = None) -> None:
         resolved = path.resolve()
         if resolved not in seen:
             seen.add(resolved)
-            items.append(InputItem(path))
+            relative = path.relative_to(base) if base is not None else Path(path.name)
+            items.append(InputItem(path, relative=relative))
 
     for arg in args:
         path = Path(arg).expanduser()
@@ -53,7 +57,7 @@ def expand_inputs(args: Iterable[str]) -> list[InputItem]:
             if not found:
                 items.append(InputItem(path, f"{arg}: no video files in this folder"))
             for video in found:
-                add(video)
+                add(video, path)
         elif path.exists():
             add(path)
         elif any(ch in arg for ch in "*?["):
@@ -62,8 +66,19 @@ def expand_inputs(args: Iterable[str]) -> list[InputItem]:
             files += [v for m in matches if m.is_dir() for v in videos_in(m)]
             if not files:
                 items.append(InputItem(path, f"{arg}: no file matches this pattern"))
+            base = _glob_base(path)
             for video in files:
-                add(video)
+                add(video, base if video.is_relative_to(base) else None)
         else:
             items.append(InputItem(path, f"{arg}: no such file or folder"))
     return items
+
+
+def _glob_base(pattern: Path) -> Path:
+    """The folder a glob searches from: its leading parts without wildcards (`a/b/*/c*` -> a/b)."""
+    parts = []
+    for part in pattern.parts:
+        if any(ch in part for ch in "*?["):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path(".")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -162,25 +163,43 @@ class Tokenizer:
         audio = {"segment": seg, "codec": self.codec_id}  # the codec id fixes the sample rate
         return make_key(VISUAL_STAGE, digest, visual), make_key(AUDIO_STAGE, digest, audio)
 
+    def load(self) -> None:
+        """Load the encoders now (they load on first need otherwise), e.g. to decode with the
+        codec. Loading errors raise."""
+        self._load()
+
     def tokenize(
-        self, video: Path, segment: Segment = WHOLE, on_progress: ProgressFn | None = None
+        self,
+        video: Path,
+        segment: Segment = WHOLE,
+        on_progress: ProgressFn | None = None,
+        with_audio: bool = True,
     ) -> dict[str, Any]:
-        """Features and tokens of one clip, cached or computed; returns the clip's figures."""
+        """Features and (`with_audio`) tokens of one clip, cached or computed; returns the
+        clip's figures, with the seconds spent per stage under `timings`."""
         visual_key, audio_key = self.keys(video, segment)
         visual_meta = self.cache.lookup(VISUAL_STAGE, visual_key)
-        audio_meta = self.cache.lookup(AUDIO_STAGE, audio_key)
-        audio_needed = visual_meta is None or visual_meta["has_audio"]
+        audio_meta = self.cache.lookup(AUDIO_STAGE, audio_key) if with_audio else None
+        audio_needed = with_audio and (visual_meta is None or visual_meta["has_audio"])
         hit = visual_meta is not None and (audio_meta is not None or not audio_needed)
+        timings = {"decode": 0.0, "features": 0.0, "audio_tokens": 0.0}
         if not hit:
             if not self._loaded:
                 probe(video)  # a bad input is reported without first loading the encoders
             self._load()
+            began = time.perf_counter()
             with self._decoded(video, segment, on_progress) as clip:
+                timings["decode"] = time.perf_counter() - began
                 if visual_meta is None:
+                    began = time.perf_counter()
                     visual_meta = self._store_features(clip, visual_key)
-                if audio_meta is None and clip.has_audio:
+                    timings["features"] = time.perf_counter() - began
+                if audio_meta is None and clip.has_audio and with_audio:
+                    began = time.perf_counter()
                     audio_meta = self._store_codes(clip, audio_key)
-        return self._figures(visual_meta, audio_meta, visual_key, audio_key, hit)
+                    timings["audio_tokens"] = time.perf_counter() - began
+        figures = self._figures(visual_meta, audio_meta, visual_key, audio_key, hit)
+        return {**figures, "timings": {k: round(v, 4) for k, v in timings.items()}}
 
     @contextmanager
     def _decoded(
@@ -314,3 +333,49 @@ def audio_windows(wav: np.ndarray, sample_rate: int, hop: int) -> list[tuple[np.
 
 def _frames(samples: int, hop: int) -> int:
     return -(-samples // hop)  # ceil: a partial last frame still gets a token
+
+
+def encoder_spec(opts: TokenizeOptions) -> dict[str, Any]:
+    """The encoders as a checkpoint records them, so generation loads the same ones: JSON, with
+    every path made absolute (a checkpoint must not depend on the folder it is used from)."""
+    size = None if opts.frame_size_from_encoder else [opts.extract.width, opts.extract.height]
+    return {
+        "codec": _absolute_if_path(opts.codec),
+        "codec_weights": str(Path(opts.codec_weights).resolve()) if opts.codec_weights else None,
+        "bandwidth": opts.bandwidth,
+        "image_encoder": _absolute_image_spec(opts.image_encoder),
+        "fps": opts.extract.fps,
+        "frame_size": size,
+    }
+
+
+def options_from_spec(spec: dict[str, Any], **overrides: Any) -> TokenizeOptions:
+    """TokenizeOptions from a recorded `encoder_spec`; `overrides` (not None) win."""
+    chosen = {k: v for k, v in overrides.items() if v is not None}
+    size = spec.get("frame_size")
+    extract = ExtractOptions(fps=spec.get("fps", ExtractOptions().fps))
+    if size:
+        extract = replace(extract, width=size[0], height=size[1])
+    weights = chosen.get("codec_weights", spec.get("codec_weights"))
+    return TokenizeOptions(
+        extract=extract,
+        frame_size_from_encoder=not size,
+        codec=chosen.get("codec", spec.get("codec", DEFAULT_CODEC)),
+        codec_weights=Path(weights) if weights else None,
+        bandwidth=chosen.get("bandwidth", spec.get("bandwidth", DEFAULT_BANDWIDTH)),
+        image_encoder=chosen.get("image_encoder", spec.get("image_encoder", DEFAULT_IMAGE_ENCODER)),
+        device=chosen.get("device", "auto"),
+    )
+
+
+def _absolute_if_path(name: str) -> str:
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
+
+
+def _absolute_image_spec(spec: str) -> str:
+    """`ViT-B-32:weights.pt` and `local-dir:models/clip` with absolute paths; tags unchanged."""
+    head, sep, tail = spec.partition(":")
+    if sep and tail and Path(tail).expanduser().exists():
+        return f"{head}:{Path(tail).expanduser().resolve()}"
+    return spec

@@ -5,32 +5,24 @@ null-condition flag in, logits out). Start from a grid whose unknown tokens are 
 each of S steps predict every masked token, sample it (temperature, top-k), score it by its
 log-probability plus Gumbel noise that anneals to zero, and re-mask the lowest-scoring ones so
 that the masked count follows cos(pi/2 * s/S). Known tokens (a prompt, the tail of the
-previous window) are never changed. All randomness comes from the given torch.Generator.
+previous window) are never changed. All randomness comes from the given torch.Generators, one
+per batch row, so a clip's audio does not depend on which other clips share its batch.
+
+`decode_autoregressive` is the baseline the speed claim is measured against: the same logits
+function, one audio frame (K tokens) per call, left to right.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import torch
 
+from .config import SamplingOptions
+
 # (codes [B, K, T] with mask ids, null_condition [B] bool) -> logits [B, K, T, V]
 LogitsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class SamplingOptions:
-    steps: int = 16  # follow-up work's setting for EnCodec tokens
-    guidance: float = 5.0  # w in uncond + w (cond - uncond); 1 = conditional only
-    temperature: float = 1.0
-    top_k: int | None = None
-    noise: float = 1.0  # Gumbel noise scale at the first step; it anneals linearly to 0
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.temperature <= 0 or (self.top_k is not None and self.top_k < 1):
-            raise ValueError(f"bad sampling options: {self}")
 
 
 def masked_after(step: int, steps: int, total: torch.Tensor) -> torch.Tensor:
@@ -54,9 +46,13 @@ def decode(
     codes: torch.Tensor,
     mask_id: int,
     opts: SamplingOptions,
-    generator: torch.Generator,
+    generators: Sequence[torch.Generator],
 ) -> torch.Tensor:
-    """Fill every `mask_id` in `codes` `[B, K, T]`; other tokens are kept as given."""
+    """Fill every `mask_id` in `codes` `[B, K, T]`; other tokens are kept as given.
+
+    `generators[b]` draws every random number of row b (on the row's device).
+    """
+    _check_generators(codes, generators)
     codes = codes.clone()
     unknown = codes == mask_id  # the positions this call decides
     total = unknown.flatten(1).sum(dim=1)
@@ -65,9 +61,9 @@ def decode(
         if not masked.any():
             break
         logits = guided_logits(logits_fn, codes, opts.guidance) / opts.temperature
-        sampled, logp = _sample(logits, opts.top_k, generator)
+        sampled, logp = _sample(logits, opts.top_k, generators)
         anneal = opts.noise * (1.0 - (step + 1) / opts.steps)
-        score = logp + anneal * _gumbel(logp.shape, generator).to(logp.device)
+        score = logp + anneal * _gumbel(logp.shape, generators).to(logp.device)
         score = score.masked_fill(~masked, math.inf)  # decided tokens stay decided
         proposal = torch.where(masked, sampled, codes)
         keep_masked = masked_after(step, opts.steps, total)
@@ -75,22 +71,54 @@ def decode(
     return codes
 
 
+def decode_autoregressive(
+    logits_fn: LogitsFn,
+    codes: torch.Tensor,
+    mask_id: int,
+    opts: SamplingOptions,
+    generators: Sequence[torch.Generator],
+) -> torch.Tensor:
+    """The baseline: one call per audio frame, left to right, sampling its K tokens together.
+
+    Same options (guidance, temperature, top-k; `steps` does not apply), same known-token rule.
+    """
+    _check_generators(codes, generators)
+    codes = codes.clone()
+    for t in range(codes.shape[2]):
+        masked = codes[:, :, t] == mask_id  # [B, K]
+        if not masked.any():
+            continue
+        logits = guided_logits(logits_fn, codes, opts.guidance)[:, :, t : t + 1]
+        sampled, _ = _sample(logits / opts.temperature, opts.top_k, generators)
+        codes[:, :, t] = torch.where(masked, sampled[:, :, 0], codes[:, :, t])
+    return codes
+
+
+def _check_generators(codes: torch.Tensor, generators: Sequence[torch.Generator]) -> None:
+    if len(generators) != codes.shape[0]:
+        raise ValueError(f"{len(generators)} generators for {codes.shape[0]} rows")
+
+
 def _sample(
-    logits: torch.Tensor, top_k: int | None, generator: torch.Generator
+    logits: torch.Tensor, top_k: int | None, generators: Sequence[torch.Generator]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sampled ids and their log-probabilities, `[B, K, T]` each."""
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, -math.inf)
     logp = logits.log_softmax(dim=-1)
-    flat = logp.reshape(-1, logp.shape[-1]).exp().cpu()
-    ids = torch.multinomial(flat, 1, generator=generator).view(logp.shape[:-1]).to(logp.device)
+    ids = torch.stack(
+        [
+            torch.multinomial(row.reshape(-1, row.shape[-1]).exp(), 1, generator=g)
+            for row, g in zip(logp, generators, strict=True)
+        ]
+    ).view(logp.shape[:-1])
     return ids, logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
 
 
-def _gumbel(shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
-    u = torch.rand(shape, generator=generator).clamp_(1e-9, 1 - 1e-9)
-    return -torch.log(-torch.log(u))
+def _gumbel(shape: torch.Size, generators: Sequence[torch.Generator]) -> torch.Tensor:
+    u = torch.stack([torch.rand(shape[1:], generator=g, device=g.device) for g in generators])
+    return -torch.log(-torch.log(u.clamp_(1e-9, 1 - 1e-9)))
 
 
 def _remask_lowest(

@@ -25,6 +25,7 @@ class TrainPlan:
     val: list[LatentClip]
     n_failed: int
     n_without_audio: int
+    encoders: dict[str, Any] | None = None  # how to load the encoders again (latents.encoder_spec)
 
     def n_parameters(self) -> int:
         import torch
@@ -44,7 +45,7 @@ class TrainPlan:
     def trainer(self, opts: Any, out: Path, device: str, resume: bool) -> Any:
         from .train import RunInfo, Trainer
 
-        meta = {"preset": self.preset, "train_clips": len(self.train)}
+        meta = {"preset": self.preset, "train_clips": len(self.train), "encoders": self.encoders}
         info = RunInfo(self.codec_id, self.visual_id, meta)
         return Trainer(self.model_cfg, info, opts, self.train, self.val, out, device, resume)
 
@@ -58,6 +59,7 @@ def plan_training(
     fps: float,
     codec_id: str,
     visual_id: str,
+    encoders: dict[str, Any] | None = None,
 ) -> TrainPlan:
     """Sort tokenized clips into train and val; size the model to the data and encoders."""
     train, val = [], []
@@ -87,4 +89,4 @@ def plan_training(
         "visual_fps": fps,
     }
     cfg = model_config(preset, **{**dims, **overrides})
-    return TrainPlan(preset, cfg, codec_id, visual_id, train, val, failed, silent)
+    return TrainPlan(preset, cfg, codec_id, visual_id, train, val, failed, silent, encoders)

@@ -1,0 +1,82 @@
+"""From a token grid to an audio file exactly as long as the video.
+
+The codec decodes in chunks with a little left context (dropped), so memory stays bounded for a
+10-minute clip and chunk seams see the same receptive field as the inside of a chunk. Samples go
+straight into the file: `n_samples` of them, the last chunk cut, silence added if the tokens
+fall short. With `original` and `regenerate` (fill-gaps), the generated sound replaces the
+original only where asked, cross-faded over one token frame at each edge.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+
+from .codecs import AudioTokenizer
+
+DECODE_CHUNK_SECONDS = 30.0
+DECODE_CONTEXT_SECONDS = 1.0
+AUDIO_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16")}
+
+
+def write_tokens_as_audio(
+    codec: AudioTokenizer,
+    codes: torch.Tensor,
+    path: Path,
+    n_samples: int,
+    audio_format: str = "wav",
+    original: np.ndarray | None = None,
+    regenerate: np.ndarray | None = None,
+) -> None:
+    """Decode `codes` `[K, T]` and write `n_samples` mono samples at the codec's rate to `path`.
+
+    `original` `[n_samples]` float and `regenerate` `[T]` bool: keep the original audio except
+    in the token frames marked True.
+    """
+    fmt, subtype = AUDIO_FORMATS[audio_format]
+    with soundfile.SoundFile(
+        str(path), "w", samplerate=codec.sample_rate, channels=1, format=fmt, subtype=subtype
+    ) as out:
+        written = 0
+        for start, chunk in decoded_chunks(codec, codes):
+            chunk = chunk[: max(0, n_samples - start)]
+            if original is not None and regenerate is not None:
+                chunk = _splice(chunk, start, original, regenerate, codec.hop_length)
+            # Clip explicitly: integer PCM conversion of out-of-range floats is not guaranteed
+            # to saturate.
+            out.write(np.clip(chunk, -1.0, 1.0))
+            written += len(chunk)
+        if written < n_samples:
+            tail = np.zeros(n_samples - written, dtype=np.float32)
+            if original is not None and regenerate is not None:
+                tail = _splice(tail, written, original, regenerate, codec.hop_length)
+            out.write(tail)
+
+
+def decoded_chunks(codec: AudioTokenizer, codes: torch.Tensor):
+    """Yield (first sample index, samples `[n] float32`) covering `codes` `[K, T]` in order."""
+    chunk = max(1, round(DECODE_CHUNK_SECONDS * codec.frame_rate))
+    context = round(DECODE_CONTEXT_SECONDS * codec.frame_rate)
+    hop, total = codec.hop_length, codes.shape[1]
+    for start in range(0, total, chunk):
+        first = max(0, start - context)
+        with torch.inference_mode():
+            wav = codec.decode(codes[None, :, first : start + chunk])[0, 0]
+        yield start * hop, wav[(start - first) * hop :].float().cpu().numpy()
+
+
+def _splice(
+    generated: np.ndarray, start: int, original: np.ndarray, regenerate: np.ndarray, hop: int
+) -> np.ndarray:
+    """Mix generated samples `[start, start + n)` into the original, weighted per sample by the
+    regenerate mask interpolated between token-frame centres (a one-frame cross-fade)."""
+    idx = np.arange(start, start + len(generated))
+    centres = (np.arange(len(regenerate)) + 0.5) * hop
+    weight = np.interp(idx, centres, regenerate.astype(np.float32)).astype(np.float32)
+    base = np.zeros(len(generated), dtype=np.float32)
+    inside = idx < len(original)
+    base[inside] = original[idx[inside]]
+    return base + weight * (generated - base)

@@ -1,0 +1,216 @@
+"""One clip through `vab generate`: prepare (features + token grid), sample, finish (audio file,
+muxed video, sidecar JSON). `Dubber` holds what every clip shares: the model, its encoders, the
+window plan and the sampler; `dub.py` runs many clips through it at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .atomic import atomic_output
+from .audio_out import write_tokens_as_audio
+from .cache import Cache
+from .checkpoint import WEIGHTS_FILE, check_encoders, load_model, read_meta, resolve_checkpoint
+from .config import DubOptions
+from .decode import decode_audio
+from .errors import MediaError, OutputExistsError
+from .extract import WHOLE
+from .generate import ClipTokens, WindowSampler, clip_seed
+from .latents import Tokenizer, latent_files, options_from_spec, resolve_device
+from .mux import MuxOptions, mux
+from .outputs import DubTarget, OutputLock
+from .probe import probe
+from .prompts import fill_gaps, keep_prompt, silent_frames, token_grid
+from .windows import WindowPlan
+
+
+@dataclass
+class ClipJob:
+    target: DubTarget
+    lock: OutputLock
+    duration: float
+    features: np.ndarray  # [T_v, D]
+    grid: np.ndarray  # [K, T_a], mask id where audio is to be generated
+    seed: int
+    timings: dict[str, float]
+    original: np.ndarray | None = None  # fill-gaps: the clip's own audio, kept outside the gaps
+    regenerate: np.ndarray | None = None  # fill-gaps: [T_a] bool
+    tokens: ClipTokens | None = None
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+class Dubber:
+    """Loads the checkpoint and the encoders it was trained with; fails fast if they are missing."""
+
+    def __init__(self, opts: DubOptions, cache: Cache) -> None:
+        self.opts, self.cache = opts, cache
+        self.checkpoint = resolve_checkpoint(opts.model)
+        meta = read_meta(self.checkpoint)  # a foreign file fails before any encoder loads
+        spec = meta.get("encoders") or {}
+        self.tok_opts = options_from_spec(
+            spec, codec=opts.codec, codec_weights=opts.codec_weights, bandwidth=opts.bandwidth,
+            image_encoder=opts.image_encoder, device=opts.device,
+        )  # fmt: skip
+        self.tokenizer = Tokenizer(self.tok_opts, cache)
+        self.tokenizer.load()  # the codec decodes every clip: load it even if features are cached
+        check_encoders(meta, self.tokenizer.codec_id, self.tokenizer.visual_id, self.checkpoint)
+        device = resolve_device(opts.device)
+        self.model, _ = load_model(self.checkpoint, device)
+        cfg = self.model.cfg
+        window = opts.window_seconds or (meta.get("options") or {}).get("clip_seconds", 4.0)
+        context = min(opts.context_seconds, window / 2)  # at least half of each window is new
+        self.plan = WindowPlan(window, context, cfg.visual_fps, cfg.audio_frame_rate)
+        self.sampler = WindowSampler(self.model, opts.sampling, opts.sampler)
+        self.codec = self.tokenizer.codec
+        self.model_id = {
+            "path": str(self.checkpoint.resolve()),
+            "step": meta.get("step"),
+            "weights_sha256": _weights_digest(self.checkpoint),
+        }
+
+    def close(self) -> None:
+        self.tokenizer.__exit__(None, None, None)
+
+    def prepare(self, target: DubTarget) -> ClipJob:
+        lock = OutputLock(target.sidecar)
+        lock.acquire()
+        try:
+            if not self.opts.overwrite and target.complete():  # another run just finished it
+                raise OutputExistsError("done")
+            return self._prepared(target, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    def _prepared(self, target: DubTarget, lock: OutputLock) -> ClipJob:
+        item, opts, cfg = target.item, self.opts, self.model.cfg
+        figures = self.tokenizer.tokenize(item.path, item.segment, with_audio=opts.needs_own_audio)
+        features_file, codes_file = latent_files(self.cache, figures)
+        duration = figures["duration"]
+        n_audio = max(1, math.ceil(duration * cfg.audio_frame_rate - 1e-9))
+        grid = token_grid(cfg.n_codebooks, n_audio, cfg.mask_id)
+        seed = clip_seed(opts.seed, self._clip_key(target))
+        job = ClipJob(target, lock, duration, np.load(features_file), grid, seed,
+                      dict(figures["timings"]))  # fmt: skip
+        if opts.needs_own_audio:
+            if codes_file is None:
+                raise MediaError(f"{item.path}: no audio to keep or fill (it has no audio stream)")
+            own = np.load(codes_file).astype(np.int64)
+            if opts.keep_audio > 0:
+                job.grid = keep_prompt(job.grid, own, round(opts.keep_audio * cfg.audio_frame_rate))
+            if opts.fill_gaps:
+                self._mark_gaps(job, own)
+        return job
+
+    def _mark_gaps(self, job: ClipJob, own: np.ndarray) -> None:
+        item, opts, hop = job.target.item, self.opts, self.codec.hop_length
+        wav = decode_audio(probe(item.path), self.codec.sample_rate, item.segment.start,
+                           job.duration)  # fmt: skip
+        min_frames = max(1, round(opts.min_gap_seconds * self.codec.frame_rate))
+        gaps = silent_frames(wav, hop, job.grid.shape[1], opts.gap_threshold_db, min_frames)
+        regenerate = gaps & (job.grid == self.model.cfg.mask_id).all(axis=0)  # not a kept prompt
+        job.grid = fill_gaps(job.grid, own, regenerate)
+        job.original, job.regenerate = wav, regenerate
+
+    def _clip_key(self, target: DubTarget) -> str:
+        segment = target.item.segment
+        part = "" if segment == WHOLE else f"@{segment.start}-{segment.end}"
+        return self.cache.content_digest(target.item.path) + part
+
+    def start_sampling(self, job: ClipJob) -> ClipJob:
+        features, grid = torch.from_numpy(job.features), torch.from_numpy(job.grid)
+        job.tokens = self.sampler.new_clip(features, grid, self.plan, job.seed)
+        return job
+
+    def sample(self, jobs: list[ClipJob]) -> None:
+        self.sampler.advance([job.tokens for job in jobs])
+
+    def finish(self, job: ClipJob) -> dict[str, Any]:
+        """Write the audio, the muxed video and then the sidecar (which marks the clip done)."""
+        target, opts = job.target, self.opts
+        codes = job.tokens.codes.cpu()
+        assert not (codes == self.model.cfg.mask_id).any(), "a token was left masked"
+        n_samples = round(job.duration * self.codec.sample_rate)
+        timings = {**job.timings, "sampling": job.tokens.seconds}
+        with atomic_output(target.sidecar, overwrite=True) as sidecar_tmp:
+            with ExitStack() as stack:
+                audio_tmp = stack.enter_context(atomic_output(target.audio, overwrite=True))
+                began = time.perf_counter()
+                write_tokens_as_audio(self.codec, codes, audio_tmp, n_samples, opts.audio_format,
+                                      job.original, job.regenerate)  # fmt: skip
+                timings["codec_decode"] = time.perf_counter() - began
+                if target.video is not None:
+                    video_tmp = stack.enter_context(atomic_output(target.video, overwrite=True))
+                    began = time.perf_counter()
+                    self._mux(target, audio_tmp, video_tmp)
+                    timings["mux"] = time.perf_counter() - began
+            figures = self._figures(job, n_samples, timings)
+            sidecar_tmp.write_text(json.dumps(self._sidecar(job, figures), indent=2) + "\n")
+        return figures
+
+    def _mux(self, target: DubTarget, audio: Path, video: Path) -> None:
+        if target.item.segment != WHOLE:
+            raise MediaError(
+                f"{target.item.name()}: muxing part of a video is not supported; use --no-mux"
+            )
+        mux(target.item.path, audio, video, MuxOptions(reencode=self.opts.reencode, overwrite=True))
+
+    def _figures(self, job: ClipJob, n_samples: int, timings: dict[str, float]) -> dict[str, Any]:
+        target = job.target
+        outputs = {"audio": target.audio.name, "sidecar": target.sidecar.name}
+        if target.video is not None:
+            outputs["video"] = target.video.name
+        return {
+            "audio": str(target.audio),
+            "video": str(target.video) if target.video else None,
+            "duration": round(job.duration, 6),
+            "sample_rate": self.codec.sample_rate,
+            "n_samples": n_samples,
+            "n_windows": len(job.tokens.spans),
+            "seed": self.opts.seed,
+            "timings": {k: round(v, 4) for k, v in timings.items()},
+            "outputs": outputs,
+        }
+
+    def _sidecar(self, job: ClipJob, figures: dict[str, Any]) -> dict[str, Any]:
+        opts, item = self.opts, job.target.item
+        generated = int((job.grid == self.model.cfg.mask_id).all(axis=0).sum())
+        return {
+            "vab_version": __version__,
+            "input": str(item.path.resolve()),
+            "segment": None if item.segment == WHOLE else asdict(item.segment),
+            "model": self.model_id,
+            "codec_id": self.tokenizer.codec_id,
+            "visual_id": self.tokenizer.visual_id,
+            "device": str(self.sampler.device),
+            "sampler": opts.sampler,
+            "sampling": asdict(opts.sampling),
+            "clip_seed": job.seed,
+            "window_seconds": self.plan.seconds,
+            "context_seconds": self.plan.context,
+            "keep_audio_seconds": opts.keep_audio,
+            "fill_gaps": opts.fill_gaps,
+            "generated_token_frames": generated,
+            **figures,
+        }
+
+
+def _weights_digest(checkpoint: Path) -> str:
+    digest = hashlib.sha256()
+    with open(checkpoint / WEIGHTS_FILE, "rb") as f:
+        while block := f.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()[:16]
