@@ -35,7 +35,8 @@ def settle_without_work(targets: list[DubTarget], overwrite: bool) -> list[Outco
         if t.problem:
             outcomes.append(Outcome(t.item.name(), "error", t.problem))
         elif not overwrite and t.complete():
-            outcomes.append(Outcome(t.item.name(), "skipped", figures={"reason": f"done: {t.sidecar.name} exists; --overwrite redoes it"}))
+            reason = f"done: {t.sidecar.name} exists; --overwrite redoes it"
+            outcomes.append(Outcome(t.item.name(), "skipped", figures={"reason": reason}))
         else:
             outcomes.append(None)
     return outcomes
