@@ -11,43 +11,13 @@ saved as a codec folder and used through `--codec FOLDER`, like any codec traine
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
-import torch
 
 from tests.conftest import run_vab
+from tests.tiny_models import COLOURS_AND_TONES, informative_codec
 from vabcli.cache import Cache
-from vabcli.codecs import DEBUG_CODEC, build_model, save_codec_dir
 from vabcli.latents import latent_files
-
-COLOURS_AND_TONES = [("red", 220.0), ("green", 440.0), ("blue", 880.0), ("white", 1320.0)]
-
-
-def output_spread(encoder: torch.nn.Module, layer: torch.nn.Module, audio) -> torch.Tensor:
-    spreads = []
-    hook = layer.register_forward_hook(lambda module, inp, out: spreads.append(out.std()))
-    encoder(audio)
-    hook.remove()
-    return spreads[0]
-
-
-def informative_codec(folder) -> None:
-    torch.manual_seed(0)
-    model = build_model(DEBUG_CODEC)
-    t = torch.arange(DEBUG_CODEC.sample_rate) / DEBUG_CODEC.sample_rate
-    audio = torch.stack([0.5 * torch.sin(2 * math.pi * hz * t) for _, hz in COLOURS_AND_TONES])
-    audio = audio[:, None, :]
-    convs = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv1d)]
-    with torch.no_grad():
-        for conv in convs:
-            conv.bias.zero_()
-        for conv in convs:  # in order: each layer sees already-rescaled inputs
-            conv.weight_g.div_(output_spread(model.encoder, conv, audio))
-        model.quantizer.train()  # the first training-mode call k-means-initialises the codebooks
-        model.quantizer(model.encoder(audio), DEBUG_CODEC.frame_rate, 3.0)
-    model.eval()
-    save_codec_dir(model, DEBUG_CODEC, folder)
 
 
 def test_tiny_model_learns_tokens_of_sounds_that_follow_pictures(clip, tmp_path, cache_dir):

@@ -79,7 +79,7 @@ class _Pipeline:
         prep = ThreadPoolExecutor(self.opts.workers, thread_name_prefix="vab-prepare")
         finish = ThreadPoolExecutor(self.opts.workers, thread_name_prefix="vab-finish")
         queued: deque[tuple[int, Future]] = deque()
-        finishing: list[tuple[int, Future]] = []
+        finishing: list[tuple[int, ClipJob, Future]] = []
         active: list[tuple[int, ClipJob]] = []
         upcoming = iter(enumerate(targets))
         try:
@@ -95,17 +95,22 @@ class _Pipeline:
                     break
                 if active:
                     for i, job in self._advance(active, targets):
-                        finishing.append((i, finish.submit(self._finish, job)))
-                finishing = self._collect(finishing, targets, wait=False)
-            self._collect(finishing, targets, wait=True)
+                        finishing.append((i, job, finish.submit(self._finish, job)))
+                finishing = self._collect(finishing, wait=False)
+            self._collect(finishing, wait=True)
         except BaseException:
             cancel.request()
-            for _, job in active:
-                job.release()
-            raise
-        finally:
             prep.shutdown(wait=True, cancel_futures=True)
             finish.shutdown(wait=True, cancel_futures=True)
+            # Prepared clips hold their output locks: give them back (finishers release theirs).
+            held = [f.result() for _, f in queued if not f.cancelled()]
+            held += [job for _, job, f in finishing if f.cancelled()] + [job for _, job in active]
+            for job in held:
+                if not isinstance(job, Outcome):
+                    job.release()
+            raise
+        prep.shutdown(wait=True)
+        finish.shutdown(wait=True)
         return [self.finished[i] for i in range(len(targets))]
 
     def _prepare(self, target: DubTarget) -> ClipJob | Outcome:
@@ -152,14 +157,14 @@ class _Pipeline:
             job.release()
 
     def _collect(
-        self, finishing: list[tuple[int, Future]], targets: list[DubTarget], wait: bool
-    ) -> list[tuple[int, Future]]:
+        self, finishing: list[tuple[int, ClipJob, Future]], wait: bool
+    ) -> list[tuple[int, ClipJob, Future]]:
         pending = []
-        for i, future in finishing:
+        for i, job, future in finishing:
             if wait or future.done():
                 self._report(i, future.result())
             else:
-                pending.append((i, future))
+                pending.append((i, job, future))
         return pending
 
     def _report(self, i: int, outcome: Outcome) -> None:
