@@ -107,18 +107,22 @@ def _sample(
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, -math.inf)
     logp = logits.log_softmax(dim=-1)
-    ids = torch.stack(
-        [
-            torch.multinomial(row.reshape(-1, row.shape[-1]).exp(), 1, generator=g)
-            for row, g in zip(logp, generators, strict=True)
-        ]
-    ).view(logp.shape[:-1])
+    # Inverse-CDF sampling: one uniform number per token. torch.multinomial draws one per
+    # vocabulary entry (1024 per token) and took 43% of a CPU decoding step.
+    cdf = logp.exp().cumsum(dim=-1)
+    u = _uniform(logp.shape[:-1], generators).to(cdf.device) * cdf[..., -1]
+    ids = torch.searchsorted(cdf, u.unsqueeze(-1).contiguous(), right=True).squeeze(-1)
+    ids = ids.clamp_(max=logits.shape[-1] - 1)  # u at the very top of a rounded-down total
     return ids, logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
 
 
+def _uniform(shape: torch.Size, generators: Sequence[torch.Generator]) -> torch.Tensor:
+    """`[B, ...]` uniform [0, 1) numbers, row b drawn from `generators[b]`."""
+    return torch.stack([torch.rand(shape[1:], generator=g, device=g.device) for g in generators])
+
+
 def _gumbel(shape: torch.Size, generators: Sequence[torch.Generator]) -> torch.Tensor:
-    u = torch.stack([torch.rand(shape[1:], generator=g, device=g.device) for g in generators])
-    return -torch.log(-torch.log(u.clamp_(1e-9, 1 - 1e-9)))
+    return -torch.log(-torch.log(_uniform(shape, generators).clamp_(1e-9, 1 - 1e-9)))
 
 
 def _remask_lowest(

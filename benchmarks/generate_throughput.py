@@ -1,0 +1,142 @@
+"""`vab generate` speed: seconds per clip by stage, real-time factor, and maskgit vs ar.
+
+Encoders of the real sizes with random weights (a ViT-B-32 image tower and the EnCodec 24 kHz
+codec: the compute of the real thing; pretrained weights cannot be downloaded here), loaded
+through the same `MODEL:FILE` / `--codec-weights` paths users use, and random-init VAB models of
+the chosen presets saved as `vab train` saves them. Speed does not depend on what the weights
+learned, so these numbers hold for trained models of the same sizes. Runs the real `vab
+generate` command line, one clip at a time (`-b 1 -j 1`) so each stage's time is its own.
+
+Usage: python benchmarks/generate_throughput.py [--presets tiny,base] [--clips N]
+           [--seconds S] [--device cpu|cuda] [--ar-seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tokenize_throughput import real_size_weights  # noqa: E402  (a sibling script)
+
+STAGES = ("decode", "features", "sampling", "codec_decode", "mux")
+
+
+def make_clips(folder: Path, count: int, seconds: float) -> None:
+    from vabcli.synth import ClipSpec, make_clip
+
+    source = "testsrc2=size=640x360:rate=30000/1001,noise=alls=12:allf=t+u"
+    for i in range(count):
+        spec = ClipSpec(duration=seconds, video_source=source, tone_hz=220.0 + 20 * i)
+        make_clip(folder / f"clip{i:03d}.mp4", spec)
+
+
+def save_random_model(folder: Path, preset: str, encoder_options: list[str]) -> Path:
+    """A random-init VAB model of `preset` on the given encoders, as a checkpoint folder."""
+    import torch
+
+    from vabcli.checkpoint import save_checkpoint
+    from vabcli.codecs import load_codec
+    from vabcli.config import model_config
+    from vabcli.latents import TokenizeOptions, encoder_spec
+    from vabcli.model import VabModel
+    from vabcli.vision import load_visual_encoder
+
+    opts = dict(zip(encoder_options[::2], encoder_options[1::2], strict=True))
+    codec = load_codec("encodec_24khz", weights=Path(opts["--codec-weights"]))
+    visual = load_visual_encoder(opts["--image-encoder"])
+    dims = {"visual_dim": visual.dim, "n_codebooks": codec.n_codebooks,
+            "codebook_size": codec.codebook_size, "audio_frame_rate": codec.frame_rate}  # fmt: skip
+    cfg = model_config(preset, **dims)
+    torch.manual_seed(0)
+    tok = TokenizeOptions(codec="encodec_24khz", codec_weights=Path(opts["--codec-weights"]),
+                          image_encoder=opts["--image-encoder"])  # fmt: skip
+    meta = {"step": 0, "codec_id": codec.id, "visual_id": visual.id,
+            "encoders": encoder_spec(tok), "options": {"clip_seconds": 4.0}}  # fmt: skip
+    return save_checkpoint(folder / f"vab-{preset}", VabModel(cfg), cfg, meta)
+
+
+def run_generate(
+    clips: Path, out: Path, model: Path, cache: Path, *extra: str
+) -> tuple[float, list]:
+    cmd = [sys.executable, "-m", "vabcli", "generate", str(clips), "--out", str(out), "--model",
+           str(model), "--cache", str(cache), "--json", "--quiet", *extra]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"generate failed: {done.stderr[-2000:]}")
+    return wall, [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def stage_row(label: str, lines: list[dict], wall: float, video_seconds: float) -> str:
+    n = len(lines)
+    means = [sum(line["timings"].get(s, 0.0) for line in lines) / n for s in STAGES]
+    cells = " | ".join(f"{m:7.2f}" for m in means)
+    return f"| {label:24s} | {cells} | {wall / n:7.2f} | {video_seconds * n / wall:7.2f}x |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", default="tiny,base")
+    parser.add_argument("--clips", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--ar-seconds", type=float, default=10.0,
+                        help="clip length for the maskgit-vs-ar comparison")  # fmt: skip
+    parser.add_argument("--ar-presets", default="tiny")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="vab-bench-gen-"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        make_clips(root / "clips", args.clips, args.seconds)
+        make_clips(root / "ar-clip", 1, args.ar_seconds)
+        encoders = real_size_weights(root)
+        device = ["--device", args.device]
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, device {args.device}; "
+              f"{args.clips} clips x {args.seconds:g} s, 640x360 29.97 fps; ViT-B-32 + "
+              "EnCodec 24k (random init); --steps 16 --guidance 5; 4 s windows")  # fmt: skip
+        print("\nseconds per clip by stage (features cached in the second run):\n")
+        print(f"| {'model, run':24s} | " + " | ".join(f"{s:>7s}" for s in STAGES)
+              + " | per clip | x real time |")  # fmt: skip
+        print("|" + "-" * 26 + "|" + "--------:|" * len(STAGES) + "---------:|------------:|")
+        for preset in args.presets.split(","):
+            model = save_random_model(root, preset, encoders)
+            cache = root / f"cache-{preset}"
+            for run in ("first", "cached features"):
+                out = root / f"out-{preset}-{run[0]}"
+                wall, lines = run_generate(root / "clips", out, model, cache, "-b", "1", "-j", "1",
+                                           *device)  # fmt: skip
+                print(stage_row(f"{preset}, {run}", lines, wall, args.seconds), flush=True)
+        print(f"\nmaskgit vs ar on one {args.ar_seconds:g} s clip (features cached):\n")
+        print("| model | sampler | steps | sampling s | speed-up |")
+        print("|-------|---------|------:|-----------:|---------:|")
+        for preset in args.ar_presets.split(","):
+            model = root / f"vab-{preset}"
+            if not model.exists():
+                model = save_random_model(root, preset, encoders)
+            cache = root / f"cache-{preset}"
+            times = {}
+            for sampler in ("maskgit", "ar"):
+                out = root / f"ar-{preset}-{sampler}"
+                _, lines = run_generate(root / "ar-clip", out, model, cache, "--sampler", sampler,
+                                        "--no-mux", *device)  # fmt: skip
+                times[sampler] = lines[0]["timings"]["sampling"]
+                speedup = times["ar"] / times["maskgit"] if sampler == "ar" else 1.0
+                steps = "16" if sampler == "maskgit" else "1/frame"
+                print(f"| {preset} | {sampler} | {steps} | {times[sampler]:10.2f} | "
+                      f"{speedup:7.1f}x |", flush=True)  # fmt: skip
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
