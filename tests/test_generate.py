@@ -217,3 +217,30 @@ def test_ctrl_c_leaves_no_partial_files(long_clip, checkpoint, tmp_path, cache_d
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr
     assert not out.exists() or list(out.rglob("*")) == []
+
+
+def test_shards_and_manifests(clip, checkpoint, tmp_path, cache_dir):
+    lines = []
+    for i in range(4):
+        path = clip(f"s{i}.mp4", duration=2.0, tone_hz=200.0 + 100 * i)
+        lines.append(json.dumps({"video": str(path), "start": 0.5, "end": 1.5}))
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    run_dir = tmp_path / "run"
+    shutil.copytree(checkpoint, run_dir / "last")  # a run folder names its checkpoint
+    done = {}
+    for rank in ("0", "1"):  # as torchrun would start them
+        env = {"WORLD_SIZE": "2", "RANK": rank, "LOCAL_RANK": rank}
+        run = generate([], out, run_dir, cache_dir, "--data", str(manifest), "--no-mux",
+                       "--json", env=env)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        done[rank] = {line["input"] for line in json_lines(run.stdout)}
+    assert done["0"].isdisjoint(done["1"]) and len(done["0"] | done["1"]) == 4
+    wavs = sorted(out.glob("*.wav"))
+    assert [p.name for p in wavs] == [f"s{i}_0.5-1.5s.wav" for i in range(4)]
+    assert all(soundfile.info(str(p)).frames == 24_000 for p in wavs)  # the 1 s segment
+    again = generate([], out, run_dir, cache_dir, "--data", str(manifest), "--no-mux",
+                     "--shard", "2/2", "--json")  # fmt: skip
+    assert {line["input"] for line in json_lines(again.stdout)} == done["1"]
+    assert {line["status"] for line in json_lines(again.stdout)} == {"skipped"}
