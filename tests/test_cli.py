@@ -42,10 +42,11 @@ def test_help_lists_only_working_commands(runner):
         "extract",
         "tokenize",
         "train",
+        "generate",
         "mux",
         "cache",
     ]
-    for command in ["extract", "tokenize", "train", "mux", "cache"]:
+    for command in ["extract", "tokenize", "train", "generate", "mux", "cache"]:
         sub = runner.invoke(app, [command, "--help"])
         assert sub.exit_code == 0 and "Usage: vab " + command in sub.output
 
