@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,20 @@ class ExtractResult:
     def frames(self) -> np.ndarray:
         """`[n_frames, H, W, 3] uint8`, memory-mapped: pages load as they are touched."""
         return np.load(self.entry / FRAMES_FILE, mmap_mode="r")
+
+    def frame_chunks(self, rows: int) -> Iterator[np.ndarray]:
+        """`[<= rows, H, W, 3] uint8` arrays in order, read with plain reads: unlike pages of a
+        memory map, which stay in the process's resident memory once touched (722 MiB for ten
+        minutes at 8 fps and 224 px), memory stays at one chunk whatever the clip's length."""
+        with open(self.entry / FRAMES_FILE, "rb") as f:
+            fmt = np.lib.format
+            major, _ = fmt.read_magic(f)
+            read_header = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+            per_row = int(np.prod(shape[1:]))
+            for start in range(0, shape[0], rows):
+                n = min(rows, shape[0] - start)
+                yield np.fromfile(f, dtype=dtype, count=n * per_row).reshape(n, *shape[1:])
 
     def audio(self) -> np.ndarray | None:
         """`[n_samples] float32` mono, or None when the video has no audio stream."""

@@ -239,10 +239,8 @@ class Tokenizer:
         }
 
     def _store_features(self, clip: ExtractResult, key: str) -> dict[str, Any]:
-        frames = clip.frames()  # memory-mapped: only the chunks in flight are in memory
-        step, in_flight, done = self.opts.visual_batch, deque(), []
-        for start in range(0, len(frames), step):
-            chunk = np.asarray(frames[start : start + step])
+        in_flight, done = deque(), []
+        for chunk in clip.frame_chunks(self.opts.visual_batch):
             in_flight.append(self._visual_service.submit(chunk, len(chunk)))
             if len(in_flight) > 2:  # one batch encoding, one waiting: bounded memory
                 done.append(in_flight.popleft().result())
