@@ -17,7 +17,7 @@ from .cli_common import (
     open_cache,
 )
 from .clips import clip_items
-from .config import AUDIO_FORMATS, DubOptions, SamplingOptions
+from .config import DubOptions, SamplingOptions
 from .console import BatchDisplay, print_error
 from .dub import run_dub
 from .errors import VabError
@@ -221,8 +221,6 @@ def generate(
                           image_encoder=image_encoder)  # fmt: skip
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    if audio_format not in AUDIO_FORMATS:
-        raise typer.BadParameter("wav or flac", param_hint="--format")
     part = _shard_of_run(shard)
     try:
         targets = plan_targets(clip_items(inputs, data), out, audio_format, mux=not no_mux)

@@ -88,7 +88,7 @@ class _Pipeline:
                     queued.append((nxt[0], prep.submit(self._prepare, nxt[1])))
                 while len(active) < self.opts.batch_size and queued:
                     i, future = queued.popleft()
-                    job = self._settled(i, targets[i], future.result())
+                    job = self._settled(i, future.result())
                     if job is not None:
                         active.append((i, self.dubber.start_sampling(job)))
                 if not active and not queued:
@@ -122,7 +122,7 @@ class _Pipeline:
         except BaseException as exc:  # reported by the calling thread, in input order
             return _failure(name, exc)
 
-    def _settled(self, i: int, target: DubTarget, result: ClipJob | Outcome) -> ClipJob | None:
+    def _settled(self, i: int, result: ClipJob | Outcome) -> ClipJob | None:
         if isinstance(result, Outcome):
             self._report(i, result)
             return None
