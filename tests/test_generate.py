@@ -130,6 +130,8 @@ def test_ten_minutes_in_bounded_memory(long_clip, clip, checkpoint, tmp_path, ca
     assert soundfile.info(str(wav)).frames == round(probe(long_clip).duration * 24_000)
     sidecar = json.loads(wav.with_suffix(".json").read_text())
     assert sidecar["n_windows"] >= 400
+    muxed = wav.with_suffix(".mp4")
+    assert packet_stats(muxed, "0:v:0").count == packet_stats(long_clip, "0:v:0").count == 7200
     assert peaks["long"] < 2 * peaks["short"], peaks
 
 
@@ -244,3 +246,18 @@ def test_shards_and_manifests(clip, checkpoint, tmp_path, cache_dir):
                      "--shard", "2/2", "--json")  # fmt: skip
     assert {line["input"] for line in json_lines(again.stdout)} == done["1"]
     assert {line["status"] for line in json_lines(again.stdout)} == {"skipped"}
+
+
+def test_missing_encoder_weights_offline_fail_at_once_with_one_line(clip, tmp_path, cache_dir):
+    from vabcli.latents import TokenizeOptions, encoder_spec
+
+    ckpt = make_checkpoint(tmp_path / "pretrained-codec")
+    config = json.loads((ckpt / "config.json").read_text())
+    config["encoders"] = encoder_spec(TokenizeOptions(image_encoder="debug"))  # encodec_24khz
+    (ckpt / "config.json").write_text(json.dumps(config))
+    offline = {"TORCH_HOME": str(tmp_path / "empty"), "HF_HUB_OFFLINE": "1"}
+    done = generate([clip("a.mp4", duration=1.0)], tmp_path / "o", ckpt, cache_dir, env=offline)
+    assert done.returncode == 1 and done.stdout == ""
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "encodec_24khz-d7cc33bc.th" in errors[0]
+    assert str(tmp_path / "empty" / "hub" / "checkpoints") in errors[0]

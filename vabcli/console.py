@@ -114,6 +114,10 @@ class BatchDisplay(BatchEvents):
                 f"{counts['error']} failed in {seconds:.1f} s",
                 markup=False,
             )
+            # The failures again, together: in a long batch their error lines scrolled away.
+            for outcome in outcomes:
+                if outcome.status == "error":
+                    stderr.print(f"  failed: {outcome.input}", markup=False)
         return 1 if counts["error"] else 0
 
 
