@@ -37,13 +37,14 @@ def write_tokens_as_audio(
     in the token frames marked True.
     """
     fmt, subtype = AUDIO_FORMATS[audio_format]
+    splicing = original is not None and regenerate is not None
     with soundfile.SoundFile(
         str(path), "w", samplerate=codec.sample_rate, channels=1, format=fmt, subtype=subtype
     ) as out:
         written = 0
         for start, chunk in decoded_chunks(codec, codes):
             chunk = chunk[: max(0, n_samples - start)]
-            if original is not None and regenerate is not None:
+            if splicing:
                 chunk = _splice(chunk, start, original, regenerate, codec.hop_length)
             # Clip explicitly: integer PCM conversion of out-of-range floats is not guaranteed
             # to saturate.
@@ -51,7 +52,7 @@ def write_tokens_as_audio(
             written += len(chunk)
         if written < n_samples:
             tail = np.zeros(n_samples - written, dtype=np.float32)
-            if original is not None and regenerate is not None:
+            if splicing:
                 tail = _splice(tail, written, original, regenerate, codec.hop_length)
             out.write(tail)
 

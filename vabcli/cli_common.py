@@ -12,6 +12,7 @@ from .batch import Job, Outcome, run_batch
 from .cache import Cache, default_cache_dir
 from .config import CODEC_SAMPLE_RATE, FRAME_SIZE, VISUAL_FPS, ExtractOptions, parse_size
 from .console import BatchDisplay, print_error, print_warning
+from .errors import VabError
 
 EXIT_INTERRUPTED = 130
 
@@ -90,12 +91,21 @@ def run_command(
 ) -> None:
     """Run a batch with progress and per-item results; exit 1 if any item failed."""
     display = BatchDisplay(len(items), verb, as_json, quiet, describe)
+    show_batch(display, lambda: run_batch(items, job, workers, display))
+
+
+def show_batch(display: BatchDisplay, run: Callable[[], list[Outcome]]) -> None:
+    """Run a batch under `display` and exit: 0 all ok, 1 some item (or the run) failed, 130 on
+    Ctrl-C or SIGTERM."""
     try:
         with display:
-            outcomes = run_batch(items, job, workers, display)
+            outcomes = run()
     except KeyboardInterrupt:
         print_error("interrupted; unfinished outputs were removed")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except VabError as exc:  # the whole run failed (e.g. a model that cannot load)
+        print_error(str(exc))
+        raise typer.Exit(1) from None
     raise typer.Exit(display.summary(outcomes))
 
 

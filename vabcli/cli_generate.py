@@ -15,6 +15,7 @@ from .cli_common import (
     WorkersOpt,
     app,
     open_cache,
+    show_batch,
 )
 from .clips import clip_items
 from .config import DubOptions, SamplingOptions
@@ -23,7 +24,6 @@ from .dub import run_dub
 from .errors import VabError
 from .outputs import DubTarget, in_shard, parse_shard, plan_targets
 
-EXIT_INTERRUPTED = 130
 _DEFAULTS = SamplingOptions()
 
 
@@ -240,13 +240,4 @@ def _run(targets: list[DubTarget], opts: DubOptions, store, as_json: bool, quiet
         return Dubber(opts, store)
 
     display = BatchDisplay(len(targets), "generate", as_json, quiet, _describe)
-    try:
-        with display:
-            outcomes = run_dub(targets, opts, make_dubber, display)
-    except KeyboardInterrupt:
-        print_error("interrupted; unfinished outputs were removed")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except VabError as exc:
-        print_error(str(exc))
-        raise typer.Exit(1) from None
-    raise typer.Exit(display.summary(outcomes))
+    show_batch(display, lambda: run_dub(targets, opts, make_dubber, display))

@@ -76,16 +76,12 @@ def decode_to_files(
     n_frames = opts.n_frames(duration)
     want_audio = info.has_audio and audio_path is not None
     raw_audio = audio_path.with_suffix(".f32") if want_audio else None
-    # Input options: seek before decoding (accurate: ffmpeg decodes from the previous keyframe).
-    is_part = start > 0 or duration < info.duration
-    segment = ["-ss", f"{start:.6f}", "-t", f"{duration:.6f}"] if is_part else []
+    segment, offset = _part(info, start, duration)
     # fmt: off
     args = [*segment, "-i", str(info.path),
             "-map", FIRST_VIDEO, "-vf", video_filter(opts), "-fps_mode", "passthrough",
             "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
     if raw_audio is not None:
-        # After an input seek both streams start at the seek point: no offset left to remove.
-        offset = 0.0 if is_part else info.start
         args += ["-map", "0:a:0", "-af", audio_filter(offset), "-ac", "1",
                  "-ar", str(opts.sample_rate),
                  "-c:a", "pcm_f32le", "-f", "f32le", "-y", str(raw_audio)]
@@ -108,6 +104,17 @@ def decode_to_files(
         n_samples = opts.n_samples(duration)
         _raw_to_npy(raw_audio, audio_path, n_samples)
     return Decoded(n_frames=n_frames, n_decoded_frames=decoded, n_samples=n_samples)
+
+
+def _part(info: VideoInfo, start: float, duration: float) -> tuple[list[str], float]:
+    """(input options that select `duration` s from `start`, audio offset still to remove).
+
+    Input options seek before decoding (accurate: ffmpeg decodes from the previous keyframe).
+    After an input seek both streams start at the seek point: no offset is left to remove;
+    for the whole video, the audio is cut to the first video frame's time."""
+    if start > 0 or duration < info.duration:
+        return ["-ss", f"{start:.6f}", "-t", f"{duration:.6f}"], 0.0
+    return [], info.start
 
 
 def _stream_frames(
@@ -198,9 +205,7 @@ def decode_audio(
     if not info.has_audio:
         raise MediaError(f"{info.path}: no audio stream")
     duration = info.duration - start if duration is None else duration
-    is_part = start > 0 or duration < info.duration
-    segment = ["-ss", f"{start:.6f}", "-t", f"{duration:.6f}"] if is_part else []
-    offset = 0.0 if is_part else info.start
+    segment, offset = _part(info, start, duration)
     # fmt: off
     done = ffmpeg.run_checked(
         [*segment, "-i", str(info.path), "-map", "0:a:0", "-af", audio_filter(offset),

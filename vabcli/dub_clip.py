@@ -5,13 +5,11 @@ window plan and the sampler; `dub.py` runs many clips through it at once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,7 +76,7 @@ class Dubber:
         self.model_id = {
             "path": str(self.checkpoint.resolve()),
             "step": meta.get("step"),
-            "weights_sha256": _weights_digest(self.checkpoint),
+            "weights_sha256": cache.content_digest(self.checkpoint / WEIGHTS_FILE)[:16],
         }
 
     def close(self) -> None:
@@ -155,18 +153,12 @@ class Dubber:
                 if target.video is not None:
                     video_tmp = stack.enter_context(atomic_output(target.video, overwrite=True))
                     began = time.perf_counter()
-                    self._mux(target, audio_tmp, video_tmp)
+                    mux(target.item.path, audio_tmp, video_tmp,
+                        MuxOptions(reencode=opts.reencode, overwrite=True))  # fmt: skip
                     timings["mux"] = time.perf_counter() - began
             figures = self._figures(job, n_samples, timings)
             sidecar_tmp.write_text(json.dumps(self._sidecar(job, figures), indent=2) + "\n")
         return figures
-
-    def _mux(self, target: DubTarget, audio: Path, video: Path) -> None:
-        if target.item.segment != WHOLE:
-            raise MediaError(
-                f"{target.item.name()}: muxing part of a video is not supported; use --no-mux"
-            )
-        mux(target.item.path, audio, video, MuxOptions(reencode=self.opts.reencode, overwrite=True))
 
     def _figures(self, job: ClipJob, n_samples: int, timings: dict[str, float]) -> dict[str, Any]:
         target = job.target
@@ -206,11 +198,3 @@ class Dubber:
             "generated_token_frames": generated,
             **figures,
         }
-
-
-def _weights_digest(checkpoint: Path) -> str:
-    digest = hashlib.sha256()
-    with open(checkpoint / WEIGHTS_FILE, "rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()[:16]

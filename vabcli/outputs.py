@@ -54,6 +54,8 @@ def plan_targets(items: list[ClipItem], out: Path, audio_format: str, mux: bool)
         problem = item.error
         if problem is None and first is not item:
             problem = f"{item.name()}: same output name as {first.name()} ({stem}.*); rename one"
+        if problem is None and mux and item.segment != WHOLE:  # known before any work is done
+            problem = f"{item.name()}: muxing part of a video is not supported; use --no-mux"
         targets.append(
             DubTarget(
                 item=item,
