@@ -17,7 +17,7 @@ from .errors import VabError
 EXIT_INTERRUPTED = 130
 
 # Commands listed in pipeline order rather than in the order their modules register them.
-COMMAND_ORDER = ("extract", "tokenize", "train", "generate", "mux", "cache")
+COMMAND_ORDER = ("extract", "tokenize", "train", "generate", "mux", "synth", "eval", "models", "cache")
 
 
 class _PipelineOrderGroup(TyperGroup):

@@ -63,7 +63,8 @@ def spawn(args: Sequence[str], loglevel: str = "error", **popen_kwargs) -> subpr
     # Under the lock, so a cancellation cannot slip between the check and the registration.
     with _lock:
         cancel.check()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **popen_kwargs)
+        popen_kwargs.setdefault("stdin", subprocess.DEVNULL)  # a caller may pipe frames in
+        proc = subprocess.Popen(cmd, **popen_kwargs)
         _running.add(proc)
     return proc
 

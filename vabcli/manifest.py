@@ -18,7 +18,7 @@ from typing import Any
 from .errors import VabError
 
 SPLITS = ("train", "val", "test")
-_KNOWN_KEYS = {"video", "label", "split", "start", "end"}
+_KNOWN_KEYS = {"video", "label", "split", "start", "end", "events", "sources"}
 
 
 class ManifestError(VabError):
@@ -33,6 +33,10 @@ class ManifestEntry:
     split: str | None = None
     start: float | None = None
     end: float | None = None
+    # Ground truth of synthetic clips (`vab synth`): when sounds start, seconds from the start,
+    # and per visible object its label and events.
+    events: tuple[float, ...] | None = None
+    sources: tuple[tuple[str, tuple[float, ...]], ...] | None = None
 
 
 def read_manifest(path: Path | str) -> list[ManifestEntry]:
@@ -78,6 +82,8 @@ def _parse_line(raw: str, number: int, folder: Path) -> ManifestEntry:
         split=split,
         start=start,
         end=end,
+        events=_events(record.get("events"), '"events"'),
+        sources=_sources(record.get("sources")),
     )
 
 
@@ -96,3 +102,27 @@ def _label(value: Any) -> str | tuple[str, ...] | None:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
     raise ValueError('"label" must be a string or a list of strings')
+
+
+def _events(value: Any, what: str) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    ok = isinstance(value, list) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value
+    )
+    if not ok:
+        raise ValueError(f"{what} must be a list of times in seconds >= 0")
+    return tuple(sorted(float(v) for v in value))
+
+
+def _sources(value: Any) -> tuple[tuple[str, tuple[float, ...]], ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ValueError('"sources" must be a list of {"label": ..., "events": [...]} objects')
+    sources = []
+    for source in value:
+        if not isinstance(source, dict) or not isinstance(source.get("label"), str):
+            raise ValueError('each of "sources" needs a string "label"')
+        sources.append((source["label"], _events(source.get("events", []), '"sources" events')))
+    return tuple(sources)
