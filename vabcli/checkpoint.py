@@ -18,6 +18,7 @@ import safetensors
 import safetensors.torch
 import torch
 
+from .builtin import BUILTIN, CHECKPOINT
 from .config import ModelConfig, dataclass_from_dict
 from .errors import VabError
 from .model import VabModel
@@ -207,7 +208,9 @@ def _one_line(exc: BaseException) -> str:
 
 def resolve_checkpoint(path: Path) -> Path:
     """The checkpoint folder `path` names: a checkpoint folder or one of its files, or a run
-    folder (its `best`, else its `last`)."""
+    folder (its `best`, else its `last`), or `builtin`: the bundled model."""
+    if str(path) == BUILTIN:
+        return CHECKPOINT.require()
     path = Path(path)
     if path.is_dir() and not (path / CONFIG_FILE).exists():
         for name in ("best", "last"):

@@ -10,7 +10,15 @@ from typing import Annotated
 
 import typer
 
-from . import cli_cache, cli_generate, cli_synth, cli_tokenize, cli_train  # noqa: F401  (they register their commands)
+from . import (  # noqa: F401  (they register their commands)
+    cli_cache,
+    cli_eval,
+    cli_generate,
+    cli_models,
+    cli_synth,
+    cli_tokenize,
+    cli_train,
+)
 from .batch import Job, Outcome
 from .cli_common import (
     DEFAULT_FPS,

@@ -17,7 +17,17 @@ from .errors import VabError
 EXIT_INTERRUPTED = 130
 
 # Commands listed in pipeline order rather than in the order their modules register them.
-COMMAND_ORDER = ("extract", "tokenize", "train", "generate", "mux", "synth", "eval", "models", "cache")
+COMMAND_ORDER = (
+    "extract",
+    "tokenize",
+    "train",
+    "generate",
+    "mux",
+    "synth",
+    "eval",
+    "models",
+    "cache",
+)
 
 
 class _PipelineOrderGroup(TyperGroup):
@@ -142,8 +152,9 @@ CodecOpt = Annotated[
     str,
     typer.Option(
         metavar="NAME",
-        help="Audio tokenizer: encodec_24khz, a folder holding config.json and "
-        "weights.safetensors, or debug (random weights: its tokens carry no meaning).",
+        help="Audio tokenizer: encodec_24khz, builtin (the bundled 16 kHz codec, trained on "
+        "vab synth sounds), a folder holding config.json and weights.safetensors, or debug "
+        "(random weights: its tokens carry no meaning).",
     ),
 ]
 CodecWeightsOpt = Annotated[
@@ -163,8 +174,9 @@ ImageEncoderOpt = Annotated[
     typer.Option(
         "--image-encoder",
         metavar="SPEC",
-        help="open_clip MODEL:PRETRAINED (tag or weights file), local-dir:PATH, or debug "
-        "(random weights: its features carry no meaning).",
+        help="open_clip MODEL:PRETRAINED (tag or weights file), local-dir:PATH, builtin (the "
+        "bundled tower, trained on vab synth scenes), or debug (random weights: its features "
+        "carry no meaning).",
     ),
 ]
 DeviceOpt = Annotated[

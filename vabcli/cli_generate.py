@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from .builtin import BUILTIN
 from .cli_common import (
     CacheOpt,
     DeviceOpt,
@@ -70,15 +71,15 @@ def generate(
         Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder (mirrors the inputs).")
     ] = Path("dubbed"),
     model: Annotated[
-        Path | None,
+        Path,
         typer.Option(
             "--model",
             "-m",
             metavar="CKPT",
-            help="Checkpoint folder, its config.json/model.safetensors, or a run folder "
-            "(its best/, else last/).",
+            help="builtin (the bundled model, see vab models), a checkpoint folder, its "
+            "config.json/model.safetensors, or a run folder (its best/, else last/).",
         ),
-    ] = None,  # fmt: skip
+    ] = Path(BUILTIN),  # fmt: skip
     data: Annotated[
         Path | None,
         typer.Option("--data", metavar="MANIFEST", help="A manifest.jsonl of clips."),
@@ -202,9 +203,7 @@ def generate(
     """
     if not inputs and data is None:
         raise typer.BadParameter("give INPUT paths or --data MANIFEST")
-    if model is None:
-        raise typer.BadParameter("give a checkpoint (vab train writes them)", param_hint="--model")
-    if not model.exists():
+    if str(model) != BUILTIN and not model.exists():
         raise typer.BadParameter(f"{model}: no such checkpoint", param_hint="--model")
     if sampler not in ("maskgit", "ar"):
         raise typer.BadParameter("maskgit or ar", param_hint="--sampler")

@@ -44,7 +44,7 @@ def synth(
     """Write synthetic clips with ground truth: objects whose look gives their sound.
 
     Each MP4 (H.264 + AAC, varied frame rates, sizes and lengths) shows one to three objects
-    of these classes: """  # the class list is appended below
+    of these classes:"""  # the class list is appended below
     from .synth_set import SynthOptions, synthesize
 
     low, high = (duration, duration) if duration is not None else (min_duration, max_duration)
@@ -65,9 +65,7 @@ def synth(
     started = time.monotonic()
     try:
         with bars:
-            manifest = synthesize(
-                out_dir, opts, workers, on_clip=lambda _: bars.advance(task)
-            )
+            manifest = synthesize(out_dir, opts, workers, on_clip=lambda _: bars.advance(task))
     except KeyboardInterrupt:
         print_error("interrupted; the clips written so far are complete, the manifest is not")
         raise typer.Exit(EXIT_INTERRUPTED) from None

@@ -19,6 +19,7 @@ from encodec.modules.conv import CONV_NORMALIZATIONS
 from encodec.quantization import ResidualVectorQuantizer
 
 from .atomic import atomic_output
+from .builtin import BUILTIN, CODEC
 from .config import CODEC_SAMPLE_RATE, dataclass_from_dict
 from .encoder_memo import (
     ENCODEC_24KHZ_FILE,
@@ -254,7 +255,8 @@ def load_codec(
     bandwidth: float = 3.0,
     device: str = "cpu",
 ) -> AudioTokenizer:
-    """The codec called `name` (`encodec_24khz`, `debug`, or a codec folder) at `bandwidth` kbps.
+    """The codec called `name` (`encodec_24khz`, `builtin`, `debug`, or a codec folder) at
+    `bandwidth` kbps.
 
     `weights` (the `--codec-weights FILE` option) overrides where `encodec_24khz` weights come
     from: a torch state dict (`.th`/`.pt`) or a `.safetensors` file.
@@ -266,7 +268,10 @@ def load_codec(
         _denormals_flushed = True
     if weights is not None and name != "encodec_24khz":
         raise CodecError(f"--codec-weights applies to encodec_24khz only, not to codec {name!r}")
-    folder = None if name in BUILTIN_CODECS else _codec_dir(name)
+    if name == BUILTIN:
+        folder: Path | None = CODEC.require()
+    else:
+        folder = None if name in BUILTIN_CODECS else _codec_dir(name)
     config = (
         BUILTIN_CODECS[name] if folder is None else read_codec_config(folder / CODEC_CONFIG_FILE)
     )
@@ -359,7 +364,7 @@ def _codec_dir(name: str) -> Path:
             f"{CODEC_WEIGHTS_FILE}; for an EnCodec weights file use --codec-weights FILE)"
         )
     raise CodecError(
-        f"unknown codec {name!r}: use {' or '.join(BUILTIN_CODECS)}, or a folder with "
+        f"unknown codec {name!r}: use {', '.join([BUILTIN, *BUILTIN_CODECS])}, or a folder with "
         f"{CODEC_CONFIG_FILE} and {CODEC_WEIGHTS_FILE}"
     )
 

@@ -218,3 +218,16 @@ def decode_audio(
     out = np.zeros(wanted, dtype=np.float32)
     out[: min(wanted, len(samples))] = samples[:wanted]
     return out
+
+
+def decode_audio_file(path: Path, sample_rate: int) -> np.ndarray:
+    """The first audio stream of any file ffmpeg reads (WAV, FLAC, MP4...), mono float32 at
+    `sample_rate`, all of it: no alignment to video, for files that are audio already."""
+    # fmt: off
+    done = ffmpeg.run_checked(
+        ["-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate),
+         "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1"],
+        path,
+    )
+    # fmt: on
+    return np.frombuffer(done.stdout, dtype="<f4").copy()

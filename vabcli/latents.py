@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .batching import BatchingService
+from .builtin import BUILTIN
 from .cache import TMP_MARK, Cache, make_key
 from .config import DEFAULT_BANDWIDTH, DEFAULT_CODEC, DEFAULT_IMAGE_ENCODER, ExtractOptions
 from .decode import ProgressFn
@@ -367,6 +368,8 @@ def options_from_spec(spec: dict[str, Any], **overrides: Any) -> TokenizeOptions
 
 
 def _absolute_if_path(name: str) -> str:
+    if name == BUILTIN:  # the bundled codec moves with the package: keep its name
+        return name
     path = Path(name).expanduser()
     return str(path.resolve()) if path.exists() else name
 

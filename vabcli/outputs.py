@@ -49,7 +49,7 @@ def plan_targets(items: list[ClipItem], out: Path, audio_format: str, mux: bool)
     claimed: dict[Path, ClipItem] = {}
     targets = []
     for item in items:
-        stem = out / _relative_stem(item)
+        stem = out / output_stem(item)
         first = claimed.setdefault(stem, item)
         problem = item.error
         if problem is None and first is not item:
@@ -68,7 +68,8 @@ def plan_targets(items: list[ClipItem], out: Path, audio_format: str, mux: bool)
     return targets
 
 
-def _relative_stem(item: ClipItem) -> Path:
+def output_stem(item: ClipItem) -> Path:
+    """Where `item`'s outputs go below an output folder, without suffix."""
     relative = item.relative or Path(item.path.name)
     stem = relative.with_suffix("")
     if item.segment != WHOLE:  # several segments of one video: one output each
@@ -92,7 +93,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 def in_shard(item: ClipItem, index: int, count: int) -> bool:
     """Deterministic and stable: a clip's shard depends only on its own output name, so adding
     clips to a folder never moves the others to another shard (and another machine)."""
-    key = _relative_stem(item).as_posix().encode()
+    key = output_stem(item).as_posix().encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") % count == index - 1
 
 

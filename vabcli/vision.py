@@ -8,6 +8,7 @@ Encoder specs (what `--image-encoder` takes):
                      (FILE holds a path separator, starts with `.` or `~`, or has such a suffix).
     local-dir:PATH   a folder with `open_clip_config.json` and `open_clip_model.safetensors` (or
                      `open_clip_pytorch_model.bin`), as `save_local_dir` writes it.
+    builtin          the bundled tower, trained on the synthetic world (`vabcli.builtin`).
     debug            a tiny random-init CLIP with a fixed seed, for tests; features mean nothing.
 """
 
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .atomic import atomic_output
+from .builtin import BUILTIN, VISION
 from .config import DEFAULT_IMAGE_ENCODER
 from .errors import VabError
 from .network import first_line, host_reachable, offline_flag
@@ -88,7 +90,7 @@ class VisualEncoder(Protocol):
 
 
 class EncoderSpec(NamedTuple):
-    """A parsed spec: `kind` is `debug`, `local-dir`, `file` or `tag`."""
+    """A parsed spec: `kind` is `debug`, `builtin`, `local-dir`, `file` or `tag`."""
 
     kind: str
     model: str  # open_clip model name ("" for debug and local-dir)
@@ -185,6 +187,8 @@ def load_visual_encoder(
         model, label = create_debug_model(), DEBUG_SPEC
     elif parsed.kind == "local-dir":
         model, label = _model_from_dir(Path(parsed.target).expanduser()), "local-dir"
+    elif parsed.kind == BUILTIN:
+        model, label = _model_from_dir(VISION.require()), BUILTIN
     elif parsed.kind == "file":
         what = f"{parsed.target} as {parsed.model} weights"
         model, label = _create(what, parsed.model, pretrained=parsed.target), f"{parsed.model}:file"
@@ -201,6 +205,8 @@ def parse_spec(spec: str) -> EncoderSpec:
     spec = spec.strip()
     if spec == DEBUG_SPEC:
         return EncoderSpec("debug", "", "")
+    if spec == BUILTIN:
+        return EncoderSpec(BUILTIN, "", "")
     if spec.startswith(LOCAL_DIR_PREFIX):
         folder = spec[len(LOCAL_DIR_PREFIX) :]
         if not folder:

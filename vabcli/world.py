@@ -27,7 +27,9 @@ Sound = Callable[[np.random.Generator, np.ndarray], np.ndarray]  # (rng, t secon
 
 def _tone(freqs: tuple[float, ...], weights: tuple[float, ...]) -> Callable:
     def partials(t: np.ndarray, detune: float) -> np.ndarray:
-        return sum(w * np.sin(2 * np.pi * f * detune * t) for f, w in zip(freqs, weights))
+        return sum(
+            w * np.sin(2 * np.pi * f * detune * t) for f, w in zip(freqs, weights, strict=True)
+        )
 
     return partials
 
@@ -66,7 +68,7 @@ def _lamp(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
 
 def _beeper(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
     square = np.tanh(4 * np.sin(2 * np.pi * 900 * rng.uniform(0.98, 1.02) * t))
-    return 0.7 * square * (t < 0.2)
+    return 0.7 * square
 
 
 def _clap(rng: np.random.Generator, t: np.ndarray) -> np.ndarray:
@@ -133,9 +135,12 @@ def fps_value(fps: str) -> float:
     return float(num) / float(den or 1)
 
 
-def sample_scene(seed: int, index: int, min_duration: float, max_duration: float) -> Scene:
-    """The scene of clip `index` of the data set `seed`."""
-    rng = np.random.default_rng([seed, index])
+def sample_scene(
+    seed: int, index: int, min_duration: float, max_duration: float, stream: int = 0
+) -> Scene:
+    """The scene of clip `index` of the data set `seed`. `stream` > 0 names scene streams of
+    their own (the encoders' training data), never equal to any `vab synth` data set."""
+    rng = np.random.default_rng([seed, index, stream] if stream else [seed, index])
     fps = str(rng.choice(FRAME_RATES))
     width, height = SIZES[rng.integers(len(SIZES))]
     n_frames = max(1, round(rng.uniform(min_duration, max_duration) * fps_value(fps)))
@@ -186,8 +191,10 @@ def render_audio(scene: Scene, sample_rate: int = SYNTH_SAMPLE_RATE) -> np.ndarr
             if n <= 0:
                 continue
             t = np.arange(n) / sample_rate
-            attack = np.minimum(1.0, t / 0.002)  # 2 ms: no click, the onset stays sharp
-            out[start : start + n] += rng.uniform(0.35, 0.7) * cls.sound(rng, t) * attack
+            # A 2 ms attack keeps the onset sharp without a click; a 10 ms release keeps the end
+            # of a cut-off sound from clicking (a click would read as a second onset).
+            ramp = np.minimum(np.minimum(1.0, t / 0.002), (cls.seconds - t) / 0.01)
+            out[start : start + n] += rng.uniform(0.35, 0.7) * cls.sound(rng, t) * ramp
     return np.clip(out, -0.95, 0.95).astype(np.float32)
 
 
@@ -253,6 +260,10 @@ class Painter:
             size = max(6, round(side * (0.25 if source.n_slots == 1 else 0.18)))
             cls = _BY_NAME[source.label]
             self.sprites.append((source, cls, size, _sprite(cls.shape, size)))
+
+    def square(self, frame: np.ndarray) -> np.ndarray:
+        """The centred square of a frame: what extract keeps."""
+        return frame[self.top : self.top + self.side, self.left : self.left + self.side]
 
     def frame(self, t: float) -> np.ndarray:
         """RGB uint8 [height, width, 3] at `t` seconds."""

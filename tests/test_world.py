@@ -1,0 +1,121 @@
+"""The synthetic world and `vab synth`: ground truth that the pictures and the sounds agree on."""
+
+import json
+from fractions import Fraction
+from itertools import pairwise
+
+import numpy as np
+import pytest
+
+from vabcli.decode import decode_audio
+from vabcli.manifest import read_manifest
+from vabcli.metrics import detect_onsets, mel_db
+from vabcli.probe import probe
+from vabcli.world import (
+    CLASSES,
+    MIN_EVENT_GAP,
+    SYNTH_SAMPLE_RATE,
+    Painter,
+    drop_height,
+    flash_level,
+    moment_targets,
+    render_audio,
+    sample_scene,
+)
+
+
+def test_scenes_are_deterministic_and_varied():
+    scenes = [sample_scene(5, i, 2.0, 20.0) for i in range(200)]
+    assert scenes == [sample_scene(5, i, 2.0, 20.0) for i in range(200)]
+    assert scenes != [sample_scene(6, i, 2.0, 20.0) for i in range(200)]
+    assert len(CLASSES) >= 6
+    assert {s.label for s in scenes} == {c.name for c in CLASSES}
+    assert {"24000/1001", "30"} <= {s.fps for s in scenes}
+    assert len({(s.width, s.height) for s in scenes}) >= 5
+    durations = [s.duration for s in scenes]
+    assert 2.0 - 0.1 <= min(durations) < 5 and 15 < max(durations) <= 20.0 + 0.1
+    multi = [s for s in scenes if len(s.sources) > 1]
+    assert multi and all(len({src.label for src in s.sources}) == len(s.sources) for s in multi)
+    for scene in scenes:
+        events = scene.events
+        assert events and all(0 <= e < scene.duration for e in events)
+        assert all(b - a >= MIN_EVENT_GAP - 1e-6 for a, b in pairwise(events))
+
+
+def test_sounds_start_exactly_at_the_events_with_silence_between():
+    scene = sample_scene(3, 1, 6.0, 6.0)
+    audio = render_audio(scene)
+    assert len(audio) == round(scene.duration * SYNTH_SAMPLE_RATE)
+    for event in scene.events:
+        k = round(event * SYNTH_SAMPLE_RATE)
+        assert np.abs(audio[k - 80 : k]).max() < 1e-3 or event - 0 < 0.01  # quiet just before
+        assert np.abs(audio[k : k + 160]).max() > 0.05  # sounding just after
+    before_first = audio[: round(scene.events[0] * SYNTH_SAMPLE_RATE)]
+    assert np.abs(before_first).max() == 0.0
+
+
+def test_pictures_show_the_moment_of_each_sound():
+    events = (1.0, 2.5)
+    assert drop_height(1.0, events) == 0.0 and drop_height(0.0, events) == 1.0
+    assert drop_height(0.9, events) < drop_height(0.8, events) < 1.0  # falling onto the event
+    assert flash_level(0.99, events) == 0.0 and flash_level(1.0, events) == 1.0
+    assert flash_level(1.1, events) < 1.0
+    scene = sample_scene(0, 4, 4.0, 4.0)
+    painter = Painter(scene)
+    before, at = painter.frame(scene.events[0] - 0.2), painter.frame(scene.events[0])
+    assert before.shape == (scene.height, scene.width, 3) and before.dtype == np.uint8
+    assert not np.array_equal(before, at)  # something visibly happens at the sound
+
+
+def test_moment_targets():
+    times = np.array([0.0, 0.9, 1.0, 1.2, 3.0])
+    present, timing = moment_targets([("bell", [1.0])], times, horizon=0.5)
+    c = [cls.name for cls in CLASSES].index("bell")
+    assert present[:, c].tolist() == [1] * 5 and present.sum() == 5
+    assert timing[:, c, 0].tolist() == pytest.approx([1.0, 0.2, 0.0, 1.0, 1.0])
+    assert timing[:, c, 1].tolist() == pytest.approx([1.0, 1.0, 0.0, 0.4, 1.0])
+
+
+@pytest.fixture(scope="module")
+def synth_set(tmp_path_factory):
+    from vabcli.synth_set import SynthOptions, synthesize
+
+    out = tmp_path_factory.mktemp("synth")
+    synthesize(out, SynthOptions(n=6, seed=11, min_duration=2.0, max_duration=3.5))
+    return out
+
+
+def test_synth_writes_playable_clips_whose_audio_matches_the_manifest(synth_set):
+    entries = read_manifest(synth_set / "manifest.jsonl")
+    assert len(entries) == 6
+    assert {e.split for e in entries} <= {"train", "val", "test"}
+    for entry, scene in zip(
+        entries, [sample_scene(11, i, 2.0, 3.5) for i in range(6)], strict=True
+    ):
+        info = probe(entry.video)
+        assert info.has_audio and info.video_codec == "h264"
+        assert info.fps == pytest.approx(float(Fraction(scene.fps)), rel=1e-3)
+        assert info.duration == pytest.approx(scene.duration, abs=0.01)
+        assert entry.label == scene.label and list(entry.events) == scene.events
+        assert sorted(e for _, events in entry.sources for e in events) == scene.events
+        audio = decode_audio(info, 16_000)
+        heard = detect_onsets(mel_db(audio))
+        assert len(heard) == len(scene.events)  # through AAC, every sound and nothing else
+        assert np.abs(heard - np.asarray(scene.events)).max() < 0.02
+
+
+def test_vab_synth_cli_is_deterministic(tmp_path, runner):
+    from vabcli.cli import app
+
+    args = ["--n", "2", "--seed", "4", "--duration", "2", "-q"]
+    first = runner.invoke(app, ["synth", str(tmp_path / "a"), *args])
+    second = runner.invoke(app, ["synth", str(tmp_path / "b"), *args])
+    assert first.exit_code == 0 and second.exit_code == 0, first.output
+    a = (tmp_path / "a" / "manifest.jsonl").read_text()
+    assert a == (tmp_path / "b" / "manifest.jsonl").read_text()
+    assert all(json.loads(line)["events"] for line in a.splitlines())
+    for name in ("clip-00000.mp4", "clip-00001.mp4"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    bad = runner.invoke(app, ["synth", str(tmp_path / "c"), "--min-duration", "5",
+                              "--max-duration", "2"])  # fmt: skip
+    assert bad.exit_code == 2 and "durations" in bad.output
