@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench lint completions clean
+.PHONY: install test demo model bench lint completions clean
 
 install: $(STAMP)
 
@@ -24,6 +24,12 @@ test: install
 demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m vabcli.demo demo-out
 
+# Rebuilds the bundled model (codec, image tower, VAB checkpoint) from scratch into
+# vabcli/models/builtin; about an hour on two cores (README). build/model keeps the stages,
+# so an interrupted build continues; `make model FORCE=--force` starts over.
+model: install
+	HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m vabcli.make_model build/model $(FORCE)
+
 bench: install
 	$(BIN)/python benchmarks/extract_throughput.py
 
@@ -35,4 +41,4 @@ completions: install
 	$(BIN)/python -m vabcli.completions_gen completions
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) demo-out build .pytest_cache
