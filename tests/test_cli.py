@@ -44,6 +44,9 @@ def test_help_lists_only_working_commands(runner):
         "train",
         "generate",
         "mux",
+        "synth",
+        "eval",
+        "models",
         "cache",
     ]
     for command in ["extract", "tokenize", "train", "generate", "mux", "cache"]:

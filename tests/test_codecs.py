@@ -225,7 +225,7 @@ def test_download_route_when_the_host_answers(hub_state, monkeypatch):
 
 
 def test_unknown_names_and_misused_options(tmp_path):
-    with pytest.raises(CodecError, match="unknown codec 'nope': use encodec_24khz or debug"):
+    with pytest.raises(CodecError, match="unknown codec 'nope': use builtin, encodec_24khz, debug"):
         load_codec("nope")
     with pytest.raises(CodecError, match="no codec folder at"):
         load_codec(str(tmp_path / "missing"))

@@ -12,6 +12,7 @@ from vabcli.manifest import read_manifest
 from vabcli.metrics import detect_onsets, mel_db
 from vabcli.probe import probe
 from vabcli.world import (
+    CLASS_NAMES,
     CLASSES,
     MIN_EVENT_GAP,
     SYNTH_SAMPLE_RATE,
@@ -69,11 +70,13 @@ def test_pictures_show_the_moment_of_each_sound():
 
 def test_moment_targets():
     times = np.array([0.0, 0.9, 1.0, 1.2, 3.0])
-    present, timing = moment_targets([("bell", [1.0])], times, horizon=0.5)
-    c = [cls.name for cls in CLASSES].index("bell")
-    assert present[:, c].tolist() == [1] * 5 and present.sum() == 5
-    assert timing[:, c, 0].tolist() == pytest.approx([1.0, 0.2, 0.0, 1.0, 1.0])
-    assert timing[:, c, 1].tolist() == pytest.approx([1.0, 1.0, 0.0, 0.4, 1.0])
+    present, timing = moment_targets([("bell", [1.0]), ("lamp", [1.0])], times, horizon=0.5)
+    bell, lamp = (CLASS_NAMES.index(name) for name in ("bell", "lamp"))
+    assert present[:, bell].tolist() == [1] * 5 and present.sum() == 10
+    # A dropper's picture tells the distance to its strike; a flasher's, the time since it.
+    assert timing[:, bell].tolist() == pytest.approx([1.0, 0.2, 0.0, 0.4, 1.0])
+    assert timing[:, lamp].tolist() == pytest.approx([1.0, 1.0, 0.0, 0.4, 1.0])
+    assert timing[:, CLASS_NAMES.index("ball")].tolist() == [1.0] * 5
 
 
 @pytest.fixture(scope="module")

@@ -167,7 +167,12 @@ CodecWeightsOpt = Annotated[
     ),
 ]
 BandwidthOpt = Annotated[
-    float, typer.Option(metavar="KBPS", help="EnCodec bandwidth: 1.5, 3, 6, 12 or 24 kbps.")
+    float | None,
+    typer.Option(
+        metavar="KBPS",
+        help="Codec bandwidth: for encodec_24khz 1.5, 3 (default), 6, 12 or 24 kbps; other "
+        "codecs default to all their codebooks.",
+    ),
 ]
 ImageEncoderOpt = Annotated[
     str,

@@ -26,7 +26,7 @@ from .cli_common import (
     run_command,
 )
 from .clips import ClipItem, clip_items
-from .config import DEFAULT_BANDWIDTH, DEFAULT_CODEC, DEFAULT_IMAGE_ENCODER
+from .config import DEFAULT_CODEC, DEFAULT_IMAGE_ENCODER
 from .console import print_error
 from .errors import VabError
 from .latents import TokenizeOptions, Tokenizer
@@ -54,7 +54,7 @@ def tokenize(
     cache: CacheOpt = None,
     codec: CodecOpt = DEFAULT_CODEC,
     codec_weights: CodecWeightsOpt = None,
-    bandwidth: BandwidthOpt = DEFAULT_BANDWIDTH,
+    bandwidth: BandwidthOpt = None,
     image_encoder: ImageEncoderOpt = DEFAULT_IMAGE_ENCODER,
     fps: FpsOpt = DEFAULT_FPS,
     size: Annotated[

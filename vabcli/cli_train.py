@@ -26,7 +26,6 @@ from .cli_common import (
 )
 from .clips import ClipItem, clip_items
 from .config import (
-    DEFAULT_BANDWIDTH,
     DEFAULT_CODEC,
     DEFAULT_IMAGE_ENCODER,
     MODEL_PRESETS,
@@ -115,7 +114,7 @@ def train(
     device: DeviceOpt = "auto",
     codec: CodecOpt = DEFAULT_CODEC,
     codec_weights: CodecWeightsOpt = None,
-    bandwidth: BandwidthOpt = DEFAULT_BANDWIDTH,
+    bandwidth: BandwidthOpt = None,
     image_encoder: ImageEncoderOpt = DEFAULT_IMAGE_ENCODER,
     fps: FpsOpt = VISUAL_FPS,
     cache: CacheOpt = None,

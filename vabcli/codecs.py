@@ -20,7 +20,7 @@ from encodec.quantization import ResidualVectorQuantizer
 
 from .atomic import atomic_output
 from .builtin import BUILTIN, CODEC
-from .config import CODEC_SAMPLE_RATE, dataclass_from_dict
+from .config import CODEC_SAMPLE_RATE, DEFAULT_BANDWIDTH, dataclass_from_dict
 from .encoder_memo import (
     ENCODEC_24KHZ_FILE,
     ENCODEC_URL_ROOT,
@@ -76,6 +76,7 @@ class CodecConfig:
     causal: bool = True
     norm: str = "weight_norm"
     bandwidths: tuple[float, ...] = ()
+    default_bandwidth: float | None = None  # None: every codebook
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ratios", tuple(int(r) for r in self.ratios))
@@ -113,6 +114,12 @@ class CodecConfig:
             return list(self.bandwidths)
         return [round(k * self.kbps_per_codebook, 3) for k in range(1, self.n_q + 1)]
 
+    def chosen_bandwidth(self, bandwidth: float | None) -> float:
+        """`bandwidth` as listed, or the codec's default setting when None."""
+        if bandwidth is None:
+            bandwidth = self.default_bandwidth or self.target_bandwidths()[-1]
+        return self.listed_bandwidth(bandwidth)
+
     def codebooks_for(self, bandwidth: float) -> int:
         """Codebooks used at `bandwidth` kbps, one of `target_bandwidths()`."""
         return round(self.listed_bandwidth(bandwidth) / self.kbps_per_codebook)
@@ -138,7 +145,11 @@ class CodecConfig:
 
 # Same architecture as encodec.EncodecModel.encodec_model_24khz (tests check the state dict).
 ENCODEC_24KHZ = CodecConfig(
-    name="encodec_24khz", sample_rate=24_000, n_q=32, bandwidths=(1.5, 3.0, 6.0, 12.0, 24.0)
+    name="encodec_24khz",
+    sample_rate=24_000,
+    n_q=32,
+    bandwidths=(1.5, 3.0, 6.0, 12.0, 24.0),
+    default_bandwidth=DEFAULT_BANDWIDTH,
 )
 # 235k parameters, 75 frames/s at 24 kHz: fast enough for tests, meaningless as a codec.
 DEBUG_CODEC = CodecConfig(
@@ -196,11 +207,15 @@ class EncodecTokenizer:
     """
 
     def __init__(
-        self, model: EncodecModel, config: CodecConfig, bandwidth: float, device: str = "cpu"
+        self,
+        model: EncodecModel,
+        config: CodecConfig,
+        bandwidth: float | None = None,
+        device: str = "cpu",
     ) -> None:
         if model.normalize or model.segment is not None:
             raise CodecError(f"codec {config.name!r}: normalised or segmented models unsupported")
-        bandwidth = config.listed_bandwidth(bandwidth)
+        bandwidth = config.chosen_bandwidth(bandwidth)
         self.n_codebooks = config.codebooks_for(bandwidth)
         # Keeps encodec's own encode() in step; ours passes n_q itself, as encodec's floor() of
         # a float ratio can drop a level.
@@ -252,11 +267,11 @@ _denormals_flushed = False
 def load_codec(
     name: str = "encodec_24khz",
     weights: Path | None = None,
-    bandwidth: float = 3.0,
+    bandwidth: float | None = None,
     device: str = "cpu",
 ) -> AudioTokenizer:
     """The codec called `name` (`encodec_24khz`, `builtin`, `debug`, or a codec folder) at
-    `bandwidth` kbps.
+    `bandwidth` kbps (None: the codec's default, 3 for encodec_24khz, else every codebook).
 
     `weights` (the `--codec-weights FILE` option) overrides where `encodec_24khz` weights come
     from: a torch state dict (`.th`/`.pt`) or a `.safetensors` file.
@@ -275,7 +290,7 @@ def load_codec(
     config = (
         BUILTIN_CODECS[name] if folder is None else read_codec_config(folder / CODEC_CONFIG_FILE)
     )
-    config.listed_bandwidth(bandwidth)  # a bad bandwidth fails before any weights are read
+    config.chosen_bandwidth(bandwidth)  # a bad bandwidth fails before any weights are read
     if folder is not None:
         state = _load_weights_file(folder / CODEC_WEIGHTS_FILE)
     elif name == "debug":

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from . import __version__
+from .builtin import BUILTIN, CODEC, VISION
 from .cache import Cache, write_text_atomic
 from .errors import CodecWeightsMissingError
 from .network import host_reachable, offline_flag
@@ -73,13 +74,13 @@ def _file_stamps(paths: list[Path]) -> list[list] | None:
     return stamps
 
 
-def codec_stamp(name: str, weights: Path | None, bandwidth: float) -> str | None:
+def codec_stamp(name: str, weights: Path | None, bandwidth: float | None) -> str | None:
     if name == "debug":
         files: list[Path] = []  # built from code: the package version stands for it
     elif name == "encodec_24khz":
         files = [weights or torch_hub_dir() / "checkpoints" / ENCODEC_24KHZ_FILE]
     else:
-        folder = Path(name).expanduser()
+        folder = CODEC.folder if name == BUILTIN else Path(name).expanduser()
         files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
         if not files:
             return None
@@ -89,8 +90,9 @@ def codec_stamp(name: str, weights: Path | None, bandwidth: float) -> str | None
 def visual_stamp(spec: str) -> str | None:
     if spec == "debug":
         files: list[Path] = []
-    elif spec.startswith("local-dir:"):
-        folder = Path(spec.removeprefix("local-dir:")).expanduser()
+    elif spec.startswith("local-dir:") or spec == BUILTIN:
+        local = Path(spec.removeprefix("local-dir:")).expanduser()
+        folder = VISION.folder if spec == BUILTIN else local
         files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
         if not files:
             return None

@@ -24,7 +24,7 @@ import numpy as np
 from .batching import BatchingService
 from .builtin import BUILTIN
 from .cache import TMP_MARK, Cache, make_key
-from .config import DEFAULT_BANDWIDTH, DEFAULT_CODEC, DEFAULT_IMAGE_ENCODER, ExtractOptions
+from .config import DEFAULT_CODEC, DEFAULT_IMAGE_ENCODER, ExtractOptions
 from .decode import ProgressFn
 from .encoder_memo import EncoderIds, codec_stamp, preflight_codec, visual_stamp
 from .extract import STAGE, WHOLE, ExtractResult, Segment, extract_clip, extract_key
@@ -50,7 +50,7 @@ class TokenizeOptions:
     frame_size_from_encoder: bool = True
     codec: str = DEFAULT_CODEC
     codec_weights: Path | None = None
-    bandwidth: float = DEFAULT_BANDWIDTH
+    bandwidth: float | None = None  # None: the codec's default
     image_encoder: str = DEFAULT_IMAGE_ENCODER
     device: str = "auto"
     visual_batch: int = 64  # frames per image-encoder call, gathered across clips
@@ -361,7 +361,7 @@ def options_from_spec(spec: dict[str, Any], **overrides: Any) -> TokenizeOptions
         frame_size_from_encoder=not size,
         codec=chosen.get("codec", spec.get("codec", DEFAULT_CODEC)),
         codec_weights=Path(weights) if weights else None,
-        bandwidth=chosen.get("bandwidth", spec.get("bandwidth", DEFAULT_BANDWIDTH)),
+        bandwidth=chosen.get("bandwidth", spec.get("bandwidth")),
         image_encoder=chosen.get("image_encoder", spec.get("image_encoder", DEFAULT_IMAGE_ENCODER)),
         device=chosen.get("device", "auto"),
     )

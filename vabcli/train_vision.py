@@ -2,7 +2,7 @@
 
 Frozen random towers are poor feature extractors for this world (a linear probe on them finds
 the visible class in only ~35-45% of frames), so the tower learns, per frame, which classes
-are in view and how far each is from its last and next sound (`world.moment_targets`), through
+are in view and how far in time each is from its sound (`world.moment_targets`), through
 linear heads on its L2-normalised output: exactly the features `vab tokenize` will take from it.
 It is then saved as an open_clip `local-dir:` folder and loaded like any other tower.
 """
@@ -94,7 +94,7 @@ def train_tower(
     std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
     n_classes = len(CLASSES)
     dim = WORLD_TOWER_CFG["embed_dim"]
-    heads = torch.nn.Linear(dim, n_classes * 3)
+    heads = torch.nn.Linear(dim, n_classes * 2)
     scale = torch.nn.Parameter(torch.tensor(10.0))  # unit-norm features times a learnt gain
     params = [*visual.parameters(), *heads.parameters(), scale]
     optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
@@ -106,9 +106,9 @@ def train_tower(
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
         x, present, timing = data.batch(scenes_per_batch, frames_per_scene)
         features = F.normalize(visual((x - mean) / std), dim=-1) * scale
-        out_heads = heads(features).view(-1, n_classes, 3)
+        out_heads = heads(features).view(-1, n_classes, 2)
         seen = F.binary_cross_entropy_with_logits(out_heads[..., 0], present)
-        when = ((torch.sigmoid(out_heads[..., 1:]) - timing) ** 2).mean(-1)
+        when = (torch.sigmoid(out_heads[..., 1]) - timing) ** 2
         when = (when * present).sum() / present.sum().clamp_min(1)
         loss = seen + 10 * when
         optimiser.zero_grad(set_to_none=True)

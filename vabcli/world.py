@@ -295,20 +295,25 @@ def frame_times(scene: Scene) -> np.ndarray:
 def moment_targets(
     sources: list[tuple[str, list[float]]], times: np.ndarray, horizon: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per time: which classes are in view `[T, C]` (0/1), and per class the time to its next
-    and since its last event, scaled to [0, 1] over `horizon` seconds `[T, C, 2]` (1 = far)."""
+    """Per time: which classes are in view `[T, C]` (0/1), and per class how far in time the
+    picture says its sound is, scaled to [0, 1] over `horizon` seconds `[T, C]` (1 = far).
+
+    What one frame can tell: a dropper's height gives the distance to its nearest strike (not
+    whether it is falling or rising), a flasher's light the time since its last flash.
+    """
     present = np.zeros((len(times), len(CLASSES)), dtype=np.float32)
-    timing = np.ones((len(times), len(CLASSES), 2), dtype=np.float32)
+    timing = np.ones((len(times), len(CLASSES)), dtype=np.float32)
     for label, events in sources:
         c = CLASS_NAMES.index(label)
         present[:, c] = 1
         if not events:
             continue
         ev = np.asarray(sorted(events))
-        nxt = np.searchsorted(ev, times)  # first event at or after t
-        ahead = np.where(nxt < len(ev), ev[np.minimum(nxt, len(ev) - 1)] - times, np.inf)
         prv = np.searchsorted(ev, times, side="right") - 1  # last event at or before t
         behind = np.where(prv >= 0, times - ev[np.maximum(prv, 0)], np.inf)
-        timing[:, c, 0] = np.minimum(ahead / horizon, 1)
-        timing[:, c, 1] = np.minimum(behind / horizon, 1)
+        if _BY_NAME[label].motion == "drop":
+            nxt = np.minimum(prv + 1, len(ev) - 1)
+            ahead = np.where(prv + 1 < len(ev), ev[nxt] - times, np.inf)
+            behind = np.minimum(behind, ahead)
+        timing[:, c] = np.minimum(behind / horizon, 1)
     return present, timing
