@@ -83,7 +83,8 @@ def test_generate_uses_the_bundled_model_by_default(world, tmp_path):
     sidecar = json.loads((out / "clip-00000.json").read_text())
     assert sidecar["codec_id"].startswith("vab-world-16k@")
     wav, rate = soundfile.read(out / "clip-00000.wav")
-    assert rate == 16_000 and len(wav) == round(probe(world.parent / "clip-00000.mp4").duration * rate)
+    duration = probe(world.parent / "clip-00000.mp4").duration
+    assert rate == 16_000 and len(wav) == round(duration * rate)
 
 
 def test_a_missing_bundled_file_fails_fast_naming_the_file_and_the_fix(tmp_path, monkeypatch):
