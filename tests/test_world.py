@@ -37,6 +37,10 @@ def test_scenes_are_deterministic_and_varied():
     assert 2.0 - 0.1 <= min(durations) < 5 and 15 < max(durations) <= 20.0 + 0.1
     multi = [s for s in scenes if len(s.sources) > 1]
     assert multi and all(len({src.label for src in s.sources}) == len(s.sources) for s in multi)
+    for scene in multi:  # the label is the one class heard most often, never a tie
+        counts = sorted((len(src.events) for src in scene.sources), reverse=True)
+        assert counts[0] > counts[1]
+        assert scene.label == max(scene.sources, key=lambda s: len(s.events)).label
     for scene in scenes:
         events = scene.events
         assert events and all(0 <= e < scene.duration for e in events)

@@ -27,14 +27,13 @@ from .builtin import BUILTIN, BUILTIN_DIR, CARD_FILE, CHECKPOINT, CODEC, VISION
 
 @dataclass(frozen=True)
 class Recipe:
-    codec_steps: int = 2600
-    codec_batch: int = 12
+    codec_steps: int = 3000
     tower_steps: int = 3000
     data_seed: int = 1000  # `vab synth` seeds used elsewhere (tests, demo, held-out eval) differ
     data_clips: int = 1000
     data_min_seconds: float = 2.0
     data_max_seconds: float = 10.0
-    train_steps: int = 2500
+    train_steps: int = 2000
     train_batch: int = 16
     clip_seconds: float = 4.0
     model_set: tuple[str, ...] = ("d_model=192", "n_heads=4", "n_multiway=3", "n_shared=3")
@@ -75,7 +74,7 @@ def build(work: Path, recipe: Recipe = Recipe(), force: bool = False) -> None:
     work.mkdir(parents=True, exist_ok=True)
     minutes: dict[str, float] = {}
     if _stage("codec", work / "codec" / "weights.safetensors", force, minutes):
-        opts = CodecTrainOptions(steps=recipe.codec_steps, batch_size=recipe.codec_batch)
+        opts = CodecTrainOptions(steps=recipe.codec_steps)
         train_codec(work / "codec", opts, log=lambda line: print(line, flush=True))
         _finished("codec", minutes)
     if _stage("tower", work / "vision" / VISION.files[1], force, minutes):

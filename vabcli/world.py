@@ -126,7 +126,7 @@ class Scene:
 
     @property
     def label(self) -> str:
-        """The class that sounds most often (the first object's on a tie)."""
+        """The class that sounds most often (`sample_scene` makes it unique)."""
         return max(self.sources, key=lambda s: len(s.events)).label
 
 
@@ -148,11 +148,20 @@ def sample_scene(
     n_sources = int(rng.choice([1, 2, 3], p=[0.7, 0.2, 0.1]))
     labels = rng.choice(len(CLASSES), size=n_sources, replace=False)
     taken: list[float] = []
-    sources = []
-    for slot, label in enumerate(labels):
-        events = _sample_events(rng, duration, taken)
-        taken += events
-        sources.append(Source(CLASS_NAMES[label], tuple(events), slot, n_sources))
+    timelines = []
+    for _ in labels:
+        timelines.append(_sample_events(rng, duration, taken))
+        taken += timelines[-1]
+    # One class must sound most often, or a clip's label would be a coin toss: the others
+    # drop their last sounds until the first of the busiest is ahead.
+    lead = max(range(n_sources), key=lambda i: len(timelines[i]))
+    for i, events in enumerate(timelines):
+        while i != lead and len(events) >= len(timelines[lead]):
+            events.pop()
+    sources = [
+        Source(CLASS_NAMES[label], tuple(events), slot, n_sources)
+        for slot, (label, events) in enumerate(zip(labels, timelines, strict=True))
+    ]
     background = tuple(int(v) for v in rng.integers(15, 100, size=3))
     return Scene(
         duration, fps, int(width), int(height), tuple(sources), background, int(rng.integers(2**31))
