@@ -100,7 +100,7 @@ def unit_variance_init(model: torch.nn.Module, wav: torch.Tensor) -> None:
     convs = [m for m in model.modules() if isinstance(m, NormConv1d | NormConvTranspose1d)]
     for i, module in enumerate(convs):
         seen: list[torch.Tensor] = []
-        hook = module.register_forward_hook(lambda _m, _i, out: seen.append(out.std()))
+        hook = module.register_forward_hook(lambda _m, _i, out, seen=seen: seen.append(out.std()))
         with torch.no_grad():
             model.decoder(model.encoder(wav))
         hook.remove()
