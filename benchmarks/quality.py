@@ -98,12 +98,28 @@ def table(rows: dict[str, dict], extra: tuple[str, ...] = ()) -> str:
     return "\n".join(lines)
 
 
+def write_card_scores(row: dict, n_clips: int) -> None:
+    """Put the bundled model's held-out scores on its card (`vab models` shows them)."""
+    from vabcli.builtin import BUILTIN_DIR, CARD_FILE
+
+    path = BUILTIN_DIR / CARD_FILE
+    card = json.loads(path.read_text())
+    keys = ("class_acc", "onset_f1", "onset_offset_ms", "fd_logmel")
+    card["scores"] = {k: row[k] for k in keys}
+    card["summary"]["held-out"] = (
+        ", ".join(f"{k} {row[k]:.3g}" for k in keys)
+        + f" on {n_clips} clips of vab synth --seed {HELD_OUT_SEED} (benchmarks/quality.py)"
+    )
+    path.write_text(json.dumps(card, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--work", type=Path, default=Path("build/quality"))
     parser.add_argument("--clips", type=int, default=100)
     parser.add_argument("--sweep-clips", type=int, default=40)
     parser.add_argument("--no-sweep", action="store_true")
+    parser.add_argument("--write-card", action="store_true", help="scores onto the model card")
     parser.add_argument("--train-data", type=Path, default=Path("build/model/data/manifest.jsonl"))
     args = parser.parse_args()
     work, cache = args.work, args.work / "cache"
@@ -143,6 +159,8 @@ def main() -> None:
     print(f"\n## quality on {len(clips)} held-out clips ({minutes:.1f} min of video), {machine}\n")
     print(table(rows))
     results = {"held_out": rows}
+    if args.write_card:
+        write_card_scores(model_row, len(clips))
     if not args.no_sweep:
         subset = work / "held-out" / "sweep.jsonl"
         lines = held_out.read_text().splitlines()[: args.sweep_clips]

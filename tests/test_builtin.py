@@ -35,7 +35,7 @@ def test_vab_models_lists_the_bundled_model_within_the_size_budget():
     record = json.loads(done.stdout)
     assert record["name"] == "builtin" and record["missing"] == []
     assert 1e6 < record["bytes"] <= 50e6
-    assert set(record["summary"]) == {"codec", "image encoder", "model"}
+    assert {"codec", "image encoder", "model"} <= set(record["summary"])
     text = subprocess.run([*VAB, "models"], capture_output=True, text=True, check=True).stdout
     assert "builtin" in text and "MB" in text and "MISSING" not in text
 

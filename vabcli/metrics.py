@@ -22,7 +22,9 @@ SILENCE_DB = -50.0  # a 10 ms frame quieter than this (RMS, dBFS) is silent
 CLIPPING_LEVEL = 0.999
 ONSET_RISE_DB = 10.0  # rise of the loudest-rising mel bands, frame to frame, that marks an onset
 ONSET_BANDS = 8  # a narrow sound (a bell's partials) fills only a few of the 64 bands
-ONSET_FLOOR_DB = -70.0  # quieter than this counts as silence when looking for onsets
+# Per mel band, quieter than this counts as silence in every spectral measure: exact digital
+# silence (-120 dB) would otherwise lie far from a faint, inaudible hiss, and dominate fd_logmel.
+BAND_FLOOR_DB = -70.0
 ONSET_MIN_GAP = 0.1  # seconds between two onsets the detector reports
 OFFSET_CAP_MS = 1000.0
 # Frame k (centred at k * 10 ms, 40 ms wide) rises most while a new sound fills its window:
@@ -39,12 +41,13 @@ def frame_db(wav: np.ndarray, sample_rate: int = EVAL_SAMPLE_RATE) -> np.ndarray
 
 
 def mel_db(wav: np.ndarray, sample_rate: int = EVAL_SAMPLE_RATE) -> np.ndarray:
-    """Log-mel power in dB `[frames, 64]`, one frame per 10 ms (frame k centred at k * 10 ms)."""
+    """Log-mel power in dB `[frames, 64]`, one frame per 10 ms (frame k centred at k * 10 ms),
+    floored at BAND_FLOOR_DB."""
     hop = round(HOP_SECONDS * sample_rate)
     x = torch.tensor(wav, dtype=torch.float32)[None]  # a copy: wav may be read-only
     # mel_power's hop is n_fft / 4: n_fft = 4 hops makes it 10 ms.
     power = mel_power(x, sample_rate, n_fft=4 * hop, n_mels=_N_MELS)[0].T.double()
-    return (10 * torch.log10(power + 1e-12)).numpy()
+    return np.maximum((10 * torch.log10(power + 1e-12)).numpy(), BAND_FLOOR_DB)
 
 
 def detect_onsets(spec: np.ndarray) -> np.ndarray:
@@ -53,7 +56,6 @@ def detect_onsets(spec: np.ndarray) -> np.ndarray:
     ONSET_MIN_GAP apart."""
     if len(spec) < 2:
         return np.zeros(0)
-    spec = np.maximum(spec, ONSET_FLOOR_DB)
     rise = np.zeros(len(spec))
     band_rise = np.sort(spec[1:] - spec[:-1], axis=1)[:, -ONSET_BANDS:]
     rise[1:] = np.maximum(band_rise, 0).mean(axis=1)
@@ -141,7 +143,6 @@ JUDGE_WINDOW = 0.1  # seconds of sound after an onset that the class judge liste
 def event_features(spec: np.ndarray, onsets: np.ndarray) -> np.ndarray:
     """What the class judge hears of each sound: the mean log-mel spectrum (dB, floored) of
     the JUDGE_WINDOW after its onset, `[len(onsets), 64]`; `spec` is `mel_db`'s output."""
-    spec = np.maximum(spec, ONSET_FLOOR_DB)
     width = round(JUDGE_WINDOW / HOP_SECONDS)
     rows = []
     for onset in onsets:
