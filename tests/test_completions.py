@@ -34,7 +34,10 @@ def complete(words: str, cword: int) -> list[str]:
 
 
 def test_completion_lists_commands_and_options():
-    assert complete("vab ", 1) == ["extract", "tokenize", "train", "generate", "mux", "cache"]
+    assert complete("vab ", 1) == [
+        *("extract", "tokenize", "train", "generate", "mux"),
+        *("synth", "eval", "models", "cache"),
+    ]
     options = complete("vab extract --", 2)
     assert {"--cache", "--fps", "--size", "--sample-rate", "--workers", "--json"} <= set(options)
     assert {"--out", "--reencode", "--keep-original-audio"} <= set(complete("vab mux --", 2))
