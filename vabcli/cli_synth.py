@@ -77,8 +77,9 @@ def synth(
         stderr.print(f"{n} clips in {out_dir} ({time.monotonic() - started:.1f} s)")
 
 
+_CLASS_LIST = ", ".join(CLASS_NAMES)
 synth.__doc__ = (synth.__doc__ or "") + (
-    ", ".join(CLASS_NAMES) + ". Droppers strike the floor, flashers light up, and each sound "
-    "starts at that moment. manifest.jsonl lists video, label (the class heard most), split, "
-    "events (sound onsets, seconds) and sources (each object's label and events)."
+    f" {_CLASS_LIST}. Droppers strike the floor, flashers light up, and each sound starts at "
+    "that moment. manifest.jsonl lists video, label (the class heard most), split, events (sound "
+    "onsets, seconds) and sources (each object's label and events)."
 )
