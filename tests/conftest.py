@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -66,10 +67,15 @@ def long_clip(clip) -> Path:
 
 
 def start_vab(*args: str) -> subprocess.Popen:
-    """Start the real `vab` in the background (for interrupting it)."""
+    """Start the real `vab` in the background (for interrupting it).
+
+    SIGINT is reset to its default in the child: a test run started as a background job
+    inherits SIGINT ignored (the shell's rule), and Python keeps an ignored SIGINT ignored.
+    """
     return subprocess.Popen(
-        [*VAB, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+        [*VAB, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
 
 
 def run_vab(
