@@ -5,10 +5,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .cli_common import EXIT_INTERRUPTED, JsonOpt, QuietOpt, WorkersOpt, app
-from .console import print_error, print_warning, stderr
+from .console import print_error, print_warning, progress_bars
 from .errors import VabError
 
 _EXPLAINED = {
@@ -20,18 +19,6 @@ _EXPLAINED = {
     "silence_ratio": "fraction of 10 ms frames below -50 dBFS",
     "clipping": "fraction of samples at full scale",
 }
-
-
-def _progress(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=stderr,
-        transient=True,
-        disable=quiet or not stderr.is_terminal,
-    )
 
 
 def _show(scores: dict, tolerance_ms: float) -> None:
@@ -98,7 +85,7 @@ def eval_command(
     if not generated.is_dir():
         raise typer.BadParameter(f"{generated} is not a folder", param_hint="--generated")
     opts = EvalOptions(tolerance=tolerance / 1000)
-    bars = _progress(quiet)
+    bars = progress_bars(quiet)
     try:
         with bars:
             task = bars.add_task("reading audio", total=None)

@@ -5,10 +5,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .cli_common import EXIT_INTERRUPTED, QuietOpt, WorkersOpt, app
-from .console import print_error, stderr
+from .console import print_error, progress_bars, stderr
 from .errors import VabError
 from .world import CLASS_NAMES
 
@@ -52,15 +51,7 @@ def synth(
         opts = SynthOptions(n=n, seed=seed, min_duration=low, max_duration=high, split=split)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    bars = Progress(
-        TextColumn("synth"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=stderr,
-        transient=True,
-        disable=quiet or not stderr.is_terminal,
-    )
+    bars = progress_bars(quiet)
     task = bars.add_task("synth", total=n)
     started = time.monotonic()
     try:

@@ -30,6 +30,20 @@ def print_warning(message: str) -> None:
     stderr.print(f"[yellow]warning:[/] {escape(message)}", markup=True, highlight=False)
 
 
+def progress_bars(quiet: bool, redirect_stdout: bool = False) -> Progress:
+    """Bars on stderr (label, bar, done/total, elapsed), shown only when stderr is a terminal."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+        disable=quiet or not stderr.is_terminal,
+        redirect_stdout=redirect_stdout,
+    )
+
+
 class BatchDisplay(BatchEvents):
     """Progress bars on stderr (only when it is a terminal) and one result line per item on stdout.
 
@@ -48,19 +62,10 @@ class BatchDisplay(BatchEvents):
         self._lock = threading.Lock()
         self._tasks: dict[str, int] = {}
         self._finished = 0
-        self.bars = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=stderr,
-            transient=True,
-            disable=quiet or not stderr.is_terminal,
-            # Results printed while the bars are live go through rich, which draws them above the
-            # bars, but onto stderr: only right when stdout is that same terminal, never when
-            # stdout is a file or a pipe.
-            redirect_stdout=sys.stdout.isatty(),
-        )
+        # Results printed while the bars are live go through rich, which draws them above the
+        # bars, but onto stderr: only right when stdout is that same terminal, never when
+        # stdout is a file or a pipe.
+        self.bars = progress_bars(quiet, redirect_stdout=sys.stdout.isatty())
         self.overall = self.bars.add_task(self._overall_label(), total=total)
 
     def __enter__(self) -> BatchDisplay:
