@@ -25,10 +25,12 @@ demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m vabcli.demo demo-out
 
 # Rebuilds the bundled model (codec, image tower, VAB checkpoint) from scratch into
-# vabcli/models/builtin; about an hour on two cores (README). build/model keeps the stages,
-# so an interrupted build continues; `make model FORCE=--force` starts over.
+# vabcli/models/builtin (README: how long, where). build/model keeps the stages, so an
+# interrupted build continues; `make model FORCE=--force` starts over, DEVICE=cuda uses a GPU.
+DEVICE ?= auto
 model: install
-	HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m vabcli.make_model build/model $(FORCE)
+	HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m vabcli.make_model build/model \
+		--device $(DEVICE) $(FORCE)
 
 bench: install
 	$(BIN)/python benchmarks/extract_throughput.py

@@ -66,6 +66,38 @@ def test_unusable_data_stops_with_one_line(tmp_path, cache_dir):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_pack_trains_without_the_videos_like_the_manifest_does(manifest, tmp_path, cache_dir):
+    pack = tmp_path / "pack"
+    written = run_vab("train", "--data", str(manifest), "--write-pack", str(pack), "--cache",
+                      str(cache_dir), *DEBUG, "--json")  # fmt: skip
+    assert written.returncode == 0, written.stderr
+    report = json.loads(written.stdout)
+    assert (report["train_clips"], report["val_clips"]) == (2, 1) and report["bytes"] > 0
+    assert not (tmp_path / "run").exists()  # a pack is written, nothing is trained
+    for video in tmp_path.glob("*.mp4"):
+        video.unlink()  # the pack stands alone
+    from_pack = run_vab("train", "--pack", str(pack), "--out", str(tmp_path / "p"), *SHORT,
+                        "--steps", "2", "--json")  # fmt: skip
+    assert from_pack.returncode == 0, from_pack.stderr
+    assert "2 train and 1 val clips" in from_pack.stderr
+    cfg = json.loads((tmp_path / "p" / "last" / "config.json").read_text())
+    assert cfg["codec_id"].startswith("debug") and cfg["step"] == 2
+    again = run_vab("train", "--data", str(manifest), "--write-pack", str(pack), *DEBUG)
+    assert again.returncode == 2 and "--overwrite" in again.stderr  # before any tokenizing
+
+
+def test_pack_options_are_checked(manifest, tmp_path):
+    not_a_pack = tmp_path / "empty"
+    not_a_pack.mkdir()
+    done = run_vab("train", "--pack", str(not_a_pack), "--out", str(tmp_path / "r"))
+    assert done.returncode == 1 and "not a training pack" in done.stderr
+    both = run_vab("train", "--data", str(manifest), "--pack", str(not_a_pack), "--out", "r")
+    assert both.returncode == 2 and "one of them" in both.stderr
+    assert run_vab("train", "--pack", str(not_a_pack), "--write-pack", "p").returncode == 2
+    assert run_vab("train", "--data", str(manifest)).returncode == 2  # no --out
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize(
     "bad",
     [["--set", "d_model=100", "--set", "n_heads=3"], ["--set", "visual_fps=4"], ["--set", "oops"],

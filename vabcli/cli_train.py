@@ -68,9 +68,29 @@ def _overrides(pairs: list[str]) -> dict[str, int | float]:
 @app.command()
 def train(
     data: Annotated[
-        Path, typer.Option("--data", metavar="MANIFEST", help="Clips: manifest.jsonl (README).")
-    ],
-    out: Annotated[Path, typer.Option("--out", "-o", metavar="RUN_DIR", help="Run folder.")],
+        Path | None,
+        typer.Option("--data", metavar="MANIFEST", help="Clips: manifest.jsonl (README)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", metavar="RUN_DIR", help="Run folder.")
+    ] = None,
+    pack: Annotated[
+        Path | None,
+        typer.Option(
+            "--pack",
+            metavar="DIR",
+            help="Train on a pack from --write-pack instead of --data (no videos or encoders).",
+        ),
+    ] = None,
+    write_pack: Annotated[
+        Path | None,
+        typer.Option(
+            "--write-pack",
+            metavar="DIR",
+            help="Tokenize --data, write its training arrays to DIR as a pack, and stop: "
+            "for training on another machine.",
+        ),
+    ] = None,
     preset: Annotated[
         str, typer.Option(metavar="NAME", help=f"Model size: {', '.join(MODEL_PRESETS)}.")
     ] = "tiny",
@@ -109,7 +129,8 @@ def train(
     seed: Annotated[int, typer.Option(metavar="N", help="Seed of every random choice.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR/last.")] = False,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an earlier run in RUN_DIR.")
+        bool,
+        typer.Option("--overwrite", help="Replace an earlier run in RUN_DIR (or pack in DIR)."),
     ] = False,
     device: DeviceOpt = "auto",
     codec: CodecOpt = DEFAULT_CODEC,
@@ -126,13 +147,19 @@ def train(
 
     Clips with split "val" are validated on; "test" clips are left out. Checkpoints go to
     RUN_DIR/last and RUN_DIR/best, metrics to RUN_DIR/metrics.jsonl. Ctrl-C saves RUN_DIR/last;
-    --resume continues it exactly.
+    --resume continues it exactly. To tokenize on one machine and train on another:
+    `--data M --write-pack P` there, then `--pack P --out RUN_DIR` here.
     """
     # Imported here: torch takes seconds to import, and `vab --help` needs none of it.
     from .latents import TokenizeOptions, Tokenizer, encoder_spec, resolve_device
     from .train import TrainingStopped, TrainOptions, distributed_rank, rank_device
-    from .train_run import plan_training
+    from .train_run import plan_training, read_pack
 
+    _check_sources(data, pack, write_pack, out)
+    if write_pack is not None and write_pack.exists() and not overwrite:
+        raise typer.BadParameter(
+            f"{write_pack} exists: add --overwrite to replace it", param_hint="--write-pack"
+        )
     dims = _overrides(set_ or [])
     fixed = sorted(set(dims) & DATA_DIMENSIONS)
     if fixed:
@@ -147,7 +174,7 @@ def train(
     tok_opts = TokenizeOptions(extract=ExtractOptions(fps=fps), codec=codec,
                                codec_weights=codec_weights, bandwidth=bandwidth,
                                image_encoder=image_encoder, device=device)  # fmt: skip
-    if not resume and out.exists() and any(out.iterdir()):
+    if out is not None and not resume and out.exists() and any(out.iterdir()):
         if not overwrite:
             raise typer.BadParameter(
                 f"{out} holds a run: add --resume to continue it or --overwrite to replace it",
@@ -155,33 +182,76 @@ def train(
             )
         shutil.rmtree(out)
     try:
-        items = [i for i in clip_items(None, data) if i.split != "test"]
-        if not items:
-            raise VabError(f"{data}: no train or val clips in this manifest")
-        store = open_cache(cache)
         ranks = distributed_rank(resolve_device(device))
         run_device = rank_device(resolve_device(device), ranks)
         quiet = quiet or not ranks.leader  # one process speaks for the whole run
-        outcomes, ids = _tokenize_all(items, lambda: Tokenizer(tok_opts, store), workers, quiet)
-        plan = plan_training(
-            items, outcomes, store, preset, dims, fps, *ids, encoders=encoder_spec(tok_opts)
-        )
+        if pack is not None:
+            plan = read_pack(pack, preset, dims)
+        else:
+            items = [i for i in clip_items(None, data) if i.split != "test"]
+            if not items:
+                raise VabError(f"{data}: no train or val clips in this manifest")
+            store = open_cache(cache)
+            tokenizer = lambda: Tokenizer(tok_opts, store)  # noqa: E731
+            outcomes, ids = _tokenize_all(items, tokenizer, workers, quiet)
+            plan = plan_training(
+                items, outcomes, store, preset, dims, fps, *ids, encoders=encoder_spec(tok_opts)
+            )
+        if write_pack is not None:
+            _write_pack(plan, write_pack, overwrite, as_json, ranks.leader)
+            return
         _report_plan(plan, quiet)
         opts = TrainOptions(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
                             clip_seconds=clip_seconds, val_every=val_every, seed=seed,
                             workers=workers, masking=masking)  # fmt: skip
         final = plan.trainer(opts, out, run_device, resume).run(_progress(steps, quiet))
     except KeyboardInterrupt:
-        saved = f"{out / 'last'} holds the run so far (continue with --resume)"
-        print_error(f"interrupted; {saved if (out / 'last').exists() else 'nothing was trained'}")
+        if out is None:
+            print_error("interrupted; no pack was written")
+        else:
+            saved = f"{out / 'last'} holds the run so far (continue with --resume)"
+            done = saved if (out / "last").exists() else "nothing was trained"
+            print_error(f"interrupted; {done}")
         raise typer.Exit(130) from None
-    except (TrainingStopped, VabError) as exc:
+    except (TrainingStopped, VabError, OSError) as exc:
         print_error(str(exc))
         raise typer.Exit(1) from None
     if ranks.leader:
         best = {"best": str(out / "best")} if (out / "best").exists() else {}
         summary = {"out": str(out), "last": str(out / "last"), **best, **final}
         print(json.dumps(summary) if as_json else _describe(summary))
+
+
+def _check_sources(
+    data: Path | None, pack: Path | None, write_pack: Path | None, out: Path | None
+) -> None:
+    """Exactly one source of clips; a run folder unless only a pack is written."""
+    if (data is None) == (pack is None):
+        raise typer.BadParameter("give --data MANIFEST or --pack DIR (one of them)")
+    if write_pack is not None and data is None:
+        raise typer.BadParameter("--write-pack needs --data", param_hint="--write-pack")
+    if write_pack is None and out is None:
+        raise typer.BadParameter("where should the run go?", param_hint="--out")
+    if write_pack is not None and out is not None:
+        raise typer.BadParameter("--write-pack trains nothing: leave out --out", param_hint="--out")
+
+
+def _write_pack(
+    plan: "TrainPlan", folder: Path, overwrite: bool, as_json: bool, leader: bool
+) -> None:
+    from .train_run import write_pack
+
+    if not leader:
+        return
+    size = write_pack(plan, folder, overwrite)
+    summary = {"pack": str(folder), "train_clips": len(plan.train), "val_clips": len(plan.val),
+               "bytes": size}  # fmt: skip
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        clips = f"{len(plan.train)} train and {len(plan.val)} val clips"
+        print(f"pack {folder}: {clips}, {size / 1e6:.1f} MB; "
+              f"train it with: vab train --pack {folder} --out RUN_DIR")  # fmt: skip
 
 
 def _masking(bounds: str, label_smoothing: float) -> MaskingConfig:

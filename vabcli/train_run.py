@@ -90,3 +90,74 @@ def plan_training(
     }
     cfg = model_config(preset, **{**dims, **overrides})
     return TrainPlan(preset, cfg, codec_id, visual_id, train, val, failed, silent, encoders)
+
+
+# A pack: a run's training data without the videos or encoders (cached arrays + plan.json), so
+# clips tokenized on one machine train on another (`vab train --write-pack` / `--pack`).
+PACK_PLAN = "plan.json"
+PACK_FORMAT = 1
+_PACK_DATA_DIMS = ("visual_dim", "n_codebooks", "codebook_size", "audio_frame_rate", "visual_fps")
+
+
+def write_pack(plan: TrainPlan, folder: Path, overwrite: bool = False) -> int:
+    """Copy the plan's arrays and its bookkeeping into `folder` (built aside, then renamed into
+    place, so an interrupted write leaves no half pack). Returns the bytes written."""
+    import json
+    import os
+    import shutil
+    from dataclasses import asdict
+
+    from .atomic import check_writable
+
+    check_writable(folder, overwrite)
+    cfg = asdict(plan.model_cfg)
+    names: dict[str, list[str]] = {"train": [], "val": []}
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    try:
+        tmp.mkdir(parents=True)
+        for split, clips in (("train", plan.train), ("val", plan.val)):
+            for i, clip in enumerate(clips):
+                name = f"{split}-{i:06d}"
+                shutil.copyfile(clip.features, tmp / f"{name}.features.npy")
+                shutil.copyfile(clip.codes, tmp / f"{name}.codes.npy")
+                names[split].append(name)
+        meta = {
+            "format": PACK_FORMAT, "codec_id": plan.codec_id, "visual_id": plan.visual_id,
+            "encoders": plan.encoders, "data_dims": {k: cfg[k] for k in _PACK_DATA_DIMS},
+            "n_failed": plan.n_failed, "n_without_audio": plan.n_without_audio, **names,
+        }  # fmt: skip
+        (tmp / PACK_PLAN).write_text(json.dumps(meta, indent=1) + "\n")
+        size = sum(f.stat().st_size for f in tmp.iterdir())
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+        return size
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_pack(folder: Path, preset: str, overrides: dict[str, int | float]) -> TrainPlan:
+    """The plan of a pack, its model sized by `preset` and `overrides` like `plan_training`."""
+    import json
+
+    try:
+        meta = json.loads((folder / PACK_PLAN).read_text())
+    except (OSError, ValueError) as exc:
+        raise VabError(f"{folder}: not a training pack (no readable {PACK_PLAN})") from exc
+    if meta.get("format") != PACK_FORMAT:
+        raise VabError(f"{folder}: pack format {meta.get('format')} is not {PACK_FORMAT}")
+
+    def clips(split: str) -> list[LatentClip]:
+        found = [
+            LatentClip(folder / f"{n}.features.npy", folder / f"{n}.codes.npy")
+            for n in meta[split]
+        ]  # fmt: skip
+        missing = [c for c in found if not (c.features.exists() and c.codes.exists())]
+        if missing:
+            raise VabError(f"{folder}: pack is missing {missing[0].codes.name} and others")
+        return found
+
+    cfg = model_config(preset, **{**meta["data_dims"], **overrides})
+    return TrainPlan(preset, cfg, meta["codec_id"], meta["visual_id"], clips("train"),
+                     clips("val"), meta["n_failed"], meta["n_without_audio"],
+                     meta["encoders"])  # fmt: skip

@@ -85,17 +85,19 @@ def train_tower(
     lr: float = 1e-3,
     seed: int = 0,
     log: Callable[[str], None] = print,
+    device: str = "cpu",
 ) -> None:
     """Train the tower for `steps` steps and save it as a `local-dir:` folder at `out`."""
-    model = create_tower(seed)
+    model = create_tower(seed).to(device)
     visual = model.visual
     cfg = visual.preprocess_cfg
-    mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
+    mean = torch.tensor(cfg["mean"], device=device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg["std"], device=device).view(1, 3, 1, 1)
     n_classes = len(CLASSES)
     dim = WORLD_TOWER_CFG["embed_dim"]
-    heads = torch.nn.Linear(dim, n_classes * 2)
-    scale = torch.nn.Parameter(torch.tensor(10.0))  # unit-norm features times a learnt gain
+    heads = torch.nn.Linear(dim, n_classes * 2).to(device)
+    # Unit-norm features times a learnt gain.
+    scale = torch.nn.Parameter(torch.tensor(10.0, device=device))
     params = [*visual.parameters(), *heads.parameters(), scale]
     optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     data = WorldFrames(seed, WORLD_TOWER_CFG["vision_cfg"]["image_size"])
@@ -104,7 +106,7 @@ def train_tower(
     for step in range(1, steps + 1):
         for group in optimiser.param_groups:
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-        x, present, timing = data.batch(scenes_per_batch, frames_per_scene)
+        x, present, timing = (t.to(device) for t in data.batch(scenes_per_batch, frames_per_scene))
         features = F.normalize(visual((x - mean) / std), dim=-1) * scale
         out_heads = heads(features).view(-1, n_classes, 2)
         seen = F.binary_cross_entropy_with_logits(out_heads[..., 0], present)
