@@ -1,0 +1,84 @@
+"""Embedding search, recall@k, the contrastive loss and the backbone's two towers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vabcli.config import ModelConfig
+from vabcli.contrastive import LogitScale, info_nce
+from vabcli.model import VabModel
+from vabcli.retrieval import chance_recall, recall_at_k, top_k
+from vabcli.towers import EmbeddingModel, Towers
+
+
+def test_chunked_search_matches_the_full_similarity_matrix():
+    torch.manual_seed(0)
+    index = F.normalize(torch.randn(1000, 16), dim=-1)
+    queries = F.normalize(torch.randn(7, 16), dim=-1)
+    full_scores, full_rows = (queries @ index.T).topk(5, dim=1)
+    for chunk in (1, 3, 64, 999, 5000):  # chunks smaller than k, uneven, and larger than N
+        scores, rows = top_k(queries, index, 5, chunk=chunk)
+        assert torch.equal(rows, full_rows)
+        assert torch.allclose(scores, full_scores)
+    scores, rows = top_k(queries, index[:3], 10, chunk=2)
+    assert rows.shape == (7, 3)  # never more than the index holds
+    with pytest.raises(ValueError, match="16-d"):
+        top_k(queries[:, :8], index, 1)
+
+
+def test_recall_on_a_constructed_example():
+    # Query i's target is row i. Query 0 ranks it first, query 1 second, query 2 fourth.
+    index = torch.eye(4)
+    queries = torch.tensor([
+        [1.0, 0.0, 0.0, 0.0],
+        [0.9, 0.8, 0.0, 0.0],
+        [0.9, 0.8, 0.4, 0.7],
+        [0.0, 0.0, 0.0, 1.0],
+    ])  # fmt: skip
+    recall = recall_at_k(queries, index, torch.arange(4), ks=(1, 2, 4))
+    assert recall == {1: 0.5, 2: 0.75, 4: 1.0}
+    assert chance_recall(1, 4) == 0.25 and chance_recall(10, 4) == 1.0
+
+
+def test_info_nce_on_a_known_small_case():
+    pairs = torch.eye(2, dtype=torch.float64)  # exact enough for e^-10
+    # Logits [[s, 0], [0, s]]: each row's loss is log(1 + e^-s), in both directions.
+    for s in (1.0, 10.0):
+        loss = info_nce(pairs, pairs, torch.tensor(s, dtype=torch.float64))
+        assert loss.item() == pytest.approx(math.log(1 + math.exp(-s)), rel=1e-6)
+    swapped = info_nce(pairs, pairs.flip(0), torch.tensor(1.0, dtype=torch.float64))
+    assert swapped.item() == pytest.approx(math.log(1 + math.e), rel=1e-6)  # wrong pairs cost more
+    scale = LogitScale(0.07)
+    assert scale().item() == pytest.approx(1 / 0.07)
+    with torch.no_grad():
+        scale.log_scale.fill_(10.0)
+    assert scale().item() == pytest.approx(100.0)  # clamped like CLIP's
+
+
+def test_towers_keep_the_modalities_apart_and_ignore_padding():
+    torch.manual_seed(0)
+    cfg = ModelConfig(visual_dim=8, n_codebooks=2, codebook_size=16, d_model=32, n_heads=4,
+                      n_multiway=2, n_shared=1, visual_fps=4.0, audio_frame_rate=10.0)  # fmt: skip
+    towers = Towers(VabModel(cfg).eval(), n_layers=1)
+    features, codes = torch.randn(2, 6, 8), torch.randint(0, 16, (2, 2, 15))
+    v, a = towers.visual(features), towers.audio(codes)
+    assert v.shape == (2, 32) and a.shape == (2, 32)
+    # The visual tower never sees audio experts: changing them leaves it unchanged.
+    with torch.no_grad():
+        towers.backbone.multiway[0].ffn[1][0].weight.mul_(3.0)
+    assert torch.allclose(towers.visual(features), v)
+    assert not torch.allclose(towers.audio(codes), a)
+    # Padding positions do not count: a padded clip pools like the clip alone.
+    keep = torch.ones(2, 6, dtype=torch.bool)
+    keep[0, 4:] = False
+    padded = towers.visual(features, keep)
+    assert torch.allclose(padded[0], towers.visual(features[:1, :4])[0], atol=1e-5)
+    embed = EmbeddingModel(towers, proj_dim=12)
+    assert torch.allclose(embed.embed_audio(codes).norm(dim=-1), torch.ones(2))
+    assert embed.embed_visual(features).shape == (2, 12)
+    with pytest.raises(ValueError, match="1..2"):
+        Towers(VabModel(cfg), n_layers=3)

@@ -1,0 +1,77 @@
+"""The VAB backbone as two towers: its multiway layers run on one modality at a time.
+
+Visual features go through the visual experts, audio tokens through the audio experts, with no
+cross-modal attention (each tower attends within its own stream); the outputs are mean-pooled
+over the real (not padded) positions. With no projection this is the pre-trained backbone's own
+embedding; `EmbeddingModel` adds the projections the contrastive stage learns.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .model import AUDIO, VISUAL, VabModel
+
+
+def _mean_pool(x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    if keep is None:
+        return x.mean(dim=1)
+    weights = keep.to(x.dtype)[..., None]
+    return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+class Towers(nn.Module):
+    """Pooled outputs `[B, d_model]` of the first `n_layers` multiway layers, per modality."""
+
+    def __init__(self, backbone: VabModel, n_layers: int | None = None) -> None:
+        super().__init__()
+        n_layers = backbone.cfg.n_multiway if n_layers is None else n_layers
+        if not 1 <= n_layers <= backbone.cfg.n_multiway:
+            raise ValueError(f"n_layers must be 1..{backbone.cfg.n_multiway}, got {n_layers}")
+        self.backbone, self.n_layers = backbone, n_layers
+
+    @property
+    def dim(self) -> int:
+        return self.backbone.cfg.d_model
+
+    def visual(self, features: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """features `[B, T_v, D_v]` float; keep `[B, T_v]` bool (False: padding)."""
+        m = self.backbone
+        x = m.visual_in(features) + m._position(
+            features.shape[1], m.cfg.visual_fps, VISUAL, features.device
+        )  # fmt: skip
+        for layer in m.multiway[: self.n_layers]:
+            x = layer(x, x.shape[1], keep)  # every position is visual
+        return _mean_pool(x, keep)
+
+    def audio(self, codes: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """codes `[B, K, T_a]` int64; keep `[B, T_a]` bool (False: padding)."""
+        m = self.backbone
+        x = sum(table(codes[:, k]) for k, table in enumerate(m.codebooks))
+        x = x + m._position(codes.shape[2], m.cfg.audio_frame_rate, AUDIO, codes.device)
+        for layer in m.multiway[: self.n_layers]:
+            x = layer(x, 0, keep)  # every position is audio
+        return _mean_pool(x, keep)
+
+
+class EmbeddingModel(nn.Module):
+    """Towers + a linear projection per modality, L2-normalised: the contrastive model. With
+    `proj_dim=None` the projections are left out (the pre-trained backbone, normalised)."""
+
+    def __init__(self, towers: Towers, proj_dim: int | None = None) -> None:
+        super().__init__()
+        self.towers = towers
+        make = (lambda: nn.Linear(towers.dim, proj_dim)) if proj_dim else nn.Identity
+        self.proj = nn.ModuleList([make() for _ in (VISUAL, AUDIO)])
+
+    def embed_visual(
+        self, features: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Unit vectors `[B, D]` of visual features `[B, T_v, D_v]`."""
+        return F.normalize(self.proj[VISUAL](self.towers.visual(features, keep)), dim=-1)
+
+    def embed_audio(self, codes: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Unit vectors `[B, D]` of audio codes `[B, K, T_a]`."""
+        return F.normalize(self.proj[AUDIO](self.towers.audio(codes, keep)), dim=-1)
