@@ -82,3 +82,28 @@ def test_towers_keep_the_modalities_apart_and_ignore_padding():
     assert embed.embed_visual(features).shape == (2, 12)
     with pytest.raises(ValueError, match="1..2"):
         Towers(VabModel(cfg), n_layers=3)
+
+
+def test_embedding_files_round_trip_and_refuse_another_model(tmp_path):
+    import numpy as np
+
+    from vabcli.embed_index import EmbeddingIndex, load_index, save_index
+    from vabcli.errors import VabError
+
+    vectors = F.normalize(torch.randn(3, 8), dim=-1).numpy()
+    path = tmp_path / "index.npz"
+    save_index(path, EmbeddingIndex(vectors, ["a.mp4", "b.mp4", "ü.mp4"], "m@123", "v"))
+    with np.load(path, allow_pickle=False) as plain:  # other tools read it with numpy alone
+        assert plain["embeddings"].shape == (3, 8) and list(plain["ids"])[2] == "ü.mp4"
+    back = load_index(path, model="m@123")
+    assert np.array_equal(back.embeddings, vectors) and back.modality == "v"
+    with pytest.raises(VabError, match="built by model m@123, not other@1"):
+        load_index(path, model="other@1")
+    with pytest.raises(VabError, match="exists"):
+        save_index(path, back)  # never replaced silently
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(VabError, match="not a vab embedding file"):
+        load_index(tmp_path / "junk.npz")
+    with pytest.raises(ValueError, match="2 ids for 3"):
+        save_index(tmp_path / "x.npz", EmbeddingIndex(vectors, ["a", "b"], "m", "v"))
+    assert not (tmp_path / "x.npz").exists()
