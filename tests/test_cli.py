@@ -42,6 +42,7 @@ def test_help_lists_only_working_commands(runner):
         "extract",
         "tokenize",
         "train",
+        "finetune",
         "generate",
         "mux",
         "synth",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import run_vab
 
@@ -67,6 +70,17 @@ def test_unusable_data_stops_with_one_line(tmp_path, cache_dir):
 
 
 def test_a_pack_trains_without_the_videos_like_the_manifest_does(manifest, tmp_path, cache_dir):
+    own = tmp_path / "own"  # copies: the session's clips are shared with other tests
+    own.mkdir()
+    lines = []
+    for line in manifest.read_text().splitlines():
+        entry = json.loads(line)
+        video = Path(entry["video"])
+        entry["video"] = str(own / video.name)
+        shutil.copy(video if video.is_absolute() else manifest.parent / video, entry["video"])
+        lines.append(json.dumps(entry))
+    manifest = own / "manifest.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
     pack = tmp_path / "pack"
     written = run_vab("train", "--data", str(manifest), "--write-pack", str(pack), "--cache",
                       str(cache_dir), *DEBUG, "--json")  # fmt: skip
@@ -74,7 +88,7 @@ def test_a_pack_trains_without_the_videos_like_the_manifest_does(manifest, tmp_p
     report = json.loads(written.stdout)
     assert (report["train_clips"], report["val_clips"]) == (2, 1) and report["bytes"] > 0
     assert not (tmp_path / "run").exists()  # a pack is written, nothing is trained
-    for video in tmp_path.glob("*.mp4"):
+    for video in own.glob("*.mp4"):
         video.unlink()  # the pack stands alone
     from_pack = run_vab("train", "--pack", str(pack), "--out", str(tmp_path / "p"), *SHORT,
                         "--steps", "2", "--json")  # fmt: skip
@@ -144,3 +158,52 @@ def test_ctrl_c_saves_the_run(manifest, tmp_path, cache_dir):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "--resume" in err
     assert load_checkpoint(out / "last")[2]["step"] >= 1
+
+
+def test_contrastive_finetune_of_a_pretrained_run(clip, tmp_path, cache_dir):
+    lines = []
+    for i, split in enumerate(["train", "train", "train", "val", "val"]):
+        path = clip(f"f{i}.mp4", duration=1.5, tone_hz=300.0 + 100 * i)
+        lines.append(json.dumps({"video": str(path), "split": split}))
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    assert train(manifest, tmp_path / "pre", cache_dir, "--steps", "2").returncode == 0
+
+    def finetune(init, *extra):
+        return run_vab("finetune", "contrastive", "--init", str(init), "--data", str(manifest),
+                       "--out", str(tmp_path / "ft"), "--cache", str(cache_dir), *SHORT,
+                       *extra)  # fmt: skip
+
+    done = finetune(tmp_path / "pre", "--steps", "2", "--proj-dim", "16", "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["step"] == 2
+    assert {"val_loss", "val_r1_v2a", "val_r5_a2v", "val_r10_a2v"} <= set(summary)
+    meta = json.loads((tmp_path / "ft" / "last" / "config.json").read_text())
+    assert (meta["task"], meta["n_layers"], meta["proj_dim"]) == ("contrastive", 2, 16)
+    resumed = finetune(tmp_path / "pre", "--steps", "3", "--proj-dim", "16", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "ft" / "metrics.jsonl").open()]
+    assert steps == [1, 2, 3]
+    # What the towers never run stays as pre-trained; what they run has moved.
+    from safetensors.torch import load_file
+
+    before = load_file(str(tmp_path / "pre" / "last" / "model.safetensors"))
+    after = load_file(str(tmp_path / "ft" / "last" / "model.safetensors"))
+    prefix = "embed.towers.backbone."
+    assert all(torch.equal(after[prefix + k], v) for k, v in before.items()
+               if k.startswith(("shared.", "heads.", "null_visual")))  # fmt: skip
+    assert not torch.equal(after[prefix + "visual_in.weight"], before["visual_in.weight"])
+    # A fine-tune neither generates audio nor starts another fine-tune: one line each.
+    first = json.loads(lines[0])["video"]
+    dub = run_vab("generate", first, "--model", str(tmp_path / "ft"), "--out",
+                  str(tmp_path / "dub"), "--cache", str(cache_dir))  # fmt: skip
+    assert dub.returncode == 1 and "contrastive fine-tune" in dub.stderr
+    inside = run_vab("finetune", "contrastive", "--init", str(tmp_path / "pre"), "--data",
+                     str(manifest), "--out", str(tmp_path), "--overwrite")  # fmt: skip
+    assert inside.returncode == 2 and "inside" in inside.stderr  # --overwrite would delete it
+    assert (tmp_path / "pre" / "last" / "model.safetensors").is_file()
+    again = run_vab("finetune", "contrastive", "--init", str(tmp_path / "ft"), "--data",
+                    str(manifest), "--out", str(tmp_path / "ft2"))  # fmt: skip
+    assert again.returncode == 1 and "start from a pre-trained one" in again.stderr
+    assert not (tmp_path / "ft2").exists()

@@ -251,6 +251,11 @@ def load_checkpoint(
 def load_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
     """The VabModel a checkpoint describes, rebuilt from its own config, in eval mode; and meta."""
     config, state, meta = load_checkpoint(path, device)
+    if meta.get("task"):  # a fine-tune keeps only what its task needs in a useful state
+        raise CheckpointError(
+            f"{path} is a {meta['task']} fine-tune (for vab embed/retrieve), not a model that "
+            "generates audio: give its --init checkpoint instead"
+        )
     model = VabModel(config).to(device)
     try:
         model.load_state_dict(state)

@@ -13,6 +13,7 @@ import typer
 from . import (  # noqa: F401  (they register their commands)
     cli_cache,
     cli_eval,
+    cli_finetune,
     cli_generate,
     cli_models,
     cli_synth,

@@ -21,6 +21,7 @@ COMMAND_ORDER = (
     "extract",
     "tokenize",
     "train",
+    "finetune",
     "generate",
     "mux",
     "synth",

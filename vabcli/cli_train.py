@@ -5,7 +5,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -46,6 +46,33 @@ DATA_DIMENSIONS = frozenset(
     {"visual_dim", "n_codebooks", "codebook_size", "visual_fps", "audio_frame_rate"}
 )
 
+# Options every run command (train, finetune) shares: one definition each.
+DataOpt = Annotated[
+    Path | None,
+    typer.Option("--data", metavar="MANIFEST", help="Clips: manifest.jsonl (README)."),
+]
+PackOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--pack",
+        metavar="DIR",
+        help="Train on a pack from --write-pack instead of --data (no videos or encoders).",
+    ),
+]
+StepsOpt = Annotated[int, typer.Option(metavar="N", min=1, help="Optimizer steps.")]
+LrOpt = Annotated[float, typer.Option(metavar="LR", help="Peak learning rate.")]
+WarmupOpt = Annotated[
+    int, typer.Option("--warmup-steps", metavar="N", min=0, help="Linear warm-up steps.")
+]
+ClipSecondsOpt = Annotated[
+    float, typer.Option("--clip-seconds", metavar="S", help="Training window, seconds.")
+]
+ValEveryOpt = Annotated[
+    int, typer.Option("--val-every", metavar="N", min=1, help="Validate and save every N.")
+]
+SeedOpt = Annotated[int, typer.Option(metavar="N", help="Seed of every random choice.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR/last.")]
+
 
 def _overrides(pairs: list[str]) -> dict[str, int | float]:
     """`--set d_model=256 --set n_shared=4` -> {"d_model": 256, "n_shared": 4}."""
@@ -67,21 +94,11 @@ def _overrides(pairs: list[str]) -> dict[str, int | float]:
 
 @app.command()
 def train(
-    data: Annotated[
-        Path | None,
-        typer.Option("--data", metavar="MANIFEST", help="Clips: manifest.jsonl (README)."),
-    ] = None,
+    data: DataOpt = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", metavar="RUN_DIR", help="Run folder.")
     ] = None,
-    pack: Annotated[
-        Path | None,
-        typer.Option(
-            "--pack",
-            metavar="DIR",
-            help="Train on a pack from --write-pack instead of --data (no videos or encoders).",
-        ),
-    ] = None,
+    pack: PackOpt = None,
     write_pack: Annotated[
         Path | None,
         typer.Option(
@@ -98,17 +115,13 @@ def train(
         list[str] | None,
         typer.Option("--set", metavar="NAME=VALUE", help="Override one model dimension."),
     ] = None,
-    steps: Annotated[int, typer.Option(metavar="N", min=1, help="Optimizer steps.")] = 1000,
+    steps: StepsOpt = 1000,
     batch_size: Annotated[
         int, typer.Option("--batch-size", metavar="N", min=1, help="Clips per step and process.")
     ] = 16,
-    lr: Annotated[float, typer.Option(metavar="LR", help="Peak learning rate.")] = 3e-4,
-    warmup_steps: Annotated[
-        int, typer.Option("--warmup-steps", metavar="N", min=0, help="Linear warm-up steps.")
-    ] = 100,
-    clip_seconds: Annotated[
-        float, typer.Option("--clip-seconds", metavar="S", help="Training window, seconds.")
-    ] = 4.0,
+    lr: LrOpt = 3e-4,
+    warmup_steps: WarmupOpt = 100,
+    clip_seconds: ClipSecondsOpt = 4.0,
     mask_bounds: Annotated[
         str,
         typer.Option(
@@ -123,11 +136,9 @@ def train(
             "--label-smoothing", metavar="E", min=0.0, max=0.5, help="Label smoothing of the loss."
         ),
     ] = 0.0,
-    val_every: Annotated[
-        int, typer.Option("--val-every", metavar="N", min=1, help="Validate and save every N.")
-    ] = 100,
-    seed: Annotated[int, typer.Option(metavar="N", help="Seed of every random choice.")] = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR/last.")] = False,
+    val_every: ValEveryOpt = 100,
+    seed: SeedOpt = 0,
+    resume: ResumeOpt = False,
     overwrite: Annotated[
         bool,
         typer.Option("--overwrite", help="Replace an earlier run in RUN_DIR (or pack in DIR)."),
@@ -151,9 +162,8 @@ def train(
     `--data M --write-pack P` there, then `--pack P --out RUN_DIR` here.
     """
     # Imported here: torch takes seconds to import, and `vab --help` needs none of it.
-    from .latents import TokenizeOptions, Tokenizer, encoder_spec, resolve_device
+    from .latents import TokenizeOptions, resolve_device
     from .train import TrainingStopped, TrainOptions, distributed_rank, rank_device
-    from .train_run import plan_training, read_pack
 
     _check_sources(data, pack, write_pack, out)
     if write_pack is not None and write_pack.exists() and not overwrite:
@@ -174,29 +184,13 @@ def train(
     tok_opts = TokenizeOptions(extract=ExtractOptions(fps=fps), codec=codec,
                                codec_weights=codec_weights, bandwidth=bandwidth,
                                image_encoder=image_encoder, device=device)  # fmt: skip
-    if out is not None and not resume and out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise typer.BadParameter(
-                f"{out} holds a run: add --resume to continue it or --overwrite to replace it",
-                param_hint="--out",
-            )
-        shutil.rmtree(out)
+    if out is not None:
+        prepare_run_dir(out, resume, overwrite)
     try:
         ranks = distributed_rank(resolve_device(device))
         run_device = rank_device(resolve_device(device), ranks)
         quiet = quiet or not ranks.leader  # one process speaks for the whole run
-        if pack is not None:
-            plan = read_pack(pack, preset, dims)
-        else:
-            items = [i for i in clip_items(None, data) if i.split != "test"]
-            if not items:
-                raise VabError(f"{data}: no train or val clips in this manifest")
-            store = open_cache(cache)
-            tokenizer = lambda: Tokenizer(tok_opts, store)  # noqa: E731
-            outcomes, ids = _tokenize_all(items, tokenizer, workers, quiet)
-            plan = plan_training(
-                items, outcomes, store, preset, dims, fps, *ids, encoders=encoder_spec(tok_opts)
-            )
+        plan = load_plan(data, pack, cache, tok_opts, preset, dims, workers, quiet)
         if write_pack is not None:
             _write_pack(plan, write_pack, overwrite, as_json, ranks.leader)
             return
@@ -208,18 +202,66 @@ def train(
     except KeyboardInterrupt:
         if out is None:
             print_error("interrupted; no pack was written")
-        else:
-            saved = f"{out / 'last'} holds the run so far (continue with --resume)"
-            done = saved if (out / "last").exists() else "nothing was trained"
-            print_error(f"interrupted; {done}")
-        raise typer.Exit(130) from None
+            raise typer.Exit(130) from None
+        interrupted(out)
     except (TrainingStopped, VabError, OSError) as exc:
         print_error(str(exc))
         raise typer.Exit(1) from None
     if ranks.leader:
-        best = {"best": str(out / "best")} if (out / "best").exists() else {}
-        summary = {"out": str(out), "last": str(out / "last"), **best, **final}
-        print(json.dumps(summary) if as_json else _describe(summary))
+        report_run(out, final, as_json)
+
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """An existing run is continued (--resume) or replaced (--overwrite), never silently."""
+    if not resume and out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise typer.BadParameter(
+                f"{out} holds a run: add --resume to continue it or --overwrite to replace it",
+                param_hint="--out",
+            )
+        shutil.rmtree(out)
+
+
+def interrupted(out: Path) -> NoReturn:
+    """Ctrl-C: say what was kept, exit 130."""
+    saved = f"{out / 'last'} holds the run so far (continue with --resume)"
+    print_error(f"interrupted; {saved if (out / 'last').exists() else 'nothing was trained'}")
+    raise typer.Exit(130)
+
+
+def report_run(out: Path, final: dict[str, Any], as_json: bool) -> None:
+    """The run's summary on stdout: one line, or one JSON object."""
+    best = {"best": str(out / "best")} if (out / "best").exists() else {}
+    summary = {"out": str(out), "last": str(out / "last"), **best, **final}
+    print(json.dumps(summary) if as_json else _describe(summary))
+
+
+def load_plan(
+    data: Path | None,
+    pack: Path | None,
+    cache: Path | None,
+    tok_opts: Any,
+    preset: str,
+    dims: dict[str, int | float],
+    workers: int,
+    quiet: bool,
+) -> "TrainPlan":
+    """The clips to train on, from a pack or by tokenizing a manifest's (cached ones are free)."""
+    from .latents import Tokenizer, encoder_spec
+    from .train_run import plan_training, read_pack
+
+    if pack is not None:
+        return read_pack(pack, preset, dims)
+    items = [i for i in clip_items(None, data) if i.split != "test"]
+    if not items:
+        raise VabError(f"{data}: no train or val clips in this manifest")
+    store = open_cache(cache)
+    tokenizer = lambda: Tokenizer(tok_opts, store)  # noqa: E731
+    outcomes, ids = _tokenize_all(items, tokenizer, workers, quiet)
+    fps = tok_opts.extract.fps
+    return plan_training(
+        items, outcomes, store, preset, dims, fps, *ids, encoders=encoder_spec(tok_opts)
+    )
 
 
 def _check_sources(

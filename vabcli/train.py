@@ -162,7 +162,7 @@ class Trainer:
         self.ranks = distributed_rank(device)
         self.window = Window(opts.clip_seconds, model_cfg.visual_fps, model_cfg.audio_frame_rate)
         torch.manual_seed(opts.seed)  # the same initial weights on every rank
-        self.model = VabModel(model_cfg).to(device)
+        self.model = self.build_model().to(device)
         self.optimizer = make_optimizer(self.model, opts)
         self.step, self.best = 0, math.inf
         if resume:
@@ -171,6 +171,10 @@ class Trainer:
         if self.ranks.world > 1:
             ids = [torch.device(device).index] if device.startswith("cuda") else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+    def build_model(self) -> torch.nn.Module:
+        """The model this run trains (subclasses train others on the same loop)."""
+        return VabModel(self.cfg)
 
     def run(self, on_step: StepFn | None = None) -> dict[str, float]:
         """Train until `opts.steps`; returns the last metrics. Ctrl-C or SIGTERM saves `last`

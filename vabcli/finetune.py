@@ -1,0 +1,131 @@
+"""Contrastive fine-tuning of a pre-trained VAB backbone (VAB's "beyond" stage).
+
+The first N1 multiway layers become two towers (`towers.py`), each mean-pooled, projected and
+L2-normalised; symmetric InfoNCE with a learnt temperature pulls a clip's picture and sound
+together and pushes the batch's other clips away (across all ranks under torchrun). The run
+uses `vab train`'s loop: the same checkpoints, resume, metrics and Ctrl-C handling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoint import unwrap
+from .config import ModelConfig
+from .contrastive import LogitScale, gather_batch, info_nce
+from .dataset import WindowDataset, collate
+from .model import VabModel
+from .objective import LossResult
+from .retrieval import recall_at_k
+from .towers import EmbeddingModel, Towers
+from .train import Trainer
+
+CONTRASTIVE_TASK = "contrastive"
+RECALL_KS = (1, 5, 10)
+
+
+@dataclass(frozen=True)
+class ContrastiveSpec:
+    n_layers: int  # N1: multiway layers in each tower
+    proj_dim: int = 128
+
+    def meta(self) -> dict[str, Any]:
+        return {"task": CONTRASTIVE_TASK, "n_layers": self.n_layers, "proj_dim": self.proj_dim}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> ContrastiveSpec:
+        return cls(int(meta["n_layers"]), int(meta["proj_dim"]))
+
+
+class ContrastiveModel(nn.Module):
+    """Backbone towers + projections + the learnt temperature."""
+
+    def __init__(self, cfg: ModelConfig, spec: ContrastiveSpec) -> None:
+        super().__init__()
+        self.embed = EmbeddingModel(Towers(VabModel(cfg), spec.n_layers), spec.proj_dim)
+        self.scale = LogitScale()
+
+    def forward(
+        self,
+        visual: torch.Tensor,
+        codes: torch.Tensor,
+        visual_keep: torch.Tensor | None = None,
+        audio_keep: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit embeddings (visual `[B, D]`, audio `[B, D]`) of aligned windows."""
+        return (
+            self.embed.embed_visual(visual, visual_keep),
+            self.embed.embed_audio(codes, audio_keep),
+        )
+
+    def freeze_unused(self) -> None:
+        """No gradient for the backbone parts the towers never run (the shared layers, the
+        token heads, the null condition, multiway layers past N1): they stay as pre-trained,
+        and data-parallel training does not wait for gradients that never come."""
+        towers = self.embed.towers
+        used = {id(p) for layer in towers.backbone.multiway[: towers.n_layers]
+                for p in layer.parameters()}  # fmt: skip
+        for module in (towers.backbone.visual_in, towers.backbone.codebooks,
+                       towers.backbone.modality):  # fmt: skip
+            used |= {id(p) for p in module.parameters()}
+        for p in towers.backbone.parameters():
+            p.requires_grad_(id(p) in used)
+
+
+class ContrastiveTrainer(Trainer):
+    """`Trainer`'s loop on the contrastive model, starting from pre-trained backbone weights.
+
+    Metrics: `accuracy` is in-batch visual-to-audio top-1; validation reports `val_loss` (InfoNCE
+    over the whole val set at once), R@1/5/10 both ways, and `val_accuracy` = v2a R@1.
+    """
+
+    def __init__(self, *args: Any, spec: ContrastiveSpec, init: dict[str, torch.Tensor],
+                 **kwargs: Any) -> None:  # fmt: skip
+        self.spec, self.init = spec, init
+        super().__init__(*args, **kwargs)
+
+    def build_model(self) -> nn.Module:
+        model = ContrastiveModel(self.cfg, self.spec)
+        model.embed.towers.backbone.load_state_dict(self.init)
+        model.freeze_unused()
+        return model
+
+    def _embed(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        cuda = self.device.startswith("cuda")
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            v, a = self.net(batch["visual"], batch["codes"], batch["visual_keep"],
+                            batch["audio_keep"])  # fmt: skip
+        return v.float(), a.float()
+
+    def _loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> LossResult:
+        v, a = (gather_batch(x) for x in self._embed(batch))
+        loss = info_nce(v, a, unwrap(self.net).scale())
+        with torch.no_grad():
+            hits = (v @ a.T).argmax(dim=1) == torch.arange(len(v), device=v.device)
+        return LossResult(loss, hits.float().mean(), len(v))
+
+    @torch.no_grad()
+    def _validate(self) -> dict[str, float]:
+        """Every rank embeds the whole (small) val set, so all agree on the best checkpoint."""
+        if len(self.val_clips) < 2:
+            return {}
+        data = WindowDataset(self.val_clips, self.window, self.opts.seed)
+        self.net.eval()
+        parts = []
+        for first in range(0, len(data), self.opts.batch_size):
+            last = min(len(data), first + self.opts.batch_size)
+            parts.append(self._embed(collate([data[(i, 0)] for i in range(first, last)])))
+        v = torch.cat([p[0] for p in parts])
+        a = torch.cat([p[1] for p in parts])
+        targets = torch.arange(len(v), device=v.device)
+        values = {"val_loss": info_nce(v, a, unwrap(self.net).scale()).item()}
+        for name, (queries, index) in {"v2a": (v, a), "a2v": (a, v)}.items():
+            for k, r in recall_at_k(queries, index, targets, RECALL_KS).items():
+                values[f"val_r{k}_{name}"] = r
+        values["val_accuracy"] = values["val_r1_v2a"]
+        return values
