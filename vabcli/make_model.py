@@ -122,10 +122,15 @@ def build(
              "--overwrite", *encoders)  # fmt: skip
         _finished("pack", minutes)
     run = work / "run"
-    if "train" in stages and _stage("train", run / "last" / CHECKPOINT.files[1], force, minutes):
+    # Done only at the recipe's last step: an interrupted run resumes rather than installs.
+    done = run / "last" / CHECKPOINT.files[1]
+    trained = _trained_steps(run / "last") if done.exists() and not force else 0
+    finished = trained >= recipe.train_steps
+    if "train" in stages and _stage("train", done if finished else run / "-", force, minutes):
         source = ("--pack", str(pack)) if from_pack else ("--data", str(data / "manifest.jsonl"))
         sets = [arg for pair in recipe.model_set for arg in ("--set", pair)]
-        _vab("train", *source, "--out", str(run), "--overwrite", *encoders, "--device", device,
+        again = "--resume" if trained else "--overwrite"
+        _vab("train", *source, "--out", str(run), again, *encoders, "--device", device,
              "--preset", "tiny", *sets, "--steps", str(recipe.train_steps),
              "--batch-size", str(recipe.train_batch), "--clip-seconds", str(recipe.clip_seconds),
              "--lr", str(recipe.lr), "--warmup-steps", str(recipe.warmup_steps),
@@ -136,8 +141,15 @@ def build(
         # the sampler keeps improving (30 held-out clips, step 3000 -> 6000: onset_f1 0.33 ->
         # 0.71, fd_logmel 400 -> 160, class_acc 0.87 -> 0.83).
         _install(run / "last", CHECKPOINT.folder, CHECKPOINT.files)
-        _write_card(recipe, minutes, device)
+        if minutes:  # something was rebuilt: the card's held-out scores no longer apply
+            _write_card(recipe, minutes, device)
         print(f"bundled model installed in {BUILTIN_DIR}", flush=True)
+
+
+def _trained_steps(checkpoint: Path) -> int:
+    from .checkpoint import read_meta
+
+    return int(read_meta(checkpoint).get("step", 0))
 
 
 def _write_card(recipe: Recipe, minutes: dict[str, float], device: str) -> None:
@@ -167,7 +179,7 @@ def _write_card(recipe: Recipe, minutes: dict[str, float], device: str) -> None:
         **{
             k: v
             for k, v in old.items()
-            if k not in ("recipe", "build_minutes", "build_machine", "summary")
+            if k not in ("recipe", "build_minutes", "build_machine", "summary", "scores")
         },
     }
     (BUILTIN_DIR / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
