@@ -43,6 +43,8 @@ def test_help_lists_only_working_commands(runner):
         "tokenize",
         "train",
         "finetune",
+        "embed",
+        "retrieve",
         "generate",
         "mux",
         "synth",

@@ -160,7 +160,7 @@ def test_ctrl_c_saves_the_run(manifest, tmp_path, cache_dir):
     assert load_checkpoint(out / "last")[2]["step"] >= 1
 
 
-def test_contrastive_finetune_of_a_pretrained_run(clip, tmp_path, cache_dir):
+def test_contrastive_finetune_then_embed_and_retrieve(clip, tmp_path, cache_dir):
     lines = []
     for i, split in enumerate(["train", "train", "train", "val", "val"]):
         path = clip(f"f{i}.mp4", duration=1.5, tone_hz=300.0 + 100 * i)
@@ -207,3 +207,40 @@ def test_contrastive_finetune_of_a_pretrained_run(clip, tmp_path, cache_dir):
                     str(manifest), "--out", str(tmp_path / "ft2"))  # fmt: skip
     assert again.returncode == 1 and "start from a pre-trained one" in again.stderr
     assert not (tmp_path / "ft2").exists()
+
+    # embed -> retrieve with the fine-tune; and the one-line refusals.
+    def vab(*args):
+        return run_vab(*args, "--cache", str(cache_dir), "--json")
+
+    index = tmp_path / "audio.npz"
+    made = vab("embed", "--data", str(manifest), "--model", str(tmp_path / "ft"), "--modality",
+               "a", "--out", str(index))  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["n"] == 5
+    import numpy as np
+
+    with np.load(index) as plain:
+        assert plain["embeddings"].shape == (5, 16) and str(plain["modality"]) == "a"
+        assert np.allclose(np.linalg.norm(plain["embeddings"], axis=1), 1, atol=1e-5)
+    found = vab("retrieve", first, "--index", str(index), "--model", str(tmp_path / "ft"),
+                "--direction", "v2a", "--top-k", "3")  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    row = json.loads(found.stdout)
+    scores = [m["score"] for m in row["matches"]]
+    assert row["status"] == "ok" and len(scores) == 3 and scores == sorted(scores, reverse=True)
+    assert {m["id"] for m in row["matches"]} <= {json.loads(ln)["video"] for ln in lines}
+    other = vab("retrieve", first, "--index", str(index), "--model", str(tmp_path / "pre"))
+    assert other.returncode == 1 and "built by model" in other.stderr
+    wrong_way = vab("retrieve", first, "--index", str(index), "--model", str(tmp_path / "ft"),
+                    "--direction", "a2v")  # fmt: skip
+    assert wrong_way.returncode == 1 and "holds audio embeddings" in wrong_way.stderr
+    silent = clip("silent.mp4", duration=1.5, audio=False)
+    pictures = tmp_path / "visual.npz"
+    assert vab("embed", "--data", str(manifest), "--model", str(tmp_path / "ft"), "--out",
+               str(pictures)).returncode == 0  # fmt: skip
+    mute = vab("retrieve", str(silent), first, "--index", str(pictures), "--model",
+               str(tmp_path / "ft"), "--direction", "a2v")  # fmt: skip
+    rows = [json.loads(ln) for ln in mute.stdout.splitlines()]
+    assert mute.returncode == 1 and [r["status"] for r in rows] == ["error", "ok"]
+    assert "no audio" in rows[0]["error"] and len(rows[1]["matches"]) == 5
+    assert vab("embed", first, "--model", str(tmp_path / "ft"), "--out", str(index)).returncode == 2

@@ -22,6 +22,8 @@ COMMAND_ORDER = (
     "tokenize",
     "train",
     "finetune",
+    "embed",
+    "retrieve",
     "generate",
     "mux",
     "synth",

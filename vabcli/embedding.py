@@ -1,0 +1,61 @@
+"""Embeddings of whole clips from any checkpoint of the project.
+
+A contrastive fine-tune embeds through its towers and projections; a pre-trained checkpoint
+through its multiway layers alone (mean-pooled, normalised), so the two can be compared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import WEIGHTS_FILE, load_checkpoint, resolve_checkpoint
+from .errors import VabError
+from .finetune import CONTRASTIVE_TASK, ContrastiveModel, ContrastiveSpec
+from .model import VabModel
+from .towers import EmbeddingModel, Towers
+
+
+@dataclass
+class Embedder:
+    model: EmbeddingModel
+    meta: dict[str, Any]
+    model_id: str  # what embedding files record: vectors of two models never mix
+    device: str
+
+    @torch.no_grad()
+    def visual(self, features: np.ndarray) -> np.ndarray:
+        """A clip's visual features `[T_v, D_v]` -> unit vector `[D]`."""
+        x = torch.from_numpy(np.asarray(features, dtype=np.float32))[None].to(self.device)
+        return self.model.embed_visual(x)[0].float().cpu().numpy()
+
+    @torch.no_grad()
+    def audio(self, codes: np.ndarray) -> np.ndarray:
+        """A clip's audio codes `[K, T_a]` -> unit vector `[D]`."""
+        x = torch.from_numpy(np.asarray(codes, dtype=np.int64))[None].to(self.device)
+        return self.model.embed_audio(x)[0].float().cpu().numpy()
+
+
+def load_embedder(path: Path, device: str = "cpu") -> Embedder:
+    """The embedding model of a checkpoint (a contrastive fine-tune, or a pre-trained one)."""
+    folder = resolve_checkpoint(path)
+    cfg, state, meta = load_checkpoint(folder, device)
+    task = meta.get("task")
+    if task == CONTRASTIVE_TASK:
+        full = ContrastiveModel(cfg, ContrastiveSpec.from_meta(meta))
+        full.load_state_dict(state)
+        model = full.embed
+    elif task:
+        raise VabError(f"{path} is a {task} checkpoint; embeddings need a contrastive or a "
+                       "pre-trained one")  # fmt: skip
+    else:
+        backbone = VabModel(cfg)
+        backbone.load_state_dict(state)
+        model = EmbeddingModel(Towers(backbone), None)
+    digest = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
+    return Embedder(model.to(device).eval(), meta, f"sha256:{digest}", device)
