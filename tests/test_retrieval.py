@@ -107,3 +107,15 @@ def test_embedding_files_round_trip_and_refuse_another_model(tmp_path):
     with pytest.raises(ValueError, match="2 ids for 3"):
         save_index(tmp_path / "x.npz", EmbeddingIndex(vectors, ["a", "b"], "m", "v"))
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_retrieval_scores_both_ways_with_chance():
+    from vabcli.retrieval import retrieval_scores
+
+    pairs = torch.eye(4)
+    right = retrieval_scores(pairs, pairs, ks=(1, 2))
+    assert (right["r1_v2a"], right["r1_a2v"], right["chance_r1"], right["chance_r2"]) == (
+        1.0, 1.0, 0.25, 0.5,
+    )  # fmt: skip
+    shifted = retrieval_scores(pairs, pairs.roll(1, dims=0), ks=(1,))
+    assert shifted["r1_v2a"] == 0.0 and shifted["r1_a2v"] == 0.0

@@ -244,3 +244,9 @@ def test_contrastive_finetune_then_embed_and_retrieve(clip, tmp_path, cache_dir)
     assert mute.returncode == 1 and [r["status"] for r in rows] == ["error", "ok"]
     assert "no audio" in rows[0]["error"] and len(rows[1]["matches"]) == 5
     assert vab("embed", first, "--model", str(tmp_path / "ft"), "--out", str(index)).returncode == 2
+    scored = vab("eval", "--task", "retrieval", "--model", str(tmp_path / "ft"), "--reference",
+                 str(manifest))  # fmt: skip
+    assert scored.returncode == 0, scored.stderr
+    scores = json.loads(scored.stdout)
+    assert (scores["clips"], scores["chance_r1"], scores["r5_v2a"]) == (5, 0.2, 1.0)
+    assert 0 <= scores["r1_a2v"] <= scores["r5_a2v"] <= 1

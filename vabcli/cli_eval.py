@@ -1,12 +1,22 @@
-"""`vab eval`: measures of generated audio against a reference manifest."""
+"""`vab eval`: measures of generated audio against a reference manifest, and of a model's
+audio-visual retrieval on it."""
 
 import json
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
-from .cli_common import EXIT_INTERRUPTED, JsonOpt, QuietOpt, WorkersOpt, app
+from .cli_common import (
+    EXIT_INTERRUPTED,
+    CacheOpt,
+    DeviceOpt,
+    JsonOpt,
+    QuietOpt,
+    WorkersOpt,
+    app,
+)
 from .console import print_error, print_warning, progress_bars
 from .errors import VabError
 
@@ -38,14 +48,6 @@ def _show(scores: dict, tolerance_ms: float) -> None:
 
 @app.command(name="eval")
 def eval_command(
-    generated: Annotated[
-        Path,
-        typer.Option(
-            "--generated",
-            metavar="DIR",
-            help="Output folder of `vab generate --data MANIFEST`: DIR/<clip>.wav|.flac|.mp4.",
-        ),
-    ],
     reference: Annotated[
         Path,
         typer.Option(
@@ -55,6 +57,14 @@ def eval_command(
             "the truth.",
         ),
     ],
+    generated: Annotated[
+        Path | None,
+        typer.Option(
+            "--generated",
+            metavar="DIR",
+            help="Output folder of `vab generate --data MANIFEST`: DIR/<clip>.wav|.flac|.mp4.",
+        ),
+    ] = None,
     tolerance: Annotated[
         float,
         typer.Option(
@@ -69,6 +79,20 @@ def eval_command(
             help="Fit the class judge on these clips' real audio [default: the reference's].",
         ),
     ] = None,
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task",
+            metavar="generation|retrieval",
+            help="Score generated audio, or a model's audio-visual retrieval (--model).",
+        ),
+    ] = "generation",
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", metavar="CKPT", help="Checkpoint for --task retrieval."),
+    ] = None,
+    cache: CacheOpt = None,
+    device: DeviceOpt = "auto",
     workers: WorkersOpt = 2,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -79,9 +103,20 @@ def eval_command(
     networks): onset_f1 / onset_precision / onset_recall and onset_offset_ms against the
     manifest's events; class_acc, by a nearest-centroid judge fitted on real audio; fd_logmel;
     duration_error_ms; silence_ratio; clipping. Exit code 1 if some clip has no generated audio.
+
+    --task retrieval --model CKPT: each reference clip's pictures search all clips' sounds (v2a)
+    and its sound all pictures (a2v); R@1/5/10 both ways, with chance (k / N). Any checkpoint of
+    the project: a contrastive fine-tune, or a pre-trained one (its pooled multiway outputs).
     """
     from .evaluate import EvalOptions, fit_judge, load_pairs, score
 
+    if task == "retrieval":
+        _eval_retrieval(model, reference, cache, device, workers, as_json, quiet)
+        return
+    if task != "generation":
+        raise typer.BadParameter("generation or retrieval", param_hint="--task")
+    if generated is None:
+        raise typer.BadParameter("--task generation needs it", param_hint="--generated")
     if not generated.is_dir():
         raise typer.BadParameter(f"{generated} is not a folder", param_hint="--generated")
     opts = EvalOptions(tolerance=tolerance / 1000)
@@ -109,3 +144,54 @@ def eval_command(
         if clip.generated is None:
             print_warning(f"no generated audio for {clip.entry.video}")
     raise typer.Exit(1 if scores["missing"] else 0)
+
+
+def _eval_retrieval(
+    model: Path | None,
+    reference: Path,
+    cache: Path | None,
+    device: str,
+    workers: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    import torch
+
+    from .cli_embed import _latents
+    from .clips import clip_items
+    from .embedding import load_embedder
+    from .latents import resolve_device
+    from .retrieval import retrieval_scores
+
+    if model is None:
+        raise typer.BadParameter("--task retrieval needs it", param_hint="--model")
+    try:
+        embedder = load_embedder(model, resolve_device(device))
+        visual, audio, skipped = [], [], 0
+        items = clip_items(None, reference)
+        for _item, error, features, codes in _latents(items, embedder, cache, device, workers,
+                                                       quiet):  # fmt: skip
+            if error or codes is None:  # no pair to find
+                skipped += 1
+                continue
+            visual.append(embedder.visual(features))
+            audio.append(embedder.audio(codes))
+        if len(visual) < 2:
+            raise VabError(f"{reference}: fewer than two clips with pictures and sound")
+        scores = retrieval_scores(torch.from_numpy(np.stack(visual)),
+                                  torch.from_numpy(np.stack(audio)))  # fmt: skip
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (VabError, OSError) as exc:
+        print_error(str(exc))
+        raise typer.Exit(1) from None
+    summary = {"task": "retrieval", "model": str(model), "reference": str(reference),
+               "clips": len(visual), "skipped": skipped, **scores}  # fmt: skip
+    if as_json:
+        print(json.dumps(summary))
+        return
+    print(f"{'clips':10s} {len(visual)} ({skipped} without audio or failed)")
+    for k in (1, 5, 10):
+        print(f"R@{k:<8d} v2a {scores[f'r{k}_v2a']:.3f}  a2v {scores[f'r{k}_a2v']:.3f}  "
+              f"(chance {scores[f'chance_r{k}']:.3f})")  # fmt: skip

@@ -53,3 +53,17 @@ def recall_at_k(
 def chance_recall(k: int, n: int) -> float:
     """Recall@k of a random ranking of `n` candidates with one right answer."""
     return min(k, n) / n
+
+
+def retrieval_scores(
+    visual: torch.Tensor, audio: torch.Tensor, ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, float]:
+    """R@k both ways for N paired unit embeddings (row i of each is one clip), with chance."""
+    targets = torch.arange(len(visual))
+    scores: dict[str, float] = {}
+    for name, (queries, index) in {"v2a": (visual, audio), "a2v": (audio, visual)}.items():
+        for k, r in recall_at_k(queries, index, targets, ks).items():
+            scores[f"r{k}_{name}"] = r
+    for k in ks:
+        scores[f"chance_r{k}"] = chance_recall(k, len(visual))
+    return scores
