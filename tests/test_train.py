@@ -116,8 +116,10 @@ import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from test_train import trainer
+from vabcli.train import end_distributed
 t = trainer(Path(sys.argv[1]), steps=2, val_every=2)
 t.run()
+end_distributed()
 # One file per rank: two processes printing to one stdout can interleave their lines.
 Path(sys.argv[1], f"rank{t.ranks.rank}.txt").write_text(f"of {t.ranks.world} step {t.step}")
 """

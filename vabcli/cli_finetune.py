@@ -80,7 +80,14 @@ def contrastive(
     from .checkpoint import load_checkpoint, resolve_checkpoint
     from .finetune import ContrastiveSpec, ContrastiveTrainer
     from .latents import options_from_spec, resolve_device
-    from .train import RunInfo, TrainingStopped, TrainOptions, distributed_rank, rank_device
+    from .train import (
+        RunInfo,
+        TrainingStopped,
+        TrainOptions,
+        distributed_rank,
+        end_distributed,
+        rank_device,
+    )
 
     _check_sources(data, pack, None, out)
     try:  # the starting point first: nothing in --out is touched for a bad one
@@ -125,5 +132,7 @@ def contrastive(
     except (TrainingStopped, VabError, OSError) as exc:
         print_error(str(exc))
         raise typer.Exit(1) from None
+    finally:
+        end_distributed()
     if ranks.leader:
         report_run(out, final, as_json)

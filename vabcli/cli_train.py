@@ -163,7 +163,13 @@ def train(
     """
     # Imported here: torch takes seconds to import, and `vab --help` needs none of it.
     from .latents import TokenizeOptions, resolve_device
-    from .train import TrainingStopped, TrainOptions, distributed_rank, rank_device
+    from .train import (
+        TrainingStopped,
+        TrainOptions,
+        distributed_rank,
+        end_distributed,
+        rank_device,
+    )
 
     _check_sources(data, pack, write_pack, out)
     if write_pack is not None and write_pack.exists() and not overwrite:
@@ -207,6 +213,8 @@ def train(
     except (TrainingStopped, VabError, OSError) as exc:
         print_error(str(exc))
         raise typer.Exit(1) from None
+    finally:
+        end_distributed()
     if ranks.leader:
         report_run(out, final, as_json)
 

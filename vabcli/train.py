@@ -127,6 +127,14 @@ def distributed_rank(device: str) -> _Rank:
     return _Rank(dist.get_rank(), dist.get_world_size())
 
 
+def end_distributed() -> None:
+    """Tear the process group down before the process exits: gloo's threads still running at
+    interpreter exit can abort a finished run ("terminate called without an active exception",
+    exit -6)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def rank_device(device: str, ranks: _Rank) -> str:
     """`cuda` means this process's own GPU when several processes share a machine."""
     if device == "cuda" and ranks.world > 1:
