@@ -39,7 +39,9 @@ def synthetic_latents(folder: Path, n: int = 4, seconds: float = 3.0) -> list[La
 
 
 def trainer(tmp_path, out="run", resume=False, seconds=3.0, **options) -> Trainer:
-    clips = synthetic_latents(tmp_path / "latents", seconds=seconds)
+    # Under torchrun each rank writes its own (identical) copy: one rank rewriting the files
+    # while the other reads them crashed the DDP test now and then.
+    clips = synthetic_latents(tmp_path / f"latents{os.environ.get('RANK', '')}", seconds=seconds)
     opts = TrainOptions(**{"steps": 6, "batch_size": 4, "clip_seconds": 1.0, "val_every": 3,
                            "warmup_steps": 2, "workers": 0, "lr": 2e-3, **options})  # fmt: skip
     cfg = model_config("tiny", visual_dim=VISUAL_DIM)
