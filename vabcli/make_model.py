@@ -76,14 +76,6 @@ def _install(source: Path, target: Path, files: tuple[str, ...]) -> None:
         shutil.copy2(source / file, target / file)
 
 
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def build(
     work: Path,
     recipe: Recipe = Recipe(),
@@ -92,6 +84,7 @@ def build(
     stages: tuple[str, ...] = DEFAULT_STAGES,
     from_pack: bool = False,
 ) -> None:
+    from .latents import resolve_device
     from .train_codec import CodecTrainOptions, train_codec
     from .train_vision import train_tower
 
@@ -203,7 +196,7 @@ def main() -> None:
     )
     parser.add_argument("work", nargs="?", type=Path, default=Path("build/model"))
     parser.add_argument("--force", action="store_true", help="redo stages that are done")
-    parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda")
+    parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda")
     parser.add_argument("--stages", default=",".join(DEFAULT_STAGES),
                         help=f"comma-separated, of {', '.join(STAGES)}")  # fmt: skip
     parser.add_argument("--from-pack", action="store_true", help="train on WORK/pack")
