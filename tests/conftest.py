@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,29 @@ def start_vab(*args: str) -> subprocess.Popen:
         [*VAB, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
+
+
+def tmp_entries(root: Path) -> list[Path]:
+    """Everything under `root` still under a temporary (".tmp-") name."""
+    return [p for p in root.rglob("*") if ".tmp-" in p.name] if root.exists() else []
+
+
+def wait_until_writing(proc: subprocess.Popen, root: Path, timeout: float = 90) -> None:
+    """Wait until `proc` has a temporary entry under `root` (so an interrupt lands mid-write).
+
+    Fails at once, with the process's stderr, if it exits first: a loaded CI machine once ran
+    out the clock here with no clue whether the process had died, finished or was just slow.
+    """
+    deadline = time.monotonic() + timeout
+    while not tmp_entries(root):
+        if proc.poll() is not None:
+            _, err = proc.communicate()
+            pytest.fail(f"exited ({proc.returncode}) before writing under {root}:\n{err}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            _, err = proc.communicate()
+            pytest.fail(f"nothing written under {root} in {timeout:.0f} s; stderr:\n{err}")
+        time.sleep(0.05)
 
 
 def run_vab(

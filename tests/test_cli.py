@@ -9,12 +9,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import VAB, run_vab, start_vab
+from tests.conftest import VAB, run_vab, start_vab, tmp_entries, wait_until_writing
 from vabcli import __version__
 from vabcli.cache import Cache
 from vabcli.cli import app
@@ -143,23 +142,16 @@ def test_glob_input(clip, tmp_path, cache_dir):
     assert done.returncode == 0 and len(done.stdout.splitlines()) == 2
 
 
-def leftovers(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if ".tmp-" in p.name]
-
-
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 130)])
 def test_interrupt_leaves_no_partial_output(long_clip, cache_dir, sig, code):
     args = ["--cache", str(cache_dir), "--fps", "25", "--size", "128"]
     proc = start_vab("extract", str(long_clip), *args)
-    deadline = time.monotonic() + 30
-    while not leftovers(cache_dir) and time.monotonic() < deadline:
-        time.sleep(0.05)  # wait until it is writing its temporary entry
-    assert leftovers(cache_dir), "extract never started writing"
+    wait_until_writing(proc, cache_dir)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == code, err
     assert "interrupted" in err
-    assert leftovers(cache_dir) == []
+    assert tmp_entries(cache_dir) == []
     # Usually nothing is left; an entry committed just before the signal must be whole.
     for meta in cache_dir.rglob("meta.json"):
         key = meta.parent.name
@@ -170,10 +162,7 @@ def test_mux_interrupted_leaves_no_output(long_clip, tmp_path):
     audio = write_tone(tmp_path / "a.wav", 600.0)
     out = tmp_path / "out"
     proc = start_vab("mux", str(long_clip), str(audio), "-o", str(out / "o.mp4"), "--reencode")
-    deadline = time.monotonic() + 30
-    while not (out.exists() and leftovers(out)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert leftovers(out), "mux never started writing"
+    wait_until_writing(proc, out)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == 130

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import run_vab
+from tests.conftest import run_vab, tmp_entries
 from vabcli.batching import BatchingService
 from vabcli.cache import Cache
 from vabcli.config import ExtractOptions
@@ -153,7 +153,7 @@ def test_two_processes_at_once_leave_a_consistent_cache(clip_folder, cache_dir):
                 assert cache.lookup(VISUAL_STAGE, rec["visual_key"]) is not None
                 if rec["has_audio"]:
                     assert cache.lookup(AUDIO_STAGE, rec["audio_key"]) is not None
-    assert not [p for p in cache_dir.rglob("*") if ".tmp-" in p.name]
+    assert not tmp_entries(cache_dir)
 
 
 def test_batching_service_groups_requests_across_threads():
@@ -219,19 +219,15 @@ def test_frames_are_decoded_at_the_encoder_input_size(cache_dir, from_encoder, e
 
 def test_interrupted_tokenize_leaves_no_partial_entry(long_clip, cache_dir):
     import signal
-    import time
 
-    from tests.conftest import start_vab
+    from tests.conftest import start_vab, wait_until_writing
 
     proc = start_vab("tokenize", str(long_clip), "--cache", str(cache_dir), *DEBUG)
-    deadline = time.monotonic() + 60
-    while not [p for p in cache_dir.rglob("*") if ".tmp-" in p.name]:
-        assert time.monotonic() < deadline, "tokenize never started writing"
-        time.sleep(0.05)
+    wait_until_writing(proc, cache_dir)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in err
-    assert not [p for p in cache_dir.rglob("*") if ".tmp-" in p.name]
+    assert not tmp_entries(cache_dir)
     for meta in cache_dir.glob("*/v*/*/*/meta.json"):  # whatever was committed is whole
         stage, key = meta.parts[-5], meta.parent.name
         assert Cache(cache_dir).lookup(stage, key) is not None
