@@ -12,7 +12,7 @@ from vabcli.config import ModelConfig
 from vabcli.contrastive import LogitScale, info_nce
 from vabcli.model import VabModel
 from vabcli.retrieval import chance_recall, recall_at_k, top_k
-from vabcli.towers import EmbeddingModel, Towers
+from vabcli.towers import EmbeddingModel, Towers, cut_windows
 
 
 def test_chunked_search_matches_the_full_similarity_matrix():
@@ -82,6 +82,28 @@ def test_towers_keep_the_modalities_apart_and_ignore_padding():
     assert embed.embed_visual(features).shape == (2, 12)
     with pytest.raises(ValueError, match="1..2"):
         Towers(VabModel(cfg), n_layers=3)
+
+
+def test_a_whole_clip_pools_over_windows_of_the_trained_length(monkeypatch):
+    assert cut_windows(3, 4) == [(0, 3)]
+    assert cut_windows(8, 4) == [(0, 4), (4, 8)]
+    assert cut_windows(10, 4) == [(0, 4), (4, 8), (6, 10)]  # the last window ends at the end
+    torch.manual_seed(0)
+    cfg = ModelConfig(visual_dim=8, n_codebooks=2, codebook_size=16, d_model=32, n_heads=4,
+                      n_multiway=2, n_shared=1, visual_fps=4.0, audio_frame_rate=10.0)  # fmt: skip
+    towers = Towers(VabModel(cfg).eval())
+    features, codes = torch.randn(10, 8), torch.randint(0, 16, (2, 25))
+    with torch.no_grad():
+        windows = torch.stack([features[s:e] for s, e in cut_windows(10, 4)])
+        expected = towers.visual(windows).mean(dim=0)
+        assert torch.allclose(towers.visual_clip(features, 4), expected, atol=1e-6)
+        assert not torch.allclose(towers.visual_clip(features, 10), expected, atol=1e-3)
+        whole = towers.audio(codes[None])[0]
+        assert torch.allclose(towers.audio_clip(codes, 25), whole, atol=1e-6)
+        monkeypatch.setattr("vabcli.towers.WINDOWS_PER_BATCH", 2)  # several batches, same mean
+        by_windows = towers.audio_clip(codes, 5)
+        monkeypatch.setattr("vabcli.towers.WINDOWS_PER_BATCH", 64)
+        assert torch.allclose(towers.audio_clip(codes, 5), by_windows, atol=1e-6)
 
 
 def test_embedding_files_round_trip_and_refuse_another_model(tmp_path):

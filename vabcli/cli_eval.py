@@ -187,7 +187,8 @@ def _eval_retrieval(
         print_error(str(exc))
         raise typer.Exit(1) from None
     summary = {"task": "retrieval", "model": str(model), "reference": str(reference),
-               "clips": len(visual), "skipped": skipped, **scores}  # fmt: skip
+               "clips": len(visual), "skipped": skipped,
+               **{k: round(v, 4) for k, v in scores.items()}}  # fmt: skip
     if as_json:
         print(json.dumps(summary))
         return

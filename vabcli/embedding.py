@@ -15,9 +15,11 @@ import numpy as np
 import torch
 
 from .checkpoint import WEIGHTS_FILE, load_checkpoint, resolve_checkpoint
+from .config import ModelConfig
+from .dataset import Window
 from .errors import VabError
 from .finetune import CONTRASTIVE_TASK, ContrastiveModel, ContrastiveSpec
-from .model import VabModel
+from .model import AUDIO, VISUAL, VabModel
 from .towers import EmbeddingModel, Towers
 
 
@@ -27,18 +29,27 @@ class Embedder:
     meta: dict[str, Any]
     model_id: str  # what embedding files record: vectors of two models never mix
     device: str
+    window: Window  # the window length the checkpoint was trained on
 
     @torch.no_grad()
     def visual(self, features: np.ndarray) -> np.ndarray:
         """A clip's visual features `[T_v, D_v]` -> unit vector `[D]`."""
-        x = torch.from_numpy(np.asarray(features, dtype=np.float32))[None].to(self.device)
-        return self.model.embed_visual(x)[0].float().cpu().numpy()
+        x = torch.from_numpy(np.asarray(features, dtype=np.float32)).to(self.device)
+        pooled = self.model.towers.visual_clip(x, self.window.n_visual)
+        return self.model.project(pooled, VISUAL).float().cpu().numpy()
 
     @torch.no_grad()
     def audio(self, codes: np.ndarray) -> np.ndarray:
         """A clip's audio codes `[K, T_a]` -> unit vector `[D]`."""
-        x = torch.from_numpy(np.asarray(codes, dtype=np.int64))[None].to(self.device)
-        return self.model.embed_audio(x)[0].float().cpu().numpy()
+        x = torch.from_numpy(np.asarray(codes, dtype=np.int64)).to(self.device)
+        pooled = self.model.towers.audio_clip(x, self.window.n_audio)
+        return self.model.project(pooled, AUDIO).float().cpu().numpy()
+
+
+def trained_window(cfg: ModelConfig, meta: dict[str, Any]) -> Window:
+    """The window a checkpoint was trained on (its `--clip-seconds`), at its frame rates."""
+    seconds = float((meta.get("options") or {}).get("clip_seconds", 4.0))
+    return Window(seconds, cfg.visual_fps, cfg.audio_frame_rate)
 
 
 def load_embedder(path: Path, device: str = "cpu") -> Embedder:
@@ -58,4 +69,5 @@ def load_embedder(path: Path, device: str = "cpu") -> Embedder:
         backbone.load_state_dict(state)
         model = EmbeddingModel(Towers(backbone), None)
     digest = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
-    return Embedder(model.to(device).eval(), meta, f"sha256:{digest}", device)
+    return Embedder(model.to(device).eval(), meta, f"sha256:{digest}", device,
+                    trained_window(cfg, meta))  # fmt: skip

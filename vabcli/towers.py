@@ -4,6 +4,11 @@ Visual features go through the visual experts, audio tokens through the audio ex
 cross-modal attention (each tower attends within its own stream); the outputs are mean-pooled
 over the real (not padded) positions. With no projection this is the pre-trained backbone's own
 embedding; `EmbeddingModel` adds the projections the contrastive stage learns.
+
+A whole clip is pooled window by window (`visual_clip`, `audio_clip`): the model was trained on
+windows of a few seconds and has never attended over longer ones, so a clip is cut into windows
+of the trained length and their pooled outputs are averaged (measured on 100 held-out clips of
+2-20 s: see benchmarks/README.md, "retrieval").
 """
 
 from __future__ import annotations
@@ -13,6 +18,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from .model import AUDIO, VISUAL, VabModel
+
+WINDOWS_PER_BATCH = 64  # bounds memory for clips of any length
+
+
+def cut_windows(n: int, length: int) -> list[tuple[int, int]]:
+    """`[start, end)` windows of `length` covering `n` positions, as `vab generate` cuts: the last
+    ends at `n`, overlapping its neighbour, so every window is full length (a clip shorter than
+    one window is one short window)."""
+    if n <= length:
+        return [(0, n)]
+    starts = [*range(0, n - length, length), n - length]
+    return [(s, s + length) for s in starts]
 
 
 def _mean_pool(x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
@@ -55,6 +72,27 @@ class Towers(nn.Module):
             x = layer(x, 0, keep)  # every position is audio
         return _mean_pool(x, keep)
 
+    def visual_clip(self, features: torch.Tensor, window: int) -> torch.Tensor:
+        """A whole clip's features `[T_v, D_v]` -> `[d_model]`, pooled over windows of `window`
+        frames."""
+        return self._over_windows(self.visual, features, features.shape[0], window, 0)
+
+    def audio_clip(self, codes: torch.Tensor, window: int) -> torch.Tensor:
+        """A whole clip's codes `[K, T_a]` -> `[d_model]`, pooled over windows of `window`
+        token frames."""
+        return self._over_windows(self.audio, codes, codes.shape[1], window, 1)
+
+    @staticmethod
+    def _over_windows(tower, x: torch.Tensor, n: int, window: int, time_dim: int) -> torch.Tensor:
+        spans = cut_windows(n, window)
+        total = None
+        for first in range(0, len(spans), WINDOWS_PER_BATCH):
+            batch = torch.stack([x.narrow(time_dim, s, e - s)
+                                 for s, e in spans[first : first + WINDOWS_PER_BATCH]])  # fmt: skip
+            pooled = tower(batch).sum(dim=0)
+            total = pooled if total is None else total + pooled
+        return total / len(spans)
+
 
 class EmbeddingModel(nn.Module):
     """Towers + a linear projection per modality, L2-normalised: the contrastive model. With
@@ -66,12 +104,16 @@ class EmbeddingModel(nn.Module):
         make = (lambda: nn.Linear(towers.dim, proj_dim)) if proj_dim else nn.Identity
         self.proj = nn.ModuleList([make() for _ in (VISUAL, AUDIO)])
 
+    def project(self, pooled: torch.Tensor, modality: int) -> torch.Tensor:
+        """Pooled tower outputs `[..., d_model]` of `modality` -> unit vectors `[..., D]`."""
+        return F.normalize(self.proj[modality](pooled), dim=-1)
+
     def embed_visual(
         self, features: torch.Tensor, keep: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Unit vectors `[B, D]` of visual features `[B, T_v, D_v]`."""
-        return F.normalize(self.proj[VISUAL](self.towers.visual(features, keep)), dim=-1)
+        return self.project(self.towers.visual(features, keep), VISUAL)
 
     def embed_audio(self, codes: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Unit vectors `[B, D]` of audio codes `[B, K, T_a]`."""
-        return F.normalize(self.proj[AUDIO](self.towers.audio(codes, keep)), dim=-1)
+        return self.project(self.towers.audio(codes, keep), AUDIO)
