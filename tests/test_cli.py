@@ -44,6 +44,7 @@ def test_help_lists_only_working_commands(runner):
         "finetune",
         "embed",
         "retrieve",
+        "classify",
         "generate",
         "mux",
         "synth",

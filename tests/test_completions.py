@@ -35,7 +35,17 @@ def complete(words: str, cword: int) -> list[str]:
 
 def test_completion_lists_commands_and_options():
     assert complete("vab ", 1) == [
-        *("extract", "tokenize", "train", "finetune", "embed", "retrieve", "generate", "mux"),
+        *(
+            "extract",
+            "tokenize",
+            "train",
+            "finetune",
+            "embed",
+            "retrieve",
+            "classify",
+            "generate",
+            "mux",
+        ),
         *("synth", "eval", "models", "cache"),
     ]
     options = complete("vab extract --", 2)

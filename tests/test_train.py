@@ -119,11 +119,14 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from test_train import trainer
 from vabcli.train import end_distributed
-t = trainer(Path(sys.argv[1]), steps=2, val_every=2)
-t.run()
+# In a function: the trainer (its DDP wrapper) must go before the process group does.
+def main():
+    t = trainer(Path(sys.argv[1]), steps=2, val_every=2)
+    t.run()
+    # One file per rank: two processes printing to one stdout can interleave their lines.
+    Path(sys.argv[1], f"rank{t.ranks.rank}.txt").write_text(f"of {t.ranks.world} step {t.step}")
+main()
 end_distributed()
-# One file per rank: two processes printing to one stdout can interleave their lines.
-Path(sys.argv[1], f"rank{t.ranks.rank}.txt").write_text(f"of {t.ranks.world} step {t.step}")
 """
 
 

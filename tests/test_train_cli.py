@@ -160,11 +160,14 @@ def test_ctrl_c_saves_the_run(manifest, tmp_path, cache_dir):
     assert load_checkpoint(out / "last")[2]["step"] >= 1
 
 
-def test_contrastive_finetune_then_embed_and_retrieve(clip, tmp_path, cache_dir):
+LABELS = ["low", "high", "low", "high", "low"]
+
+
+def test_finetune_embed_retrieve_classify_round_trip(clip, tmp_path, cache_dir):
     lines = []
     for i, split in enumerate(["train", "train", "train", "val", "val"]):
         path = clip(f"f{i}.mp4", duration=1.5, tone_hz=300.0 + 100 * i)
-        lines.append(json.dumps({"video": str(path), "split": split}))
+        lines.append(json.dumps({"video": str(path), "split": split, "label": LABELS[i]}))
     manifest = tmp_path / "manifest.jsonl"
     manifest.write_text("\n".join(lines) + "\n")
     assert train(manifest, tmp_path / "pre", cache_dir, "--steps", "2").returncode == 0
@@ -250,3 +253,72 @@ def test_contrastive_finetune_then_embed_and_retrieve(clip, tmp_path, cache_dir)
     scores = json.loads(scored.stdout)
     assert (scores["clips"], scores["chance_r1"], scores["r5_v2a"]) == (5, 0.2, 1.0)
     assert 0 <= scores["r1_a2v"] <= scores["r5_a2v"] <= 1
+
+    classify_round_trip(tmp_path, manifest, lines, silent, cache_dir)
+
+
+def classify_round_trip(tmp_path, manifest, lines, silent, cache_dir):
+    """finetune classify (from the contrastive fine-tune, and a probe of the pre-trained
+    backbone) -> classify -> eval, and the one-line refusals."""
+    from safetensors.torch import load_file
+
+    def finetune(init, out, data, *extra):
+        return run_vab("finetune", "classify", "--init", str(init), "--data", str(data), "--out",
+                       str(tmp_path / out), "--cache", str(cache_dir), "--steps", "2", *SHORT,
+                       "--json", *extra)  # fmt: skip
+
+    def vab(*args):
+        return run_vab(*args, "--cache", str(cache_dir), "--json")
+
+    done = finetune(tmp_path / "ft", "cls", manifest)
+    assert done.returncode == 0, done.stderr
+    assert {"val_loss", "val_accuracy"} <= set(json.loads(done.stdout))
+    meta = json.loads((tmp_path / "cls" / "last" / "config.json").read_text())
+    assert (meta["task"], meta["labels"], meta["multi_label"]) == ("classify", ["high", "low"],
+                                                                   False)  # fmt: skip
+    probe = finetune(tmp_path / "pre", "probe", manifest, "--freeze", "--modality", "v")
+    assert probe.returncode == 0, probe.stderr
+    before = load_file(str(tmp_path / "pre" / "last" / "model.safetensors"))
+    after = load_file(str(tmp_path / "probe" / "last" / "model.safetensors"))
+    assert all(torch.equal(after["towers.backbone." + k], v) for k, v in before.items())
+    first = json.loads(lines[0])["video"]
+    named = vab("classify", str(silent), first, "--model", str(tmp_path / "probe"), "--top-k", "2")
+    rows = [json.loads(ln) for ln in named.stdout.splitlines()]
+    assert named.returncode == 0 and [r["status"] for r in rows] == ["ok", "ok"]  # v needs no sound
+    for row in rows:
+        probs = list(row["scores"].values())
+        assert row["label"] == next(iter(row["scores"])) and probs == sorted(probs, reverse=True)
+        assert set(row["scores"]) == {"high", "low"} and abs(sum(probs) - 1) < 1e-4
+    deaf = vab("classify", str(silent), first, "--model", str(tmp_path / "cls"))
+    rows = [json.loads(ln) for ln in deaf.stdout.splitlines()]
+    assert deaf.returncode == 1 and [r["status"] for r in rows] == ["error", "ok"]
+    assert "no audio" in rows[0]["error"]
+    scored = vab("eval", "--task", "classify", "--model", str(tmp_path / "cls"), "--reference",
+                 str(manifest))  # fmt: skip
+    assert scored.returncode == 0, scored.stderr
+    summary = json.loads(scored.stdout)
+    assert (summary["clips"], summary["chance"]) == (5, 0.5) and 0 <= summary["accuracy"] <= 1
+    # Label lists: BCE, and mAP in validation and eval.
+    lists = tmp_path / "lists.jsonl"
+    tags = [["low"], ["high", "loud"], ["low", "loud"], ["high"], ["low", "loud"]]
+    lists.write_text("".join(json.dumps({**json.loads(ln), "label": t}) + "\n"
+                             for ln, t in zip(lines, tags, strict=True)))  # fmt: skip
+    multi = finetune(tmp_path / "pre", "multi", lists, "--modality", "a")
+    assert multi.returncode == 0, multi.stderr
+    assert 0 <= json.loads(multi.stdout)["val_map"] <= 1
+    assert vab("eval", "--task", "classify", "--model", str(tmp_path / "multi"),
+               "--reference", str(lists)).returncode == 0  # fmt: skip
+    # An unknown label: one line, nothing written or scored.
+    unknown = tmp_path / "unknown.jsonl"
+    unknown.write_text(lines[0] + "\n" + json.dumps({**json.loads(lines[3]), "label": "purr"})
+                       + "\n")  # fmt: skip
+    wrong = vab("eval", "--task", "classify", "--model", str(tmp_path / "cls"), "--reference",
+                str(unknown))  # fmt: skip
+    assert wrong.returncode == 1 and wrong.stdout == ""
+    assert "line 2" in wrong.stderr and "'purr' is not one of the model's 2 labels" in wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1
+    unseen = finetune(tmp_path / "pre", "unseen", unknown)
+    assert unseen.returncode == 1 and "'purr' is on no train clip" in unseen.stderr
+    assert not (tmp_path / "unseen").exists()
+    generator = vab("classify", first, "--model", str(tmp_path / "pre"))
+    assert generator.returncode == 1 and "not a classifier" in generator.stderr

@@ -12,6 +12,7 @@ import typer
 
 from . import (  # noqa: F401  (they register their commands)
     cli_cache,
+    cli_classify,
     cli_embed,
     cli_eval,
     cli_finetune,

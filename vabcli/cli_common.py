@@ -24,6 +24,7 @@ COMMAND_ORDER = (
     "finetune",
     "embed",
     "retrieve",
+    "classify",
     "generate",
     "mux",
     "synth",

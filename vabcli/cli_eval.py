@@ -83,13 +83,16 @@ def eval_command(
         str,
         typer.Option(
             "--task",
-            metavar="generation|retrieval",
-            help="Score generated audio, or a model's audio-visual retrieval (--model).",
+            metavar="generation|retrieval|classify",
+            help="Score generated audio, or a model's audio-visual retrieval or classification "
+            "(--model).",
         ),
     ] = "generation",
     model: Annotated[
         Path | None,
-        typer.Option("--model", metavar="CKPT", help="Checkpoint for --task retrieval."),
+        typer.Option(
+            "--model", metavar="CKPT", help="Checkpoint for --task retrieval or classify."
+        ),
     ] = None,
     cache: CacheOpt = None,
     device: DeviceOpt = "auto",
@@ -107,14 +110,21 @@ def eval_command(
     --task retrieval --model CKPT: each reference clip's pictures search all clips' sounds (v2a)
     and its sound all pictures (a2v); R@1/5/10 both ways, with chance (k / N). Any checkpoint of
     the project: a contrastive fine-tune, or a pre-trained one (its pooled multiway outputs).
+
+    --task classify --model CKPT: a classifier (`vab finetune classify`, a linear probe of any
+    checkpoint or a fine-tune) against the reference's labels: accuracy (top label right), and
+    mAP for label lists. A label the model does not know is an error.
     """
     from .evaluate import EvalOptions, fit_judge, load_pairs, score
 
-    if task == "retrieval":
-        _eval_retrieval(model, reference, cache, device, workers, as_json, quiet)
+    if task in ("retrieval", "classify"):
+        if model is None:
+            raise typer.BadParameter(f"--task {task} needs it", param_hint="--model")
+        run = _eval_retrieval if task == "retrieval" else _eval_classify
+        run(model, reference, cache, device, workers, as_json, quiet)
         return
     if task != "generation":
-        raise typer.BadParameter("generation or retrieval", param_hint="--task")
+        raise typer.BadParameter("generation, retrieval or classify", param_hint="--task")
     if generated is None:
         raise typer.BadParameter("--task generation needs it", param_hint="--generated")
     if not generated.is_dir():
@@ -147,7 +157,7 @@ def eval_command(
 
 
 def _eval_retrieval(
-    model: Path | None,
+    model: Path,
     reference: Path,
     cache: Path | None,
     device: str,
@@ -163,8 +173,6 @@ def _eval_retrieval(
     from .latents import resolve_device
     from .retrieval import retrieval_scores
 
-    if model is None:
-        raise typer.BadParameter("--task retrieval needs it", param_hint="--model")
     try:
         embedder = load_embedder(model, resolve_device(device))
         visual, audio, skipped = [], [], 0
@@ -196,3 +204,57 @@ def _eval_retrieval(
     for k in (1, 5, 10):
         print(f"R@{k:<8d} v2a {scores[f'r{k}_v2a']:.3f}  a2v {scores[f'r{k}_a2v']:.3f}  "
               f"(chance {scores[f'chance_r{k}']:.3f})")  # fmt: skip
+
+
+def _eval_classify(
+    model: Path,
+    reference: Path,
+    cache: Path | None,
+    device: str,
+    workers: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    from .classify import classification_scores, label_targets, load_classifier
+    from .cli_embed import _latents
+    from .clips import clip_items
+    from .latents import resolve_device
+
+    try:
+        classifier = load_classifier(model, resolve_device(device))
+        spec = classifier.spec
+        items = [i for i in clip_items(None, reference) if i.label is not None]
+        skipped = len(clip_items(None, reference)) - len(items)
+        # Every label is checked before any clip is decoded: a wrong manifest fails at once.
+        targets = [label_targets([i.label], spec.labels, f"line {i.line} of {reference}: ")
+                   for i in items]  # fmt: skip
+        probs, truth = [], []
+        for (_item, error, features, codes), target in zip(
+            _latents(items, classifier, cache, device, workers, quiet), targets, strict=True
+        ):
+            if error or (codes is None and classifier.needs_audio):
+                skipped += 1
+                continue
+            probs.append(classifier.probabilities(features, codes))
+            truth.append(target[0].numpy())
+        if not probs:
+            raise VabError(f"{reference}: no labelled clip could be classified")
+        scores = classification_scores(np.stack(probs), np.stack(truth), spec.multi_label)
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (VabError, OSError) as exc:
+        print_error(str(exc))
+        raise typer.Exit(1) from None
+    summary = {"task": "classify", "model": str(model), "reference": str(reference),
+               "modality": spec.modality, "clips": len(probs), "skipped": skipped,
+               "labels": len(spec.labels), "chance": round(1 / len(spec.labels), 4),
+               **{k: round(v, 4) for k, v in scores.items()}}  # fmt: skip
+    if as_json:
+        print(json.dumps(summary))
+        return
+    print(f"{'clips':10s} {len(probs)} ({skipped} without a label, failed, or without audio)")
+    print(f"{'accuracy':10s} {scores['accuracy']:.3f}  (top label right; chance "
+          f"{summary['chance']:.3f} over {len(spec.labels)} labels)")  # fmt: skip
+    if "map" in scores:
+        print(f"{'mAP':10s} {scores['map']:.3f}")

@@ -1,7 +1,9 @@
-"""`vab finetune contrastive`: the pre-trained backbone becomes an audio-visual embedding model."""
+"""`vab finetune contrastive|classify`: the pre-trained backbone becomes an audio-visual
+embedding model, or a classifier."""
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -27,42 +29,48 @@ from .console import print_error, stderr
 from .errors import VabError
 
 finetune_app = typer.Typer(
-    help="Fine-tune a pre-trained checkpoint for retrieval (contrastive).",
+    help="Fine-tune a pre-trained checkpoint for retrieval (contrastive) or classification.",
     no_args_is_help=True,
 )
 app.add_typer(finetune_app, name="finetune")
 
 
+InitOpt = Annotated[
+    Path,
+    typer.Option("--init", metavar="CKPT", help="Pre-trained checkpoint (or run folder)."),
+]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", metavar="RUN_DIR", help="Run folder.")]
+LayersOpt = Annotated[
+    int | None,
+    typer.Option("--layers", metavar="N1", min=1, help="Multiway layers per tower (all)."),
+]
+BatchOpt = Annotated[
+    int, typer.Option("--batch-size", metavar="N", min=2, help="Clips per step and process.")
+]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an earlier run in RUN_DIR.")
+]
+
+
 @finetune_app.command()
 def contrastive(
-    init: Annotated[
-        Path,
-        typer.Option("--init", metavar="CKPT", help="Pre-trained checkpoint (or run folder)."),
-    ],
-    out: Annotated[Path, typer.Option("--out", "-o", metavar="RUN_DIR", help="Run folder.")],
+    init: InitOpt,
+    out: OutOpt,
     data: DataOpt = None,
     pack: PackOpt = None,
-    layers: Annotated[
-        int | None,
-        typer.Option("--layers", metavar="N1", min=1, help="Multiway layers per tower (all)."),
-    ] = None,
+    layers: LayersOpt = None,
     proj_dim: Annotated[
         int, typer.Option("--proj-dim", metavar="D", min=1, help="Embedding size.")
     ] = 128,
     steps: StepsOpt = 1000,
-    batch_size: Annotated[
-        int,
-        typer.Option("--batch-size", metavar="N", min=2, help="Clips per step and process."),
-    ] = 32,
+    batch_size: BatchOpt = 32,
     lr: LrOpt = 3e-4,
     warmup_steps: WarmupOpt = 100,
     clip_seconds: ClipSecondsOpt = 4.0,
     val_every: ValEveryOpt = 100,
     seed: SeedOpt = 0,
     resume: ResumeOpt = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an earlier run in RUN_DIR.")
-    ] = False,
+    overwrite: OverwriteOpt = False,
     device: DeviceOpt = "auto",
     cache: CacheOpt = None,
     workers: WorkersOpt = 2,
@@ -77,8 +85,119 @@ def contrastive(
     resume and Ctrl-C conventions as `vab train`; validation R@1/5/10 both ways go to
     RUN_DIR/metrics.jsonl.
     """
+
+    def trainer(init_weights: Setup) -> tuple[Any, str]:
+        from .finetune import ContrastiveSpec, ContrastiveTrainer
+
+        spec = ContrastiveSpec(init_weights.n_layers, proj_dim)
+        what = f"{spec.n_layers} multiway layers per tower, {proj_dim}-d embeddings"
+        return init_weights.make(ContrastiveTrainer, spec, init_weights.weights), what
+
+    opts = dict(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
+                clip_seconds=clip_seconds, val_every=val_every, seed=seed)  # fmt: skip
+    _finetune("contrastive", init, out, data, pack, layers, opts, trainer, resume, overwrite,
+              device, cache, workers, as_json, quiet, init_tasks=(None,))  # fmt: skip
+
+
+@finetune_app.command()
+def classify(
+    init: InitOpt,
+    out: OutOpt,
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    modality: Annotated[
+        str,
+        typer.Option(metavar="av|v|a", help="Classify from the pictures and the sound, or one."),
+    ] = "av",
+    freeze: Annotated[
+        bool,
+        typer.Option(
+            "--freeze", help="Keep the backbone as it is: train the head alone (a linear probe)."
+        ),  # fmt: skip
+    ] = False,
+    layers: LayersOpt = None,
+    steps: StepsOpt = 500,
+    batch_size: BatchOpt = 32,
+    lr: LrOpt = 3e-4,
+    warmup_steps: WarmupOpt = 50,
+    clip_seconds: ClipSecondsOpt = 4.0,
+    val_every: ValEveryOpt = 100,
+    seed: SeedOpt = 0,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto",
+    cache: CacheOpt = None,
+    workers: WorkersOpt = 2,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Classification: a linear head on the mean-pooled outputs of the first N1 multiway layers
+    (visual, audio, or both side by side). Labels come from the manifest's `label` (a list
+    makes it multi-label: BCE per label; else cross-entropy); the label set is stored in the
+    checkpoint. --init may be a pre-trained checkpoint or a contrastive fine-tune.
+
+    Same run folder, resume and Ctrl-C conventions as `vab train`; validation loss and accuracy
+    (and mAP for label lists) go to RUN_DIR/metrics.jsonl.
+    """
+    from .classify import MODALITIES
+
+    if modality not in MODALITIES:
+        raise typer.BadParameter("av (both), v (pictures) or a (sound)", param_hint="--modality")
+
+    def trainer(setup: Setup) -> tuple[Any, str]:
+        from .classify import ClassifySpec, ClassifyTrainer, backbone_weights, label_set
+
+        weights = backbone_weights(setup.meta, setup.weights, init)
+        labels, multi = label_set(setup.plan.train, setup.plan.val)
+        spec = ClassifySpec(setup.n_layers, modality, labels, multi, freeze)
+        what = (f"{'linear probe' if freeze else 'full fine-tune'} on {modality}, "
+                f"{spec.n_layers} multiway layers, {len(labels)} labels"
+                f"{' (lists: BCE)' if multi else ''}")  # fmt: skip
+        return setup.make(ClassifyTrainer, spec, weights), what
+
+    opts = dict(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
+                clip_seconds=clip_seconds, val_every=val_every, seed=seed)  # fmt: skip
+    _finetune("classify", init, out, data, pack, layers, opts, trainer, resume, overwrite, device,
+              cache, workers, as_json, quiet, init_tasks=(None, "contrastive"))  # fmt: skip
+
+
+class Setup:
+    """What a fine-tune starts from: the init checkpoint, its data, where it runs."""
+
+    def __init__(self, cfg: Any, weights: dict, meta: dict, plan: Any, n_layers: int, info: Any,
+                 opts: Any, out: Path, device: str, resume: bool) -> None:  # fmt: skip
+        self.cfg, self.weights, self.meta, self.plan = cfg, weights, meta, plan
+        self.n_layers, self.info, self.opts = n_layers, info, opts
+        self.out, self.device, self.resume = out, device, resume
+
+    def make(self, trainer_class: type, spec: Any, weights: dict) -> Any:
+        self.info.meta.update(spec.meta())
+        return trainer_class(self.cfg, self.info, self.opts, self.plan.train, self.plan.val,
+                             self.out, self.device, self.resume, spec=spec,
+                             init=weights)  # fmt: skip
+
+
+def _finetune(
+    task: str,
+    init: Path,
+    out: Path,
+    data: Path | None,
+    pack: Path | None,
+    layers: int | None,
+    opts: dict[str, Any],
+    make_trainer: Callable[[Setup], tuple[Any, str]],
+    resume: bool,
+    overwrite: bool,
+    device: str,
+    cache: Path | None,
+    workers: int,
+    as_json: bool,
+    quiet: bool,
+    init_tasks: tuple[str | None, ...],
+) -> None:
+    """The steps every fine-tune shares: read the init, prepare the run folder, tokenize (or
+    read the pack) with the init's encoders, train, report."""
     from .checkpoint import load_checkpoint, resolve_checkpoint
-    from .finetune import ContrastiveSpec, ContrastiveTrainer
     from .latents import options_from_spec, resolve_device
     from .train import (
         RunInfo,
@@ -93,8 +212,9 @@ def contrastive(
     try:  # the starting point first: nothing in --out is touched for a bad one
         init_folder = resolve_checkpoint(init).resolve()
         cfg, weights, meta = load_checkpoint(init_folder)
-        if meta.get("task"):
-            raise VabError(f"{init} is a {meta['task']} fine-tune: start from a pre-trained one")
+        if meta.get("task") not in init_tasks:
+            wanted = " or ".join(t or "pre-trained" for t in init_tasks)
+            raise VabError(f"{init} is a {meta['task']} fine-tune: start from a {wanted} one")
     except VabError as exc:
         print_error(str(exc))
         raise typer.Exit(1) from None
@@ -102,31 +222,25 @@ def contrastive(
         raise typer.BadParameter(f"{init} lies inside {out}: write the run elsewhere",
                                  param_hint="--out")  # fmt: skip
     prepare_run_dir(out, resume, overwrite)
+    ranks = None
     try:
         ranks = distributed_rank(resolve_device(device))
         run_device = rank_device(resolve_device(device), ranks)
         quiet = quiet or not ranks.leader
-        n_layers = cfg.n_multiway if layers is None else layers
+        n_layers = int(meta.get("n_layers") or cfg.n_multiway) if layers is None else layers
         if n_layers > cfg.n_multiway:
             raise VabError(f"--layers {n_layers}: {init} has {cfg.n_multiway} multiway layers")
         tok_opts = options_from_spec(meta.get("encoders") or {}, device=device)
         plan = load_plan(data, pack, cache, tok_opts, "tiny", {}, workers, quiet)
         if (plan.codec_id, plan.visual_id) != (meta.get("codec_id"), meta.get("visual_id")):
             raise VabError(f"these clips were tokenized with other encoders than {init}'s")
-        if not quiet:
-            stderr.print(f"contrastive fine-tune of {init}: {n_layers} multiway layers per "
-                         f"tower, {proj_dim}-d embeddings; {len(plan.train)} train and "
-                         f"{len(plan.val)} val clips", markup=False)  # fmt: skip
-        spec = ContrastiveSpec(n_layers, proj_dim)
         info = RunInfo(plan.codec_id, plan.visual_id,
-                       {**spec.meta(), "init": str(init), "encoders": meta.get("encoders"),
+                       {"init": str(init), "encoders": meta.get("encoders"),
                         "train_clips": len(plan.train)})  # fmt: skip
-        opts = TrainOptions(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
-                            clip_seconds=clip_seconds, val_every=val_every, seed=seed,
-                            workers=workers)  # fmt: skip
-        trainer = ContrastiveTrainer(cfg, info, opts, plan.train, plan.val, out, run_device,
-                                     resume, spec=spec, init=weights)  # fmt: skip
-        final = trainer.run(_progress(steps, quiet))
+        train_opts = TrainOptions(workers=workers, **opts)
+        setup = Setup(cfg, weights, meta, plan, n_layers, info, train_opts, out, run_device,
+                      resume)  # fmt: skip
+        final = _run_trainer(make_trainer, setup, f"{task} fine-tune of {init}", quiet)
     except KeyboardInterrupt:
         interrupted(out)
     except (TrainingStopped, VabError, OSError) as exc:
@@ -136,3 +250,16 @@ def contrastive(
         end_distributed()
     if ranks.leader:
         report_run(out, final, as_json)
+
+
+def _run_trainer(
+    make_trainer: Callable[[Setup], tuple[Any, str]], setup: Setup, title: str, quiet: bool
+) -> dict[str, Any]:
+    """Build, announce and run the trainer. It is gone when this returns, so its data-parallel
+    wrapper is destroyed before the process group is (gloo work still referenced at
+    interpreter exit aborts the process: "terminate called without an active exception")."""
+    trainer, what = make_trainer(setup)
+    if not quiet:
+        stderr.print(f"{title}: {what}; {len(setup.plan.train)} train and "
+                     f"{len(setup.plan.val)} val clips", markup=False)  # fmt: skip
+    return trainer.run(_progress(setup.opts.steps, quiet))

@@ -45,8 +45,3 @@ def gather_batch(x: torch.Tensor) -> torch.Tensor:
     from torch.distributed.nn.functional import all_gather
 
     return torch.cat(all_gather(x), dim=0)
-
-
-def global_info_nce(visual: torch.Tensor, audio: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """`info_nce` over the batches of all ranks together."""
-    return info_nce(gather_batch(visual), gather_batch(audio), scale)

@@ -15,13 +15,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+Label = str | tuple[str, ...]  # a manifest's `label`: one class, or a list of them
+
 
 @dataclass(frozen=True)
 class LatentClip:
-    """One clip's cached arrays: features `[T_v, D]` float32, codes `[K, T_a]` integers."""
+    """One clip's cached arrays: features `[T_v, D]` float32, codes `[K, T_a]` integers; and its
+    manifest label, if any (classification trains on it)."""
 
     features: Path
     codes: Path
+    label: Label | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class Example:
     codes: torch.Tensor  # [K, n_audio], padded with 0
     visual_keep: torch.Tensor  # [n_visual] bool
     audio_keep: torch.Tensor  # [n_audio] bool
+    target: torch.Tensor | None = None  # [n_labels] multi-hot float, when training a classifier
 
 
 def _rng(*seeds: int) -> np.random.Generator:
@@ -54,10 +59,17 @@ def _rng(*seeds: int) -> np.random.Generator:
 
 
 class WindowDataset(Dataset):
-    """Item (index, epoch) -> a random aligned window of that clip, padded to fixed lengths."""
+    """Item (index, epoch) -> a random aligned window of that clip, padded to fixed lengths
+    (with the clip's row of `targets`, when given)."""
 
-    def __init__(self, clips: list[LatentClip], window: Window, seed: int) -> None:
-        self.clips, self.window, self.seed = clips, window, seed
+    def __init__(
+        self,
+        clips: list[LatentClip],
+        window: Window,
+        seed: int,
+        targets: torch.Tensor | None = None,
+    ) -> None:
+        self.clips, self.window, self.seed, self.targets = clips, window, seed, targets
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -75,7 +87,8 @@ class WindowDataset(Dataset):
         # np.array copies out of the read-only memory map (torch will not wrap read-only memory).
         visual = np.array(features[start_v : start_v + w.n_visual], dtype=np.float32)
         tokens = np.array(codes[:, start_a : start_a + w.n_audio], dtype=np.int64)
-        return Example(*_padded(visual, tokens, w))
+        target = None if self.targets is None else self.targets[index]
+        return Example(*_padded(visual, tokens, w), target=target)
 
 
 def _padded(visual: np.ndarray, tokens: np.ndarray, w: Window) -> tuple[torch.Tensor, ...]:
@@ -89,12 +102,15 @@ def _padded(visual: np.ndarray, tokens: np.ndarray, w: Window) -> tuple[torch.Te
 
 
 def collate(examples: list[Example]) -> dict[str, torch.Tensor]:
-    return {
+    batch = {
         "visual": torch.stack([e.visual for e in examples]),
         "codes": torch.stack([e.codes for e in examples]),
         "visual_keep": torch.stack([e.visual_keep for e in examples]),
         "audio_keep": torch.stack([e.audio_keep for e in examples]),
     }
+    if examples[0].target is not None:
+        batch["target"] = torch.stack([e.target for e in examples])
+    return batch
 
 
 class EpochBatches(Sampler):

@@ -17,8 +17,8 @@ from torch import nn
 from .checkpoint import unwrap
 from .config import ModelConfig
 from .contrastive import LogitScale, gather_batch, info_nce
-from .dataset import WindowDataset, collate
-from .model import VabModel
+from .dataset import collate
+from .model import AUDIO, VISUAL, VabModel
 from .objective import LossResult
 from .retrieval import recall_at_k
 from .towers import EmbeddingModel, Towers
@@ -62,19 +62,6 @@ class ContrastiveModel(nn.Module):
             self.embed.embed_audio(codes, audio_keep),
         )
 
-    def freeze_unused(self) -> None:
-        """No gradient for the backbone parts the towers never run (the shared layers, the
-        token heads, the null condition, multiway layers past N1): they stay as pre-trained,
-        and data-parallel training does not wait for gradients that never come."""
-        towers = self.embed.towers
-        used = {id(p) for layer in towers.backbone.multiway[: towers.n_layers]
-                for p in layer.parameters()}  # fmt: skip
-        for module in (towers.backbone.visual_in, towers.backbone.codebooks,
-                       towers.backbone.modality):  # fmt: skip
-            used |= {id(p) for p in module.parameters()}
-        for p in towers.backbone.parameters():
-            p.requires_grad_(id(p) in used)
-
 
 class ContrastiveTrainer(Trainer):
     """`Trainer`'s loop on the contrastive model, starting from pre-trained backbone weights.
@@ -91,13 +78,12 @@ class ContrastiveTrainer(Trainer):
     def build_model(self) -> nn.Module:
         model = ContrastiveModel(self.cfg, self.spec)
         model.embed.towers.backbone.load_state_dict(self.init)
-        model.freeze_unused()
+        model.embed.towers.train_only((VISUAL, AUDIO))
         return model
 
     def _embed(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        cuda = self.device.startswith("cuda")
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+        batch = self.on_device(batch)
+        with self.autocast():
             v, a = self.net(batch["visual"], batch["codes"], batch["visual_keep"],
                             batch["audio_keep"])  # fmt: skip
         return v.float(), a.float()
@@ -114,7 +100,7 @@ class ContrastiveTrainer(Trainer):
         """Every rank embeds the whole (small) val set, so all agree on the best checkpoint."""
         if len(self.val_clips) < 2:
             return {}
-        data = WindowDataset(self.val_clips, self.window, self.opts.seed)
+        data = self.dataset(self.val_clips)
         self.net.eval()
         parts = []
         for first in range(0, len(data), self.opts.batch_size):

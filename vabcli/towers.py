@@ -53,6 +53,22 @@ class Towers(nn.Module):
     def dim(self) -> int:
         return self.backbone.cfg.d_model
 
+    def train_only(self, modalities: tuple[int, ...]) -> None:
+        """Gradients only for the backbone parts the towers of `modalities` run: the rest (shared
+        layers, token heads, null condition, layers past N1, the other modality's experts) stays
+        as pre-trained, and data-parallel training never waits for gradients that never come."""
+        m = self.backbone
+        modules: list[nn.Module] = [m.modality]
+        modules += [m.visual_in] if VISUAL in modalities else []
+        modules += [m.codebooks] if AUDIO in modalities else []
+        for layer in m.multiway[: self.n_layers]:
+            modules.append(layer.attn)
+            for i in modalities:
+                modules += [layer.norm_attn[i], layer.norm_ffn[i], layer.ffn[i]]
+        used = {id(p) for module in modules for p in module.parameters()}
+        for p in m.parameters():
+            p.requires_grad_(id(p) in used)
+
     def visual(self, features: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """features `[B, T_v, D_v]` float; keep `[B, T_v]` bool (False: padding)."""
         m = self.backbone

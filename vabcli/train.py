@@ -184,6 +184,17 @@ class Trainer:
         """The model this run trains (subclasses train others on the same loop)."""
         return VabModel(self.cfg)
 
+    def dataset(self, clips: list[LatentClip]) -> WindowDataset:
+        """Training or validation windows of `clips` (subclasses add what their loss needs)."""
+        return WindowDataset(clips, self.window, self.opts.seed)
+
+    def on_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def autocast(self) -> torch.autocast:
+        """bf16 on CUDA (the model trains in it), full precision on CPU."""
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda"))
+
     def run(self, on_step: StepFn | None = None) -> dict[str, float]:
         """Train until `opts.steps`; returns the last metrics. Ctrl-C or SIGTERM saves `last`
         after the step in progress, then raises KeyboardInterrupt."""
@@ -192,7 +203,7 @@ class Trainer:
             self.ranks.rank, self.ranks.world,
         )  # fmt: skip
         loader = DataLoader(
-            WindowDataset(self.train_clips, self.window, self.opts.seed),
+            self.dataset(self.train_clips),
             batch_sampler=sampler, num_workers=self.opts.workers, collate_fn=collate,
         )  # fmt: skip
         batches, metrics = iter(loader), {"step": self.step}
@@ -244,9 +255,8 @@ class Trainer:
         return _sum_across_ranks({"flag": float(flag)}, self.ranks, self.device)["flag"] > 0
 
     def _loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator):
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        cuda = self.device.startswith("cuda")
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+        batch = self.on_device(batch)
+        with self.autocast():
             return masked_token_loss(
                 self.net, batch["visual"], batch["codes"], self.opts.masking,
                 batch["visual_keep"], batch["audio_keep"], generator,
@@ -257,7 +267,7 @@ class Trainer:
         """Masked-token loss and accuracy over every val clip (each rank scores its share)."""
         if not self.val_clips:
             return {}
-        data = WindowDataset(self.val_clips, self.window, self.opts.seed)
+        data = self.dataset(self.val_clips)
         self.net.eval()
         sums = {"loss": 0.0, "correct": 0.0, "count": 0.0}
         starts = range(0, len(data), self.opts.batch_size)

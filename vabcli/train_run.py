@@ -74,7 +74,7 @@ def plan_training(
             silent += 1
             continue
         figures = outcome.figures
-        clip = LatentClip(features, codes)
+        clip = LatentClip(features, codes, item.label)
         (val if item.split == "val" else train).append(clip)
     if not train:
         raise VabError(
@@ -112,6 +112,7 @@ def write_pack(plan: TrainPlan, folder: Path, overwrite: bool = False) -> int:
     check_writable(folder, overwrite)
     cfg = asdict(plan.model_cfg)
     names: dict[str, list[str]] = {"train": [], "val": []}
+    labels: dict[str, Any] = {}
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     try:
         tmp.mkdir(parents=True)
@@ -121,10 +122,13 @@ def write_pack(plan: TrainPlan, folder: Path, overwrite: bool = False) -> int:
                 shutil.copyfile(clip.features, tmp / f"{name}.features.npy")
                 shutil.copyfile(clip.codes, tmp / f"{name}.codes.npy")
                 names[split].append(name)
+                if clip.label is not None:
+                    labels[name] = clip.label
         meta = {
             "format": PACK_FORMAT, "codec_id": plan.codec_id, "visual_id": plan.visual_id,
             "encoders": plan.encoders, "data_dims": {k: cfg[k] for k in _PACK_DATA_DIMS},
             "n_failed": plan.n_failed, "n_without_audio": plan.n_without_audio, **names,
+            "labels": labels,
         }  # fmt: skip
         (tmp / PACK_PLAN).write_text(json.dumps(meta, indent=1) + "\n")
         size = sum(f.stat().st_size for f in tmp.iterdir())
@@ -147,9 +151,12 @@ def read_pack(folder: Path, preset: str, overrides: dict[str, int | float]) -> T
     if meta.get("format") != PACK_FORMAT:
         raise VabError(f"{folder}: pack format {meta.get('format')} is not {PACK_FORMAT}")
 
+    labels = meta.get("labels", {})  # packs written before labels were kept have none
+
     def clips(split: str) -> list[LatentClip]:
         found = [
-            LatentClip(folder / f"{n}.features.npy", folder / f"{n}.codes.npy")
+            LatentClip(folder / f"{n}.features.npy", folder / f"{n}.codes.npy",
+                       _label(labels.get(n)))
             for n in meta[split]
         ]  # fmt: skip
         missing = [c for c in found if not (c.features.exists() and c.codes.exists())]
@@ -161,3 +168,8 @@ def read_pack(folder: Path, preset: str, overrides: dict[str, int | float]) -> T
     return TrainPlan(preset, cfg, meta["codec_id"], meta["visual_id"], clips("train"),
                      clips("val"), meta["n_failed"], meta["n_without_audio"],
                      meta["encoders"])  # fmt: skip
+
+
+def _label(value: Any) -> Any:
+    """A label as read back from JSON: lists become tuples again, as the manifest reader makes."""
+    return tuple(value) if isinstance(value, list) else value
