@@ -67,7 +67,8 @@ def label_set(
     unlabelled = sum(c.label is None for c in (*train, *val))
     if unlabelled:
         raise VabError(f"classification needs a `label` on every clip: {unlabelled} of "
-                       f"{len(train) + len(val)} train and val clips have none")  # fmt: skip
+                       f"{len(train) + len(val)} train and val clips have none (packs written "
+                       "before labels were kept have none: write the pack again)")  # fmt: skip
     labels = sorted({name for clip in train for name in _as_tuple(clip.label)})
     unseen = sorted({n for c in val for n in _as_tuple(c.label)} - set(labels))
     if unseen:

@@ -223,8 +223,9 @@ def _eval_classify(
     try:
         classifier = load_classifier(model, resolve_device(device))
         spec = classifier.spec
-        items = [i for i in clip_items(None, reference) if i.label is not None]
-        skipped = len(clip_items(None, reference)) - len(items)
+        listed = clip_items(None, reference)
+        items = [i for i in listed if i.label is not None]
+        skipped = len(listed) - len(items)
         # Every label is checked before any clip is decoded: a wrong manifest fails at once.
         targets = [label_targets([i.label], spec.labels, f"line {i.line} of {reference}: ")
                    for i in items]  # fmt: skip

@@ -2,6 +2,7 @@
 embedding model, or a classifier."""
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -161,16 +162,23 @@ def classify(
               cache, workers, as_json, quiet, init_tasks=(None, "contrastive"))  # fmt: skip
 
 
+@dataclass
 class Setup:
     """What a fine-tune starts from: the init checkpoint, its data, where it runs."""
 
-    def __init__(self, cfg: Any, weights: dict, meta: dict, plan: Any, n_layers: int, info: Any,
-                 opts: Any, out: Path, device: str, resume: bool) -> None:  # fmt: skip
-        self.cfg, self.weights, self.meta, self.plan = cfg, weights, meta, plan
-        self.n_layers, self.info, self.opts = n_layers, info, opts
-        self.out, self.device, self.resume = out, device, resume
+    cfg: Any  # ModelConfig of the init checkpoint
+    weights: dict  # its state dict
+    meta: dict  # its config.json meta
+    plan: Any  # TrainPlan: the clips
+    n_layers: int  # N1
+    info: Any  # RunInfo the checkpoints will carry
+    opts: Any  # TrainOptions
+    out: Path
+    device: str
+    resume: bool
 
     def make(self, trainer_class: type, spec: Any, weights: dict) -> Any:
+        """The task's trainer; its spec's fields go into every checkpoint's meta."""
         self.info.meta.update(spec.meta())
         return trainer_class(self.cfg, self.info, self.opts, self.plan.train, self.plan.val,
                              self.out, self.device, self.resume, spec=spec,
