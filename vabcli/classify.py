@@ -24,6 +24,7 @@ from .config import ModelConfig
 from .dataset import Label, LatentClip, Window, WindowDataset, collate
 from .embedding import trained_window
 from .errors import VabError
+from .finetune import CONTRASTIVE_TASK
 from .model import AUDIO, VISUAL, VabModel
 from .objective import LossResult
 from .towers import Towers
@@ -165,8 +166,6 @@ def classification_scores(scores: np.ndarray, target: np.ndarray, multi: bool) -
 
 def backbone_weights(meta: dict[str, Any], weights: dict[str, torch.Tensor], name: Path) -> dict:
     """The backbone of a pre-trained checkpoint or of a contrastive fine-tune."""
-    from .finetune import CONTRASTIVE_TASK
-
     task = meta.get("task")
     if not task:
         return weights
