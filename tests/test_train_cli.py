@@ -96,6 +96,10 @@ def test_a_pack_trains_without_the_videos_like_the_manifest_does(manifest, tmp_p
     assert "2 train and 1 val clips" in from_pack.stderr
     cfg = json.loads((tmp_path / "p" / "last" / "config.json").read_text())
     assert cfg["codec_id"].startswith("debug") and cfg["step"] == 2
+    from vabcli.train_run import read_pack
+
+    plan = read_pack(pack, "tiny", {})  # the labels travel too (classification trains on them)
+    assert [c.label for c in plan.train] == ["l0", "l1"] and plan.val[0].label == "l3"
     again = run_vab("train", "--data", str(manifest), "--write-pack", str(pack), *DEBUG)
     assert again.returncode == 2 and "--overwrite" in again.stderr  # before any tokenizing
 

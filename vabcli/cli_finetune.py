@@ -87,12 +87,12 @@ def contrastive(
     RUN_DIR/metrics.jsonl.
     """
 
-    def trainer(init_weights: Setup) -> tuple[Any, str]:
+    def trainer(setup: Setup) -> tuple[Any, str]:
         from .finetune import ContrastiveSpec, ContrastiveTrainer
 
-        spec = ContrastiveSpec(init_weights.n_layers, proj_dim)
+        spec = ContrastiveSpec(setup.n_layers, proj_dim)
         what = f"{spec.n_layers} multiway layers per tower, {proj_dim}-d embeddings"
-        return init_weights.make(ContrastiveTrainer, spec, init_weights.weights), what
+        return setup.make(ContrastiveTrainer, spec, setup.weights), what
 
     opts = dict(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
                 clip_seconds=clip_seconds, val_every=val_every, seed=seed)  # fmt: skip
