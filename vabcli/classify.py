@@ -21,7 +21,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint, resolve_checkpoint
 from .config import ModelConfig
-from .dataset import Label, LatentClip, Window, WindowDataset, collate
+from .dataset import Label, LatentClip, Window, WindowDataset
 from .embedding import trained_window
 from .errors import VabError
 from .finetune import CONTRASTIVE_TASK
@@ -213,12 +213,7 @@ class ClassifyTrainer(Trainer):
     def _validate(self) -> dict[str, float]:
         if not self.val_clips:
             return {}
-        data = self.dataset(self.val_clips)
-        self.net.eval()
-        parts = []
-        for first in range(0, len(data), self.opts.batch_size):
-            last = min(len(data), first + self.opts.batch_size)
-            parts.append(self._logits(collate([data[(i, 0)] for i in range(first, last)])))
+        parts = [self._logits(batch) for _, batch in self.val_batches(shard=False)]
         logits, target = (torch.cat(p) for p in zip(*parts, strict=True))
         values = {"val_loss": classification_loss(logits, target, self.spec.multi_label).item()}
         probs = probabilities(logits, self.spec.multi_label).cpu().numpy()

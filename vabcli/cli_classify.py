@@ -1,6 +1,5 @@
 """`vab classify`: labels of clips, with probabilities, from a classifier fine-tune."""
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -8,7 +7,7 @@ import numpy as np
 import typer
 
 from .cli_common import CacheOpt, DeviceOpt, JsonOpt, QuietOpt, WorkersOpt, app
-from .cli_embed import InputsArg, _latents
+from .cli_embed import InputsArg, _latents, answer_each
 from .cli_train import DataOpt
 from .clips import clip_items
 from .console import print_error
@@ -43,24 +42,19 @@ def classify(
 
     if not inputs and data is None:
         raise typer.BadParameter("give INPUT... or --data MANIFEST")
-    failed = 0
     try:
         classifier = load_classifier(model, resolve_device(device))
         labels = classifier.spec.labels
+
+        def top_labels(features: Any, codes: Any) -> dict[str, Any]:
+            probs = classifier.probabilities(features, codes)
+            top = np.argsort(-probs, kind="stable")[:top_k]
+            return {"label": labels[top[0]],
+                    "scores": {labels[i]: round(float(probs[i]), 6) for i in top}}  # fmt: skip
+
         latents = _latents(clip_items(inputs, data), classifier, cache, device, workers, quiet)
-        for item, error, features, codes in latents:
-            row: dict[str, Any] = {"input": item.name(), "status": "ok", "error": None}
-            try:
-                if error:
-                    raise VabError(error)
-                probs = classifier.probabilities(features, codes)
-                top = np.argsort(-probs, kind="stable")[:top_k]
-                row["label"] = labels[top[0]]
-                row["scores"] = {labels[i]: round(float(probs[i]), 6) for i in top}
-            except VabError as exc:
-                failed += 1
-                row.update(status="error", error=str(exc), label=None, scores={})
-            _print_labels(row, as_json)
+        failed = answer_each(latents, top_labels, {"label": None, "scores": {}}, _shown_labels,
+                             as_json)  # fmt: skip
     except (VabError, OSError) as exc:
         print_error(str(exc))
         raise typer.Exit(1) from None
@@ -68,11 +62,5 @@ def classify(
         raise typer.Exit(1)
 
 
-def _print_labels(row: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(row))
-    elif row["status"] == "error":
-        print(f"error    {row['input']}  {row['error']}")
-    else:
-        found = ", ".join(f"{label} ({p:.3f})" for label, p in row["scores"].items())
-        print(f"ok       {row['input']}  -> {found}")
+def _shown_labels(row: dict[str, Any]) -> str:
+    return ", ".join(f"{label} ({p:.3f})" for label, p in row["scores"].items())

@@ -1,7 +1,7 @@
 """`vab embed` (clips -> embedding file) and `vab retrieve` (queries -> ranked matches)."""
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -159,21 +159,16 @@ def retrieve(
             held, wanted = MODALITY_NAMES[index.modality], MODALITY_NAMES[index_modality]
             raise VabError(f"{index_file} holds {held} embeddings; {direction} searches {wanted}")
         vectors = torch.from_numpy(index.embeddings)
+
+        def matches(features: Any, codes: Any) -> dict[str, Any]:
+            query = _vector(embedder, query_modality, features, codes)
+            scores, rows = search(torch.from_numpy(query)[None], vectors, top_k)
+            return {"matches": [{"id": index.ids[r], "score": round(float(s), 6)}
+                                for s, r in zip(scores[0], rows[0], strict=True)]}  # fmt: skip
+
         latents = _latents(clip_items(inputs, data), embedder, cache, device, workers, quiet)
-        failed = 0
-        for item, error, features, codes in latents:
-            row: dict[str, Any] = {"input": item.name(), "status": "ok", "error": None}
-            try:
-                if error:
-                    raise VabError(error)
-                query = _vector(embedder, query_modality, features, codes)
-                scores, rows = search(torch.from_numpy(query)[None], vectors, top_k)
-                row["matches"] = [{"id": index.ids[r], "score": round(float(s), 6)}
-                                  for s, r in zip(scores[0], rows[0], strict=True)]  # fmt: skip
-            except VabError as exc:
-                failed += 1
-                row.update(status="error", error=f"{exc} ({direction})", matches=[])
-            _print_matches(row, as_json)
+        failed = answer_each(latents, matches, {"matches": []}, _shown_matches, as_json,
+                             f" ({direction})")  # fmt: skip
     except (VabError, OSError) as exc:
         print_error(str(exc))
         raise typer.Exit(1) from None
@@ -181,11 +176,36 @@ def retrieve(
         raise typer.Exit(1)
 
 
-def _print_matches(row: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(row))
-    elif row["status"] == "error":
-        print(f"error    {row['input']}  {row['error']}")
-    else:
-        found = ", ".join(f"{m['id']} ({m['score']:.3f})" for m in row["matches"])
-        print(f"ok       {row['input']}  -> {found}")
+def _shown_matches(row: dict[str, Any]) -> str:
+    return ", ".join(f"{m['id']} ({m['score']:.3f})" for m in row["matches"])
+
+
+def answer_each(
+    latents: Iterable[tuple[ClipItem, str | None, Any, Any]],
+    answer: Callable[[Any, Any], dict[str, Any]],
+    failure: dict[str, Any],
+    shown: Callable[[dict[str, Any]], str],
+    as_json: bool,
+    note: str = "",
+) -> int:
+    """Answer each clip from its (features, codes) and print it as it comes: a JSON line
+    (input, status, error, then the answer's fields), or `ok  INPUT  -> shown(row)`. A clip that
+    could not be tokenized, or whose answer raises VabError, gets an error row with `failure`'s
+    fields (its message + `note`). Returns how many failed."""
+    failed = 0
+    for item, error, features, codes in latents:
+        row: dict[str, Any] = {"input": item.name(), "status": "ok", "error": None}
+        try:
+            if error:
+                raise VabError(error)
+            row.update(answer(features, codes))
+        except VabError as exc:
+            failed += 1
+            row.update(status="error", error=f"{exc}{note}", **failure)
+        if as_json:
+            print(json.dumps(row))
+        elif row["status"] == "error":
+            print(f"error    {row['input']}  {row['error']}")
+        else:
+            print(f"ok       {row['input']}  -> {shown(row)}")
+    return failed

@@ -2,6 +2,8 @@
 audio-visual retrieval on it."""
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -131,21 +133,14 @@ def eval_command(
         raise typer.BadParameter(f"{generated} is not a folder", param_hint="--generated")
     opts = EvalOptions(tolerance=tolerance / 1000)
     bars = progress_bars(quiet)
-    try:
-        with bars:
-            task = bars.add_task("reading audio", total=None)
-            clips = load_pairs(generated, reference, workers, lambda: bars.advance(task))
-            judge_clips = clips
-            if judge_data is not None:
-                judge_clips = load_pairs(None, judge_data, workers, lambda: bars.advance(task))
-            bars.update(task, description="scoring")
-            scores = score(clips, fit_judge(judge_clips), opts)
-    except KeyboardInterrupt:
-        print_error("interrupted")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except VabError as exc:
-        print_error(str(exc))
-        raise typer.Exit(1) from None
+    with _one_line_failures(), bars:
+        task = bars.add_task("reading audio", total=None)
+        clips = load_pairs(generated, reference, workers, lambda: bars.advance(task))
+        judge_clips = clips
+        if judge_data is not None:
+            judge_clips = load_pairs(None, judge_data, workers, lambda: bars.advance(task))
+        bars.update(task, description="scoring")
+        scores = score(clips, fit_judge(judge_clips), opts)
     if as_json:
         print(json.dumps({"generated": str(generated), "reference": str(reference), **scores}))
     else:
@@ -154,6 +149,20 @@ def eval_command(
         if clip.generated is None:
             print_warning(f"no generated audio for {clip.entry.video}")
     raise typer.Exit(1 if scores["missing"] else 0)
+
+
+@contextmanager
+def _one_line_failures() -> Iterator[None]:
+    """Ctrl-C exits 130 with "interrupted"; a failure (bad model, unreadable file) exits 1 with
+    its one-line message."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (VabError, OSError) as exc:
+        print_error(str(exc))
+        raise typer.Exit(1) from None
 
 
 def _eval_retrieval(
@@ -173,7 +182,7 @@ def _eval_retrieval(
     from .latents import resolve_device
     from .retrieval import retrieval_scores
 
-    try:
+    with _one_line_failures():
         embedder = load_embedder(model, resolve_device(device))
         visual, audio, skipped = [], [], 0
         items = clip_items(None, reference)
@@ -188,12 +197,6 @@ def _eval_retrieval(
             raise VabError(f"{reference}: fewer than two clips with pictures and sound")
         scores = retrieval_scores(torch.from_numpy(np.stack(visual)),
                                   torch.from_numpy(np.stack(audio)))  # fmt: skip
-    except KeyboardInterrupt:
-        print_error("interrupted")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except (VabError, OSError) as exc:
-        print_error(str(exc))
-        raise typer.Exit(1) from None
     summary = {"task": "retrieval", "model": str(model), "reference": str(reference),
                "clips": len(visual), "skipped": skipped,
                **{k: round(v, 4) for k, v in scores.items()}}  # fmt: skip
@@ -220,7 +223,7 @@ def _eval_classify(
     from .clips import clip_items
     from .latents import resolve_device
 
-    try:
+    with _one_line_failures():
         classifier = load_classifier(model, resolve_device(device))
         spec = classifier.spec
         listed = clip_items(None, reference)
@@ -241,12 +244,6 @@ def _eval_classify(
         if not probs:
             raise VabError(f"{reference}: no labelled clip could be classified")
         scores = classification_scores(np.stack(probs), np.stack(truth), spec.multi_label)
-    except KeyboardInterrupt:
-        print_error("interrupted")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except (VabError, OSError) as exc:
-        print_error(str(exc))
-        raise typer.Exit(1) from None
     summary = {"task": "classify", "model": str(model), "reference": str(reference),
                "modality": spec.modality, "clips": len(probs), "skipped": skipped,
                "labels": len(spec.labels), "chance": round(1 / len(spec.labels), 4),

@@ -21,10 +21,10 @@ from .cli_train import (
     WarmupOpt,
     _check_sources,
     _progress,
-    interrupted,
     load_plan,
     prepare_run_dir,
     report_run,
+    training_failures,
 )
 from .console import print_error, stderr
 from .errors import VabError
@@ -207,14 +207,7 @@ def _finetune(
     read the pack) with the init's encoders, train, report."""
     from .checkpoint import load_checkpoint, resolve_checkpoint
     from .latents import options_from_spec, resolve_device
-    from .train import (
-        RunInfo,
-        TrainingStopped,
-        TrainOptions,
-        distributed_rank,
-        end_distributed,
-        rank_device,
-    )
+    from .train import RunInfo, TrainOptions, distributed_rank, rank_device
 
     _check_sources(data, pack, None, out)
     try:  # the starting point first: nothing in --out is touched for a bad one
@@ -230,8 +223,7 @@ def _finetune(
         raise typer.BadParameter(f"{init} lies inside {out}: write the run elsewhere",
                                  param_hint="--out")  # fmt: skip
     prepare_run_dir(out, resume, overwrite)
-    ranks = None
-    try:
+    with training_failures(out):
         ranks = distributed_rank(resolve_device(device))
         run_device = rank_device(resolve_device(device), ranks)
         quiet = quiet or not ranks.leader
@@ -249,13 +241,6 @@ def _finetune(
         setup = Setup(cfg, weights, meta, plan, n_layers, info, train_opts, out, run_device,
                       resume)  # fmt: skip
         final = _run_trainer(make_trainer, setup, f"{task} fine-tune of {init}", quiet)
-    except KeyboardInterrupt:
-        interrupted(out)
-    except (TrainingStopped, VabError, OSError) as exc:
-        print_error(str(exc))
-        raise typer.Exit(1) from None
-    finally:
-        end_distributed()
     if ranks.leader:
         report_run(out, final, as_json)
 

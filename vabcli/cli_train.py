@@ -3,7 +3,8 @@
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -163,13 +164,7 @@ def train(
     """
     # Imported here: torch takes seconds to import, and `vab --help` needs none of it.
     from .latents import TokenizeOptions, resolve_device
-    from .train import (
-        TrainingStopped,
-        TrainOptions,
-        distributed_rank,
-        end_distributed,
-        rank_device,
-    )
+    from .train import TrainOptions, distributed_rank, rank_device
 
     _check_sources(data, pack, write_pack, out)
     if write_pack is not None and write_pack.exists() and not overwrite:
@@ -192,7 +187,7 @@ def train(
                                image_encoder=image_encoder, device=device)  # fmt: skip
     if out is not None:
         prepare_run_dir(out, resume, overwrite)
-    try:
+    with training_failures(out):
         ranks = distributed_rank(resolve_device(device))
         run_device = rank_device(resolve_device(device), ranks)
         quiet = quiet or not ranks.leader  # one process speaks for the whole run
@@ -205,16 +200,6 @@ def train(
                             clip_seconds=clip_seconds, val_every=val_every, seed=seed,
                             workers=workers, masking=masking)  # fmt: skip
         final = plan.trainer(opts, out, run_device, resume).run(_progress(steps, quiet))
-    except KeyboardInterrupt:
-        if out is None:
-            print_error("interrupted; no pack was written")
-            raise typer.Exit(130) from None
-        interrupted(out)
-    except (TrainingStopped, VabError, OSError) as exc:
-        print_error(str(exc))
-        raise typer.Exit(1) from None
-    finally:
-        end_distributed()
     if ranks.leader:
         report_run(out, final, as_json)
 
@@ -230,11 +215,32 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
         shutil.rmtree(out)
 
 
-def interrupted(out: Path) -> NoReturn:
+def interrupted(out: Path | None) -> NoReturn:
     """Ctrl-C: say what was kept, exit 130."""
+    if out is None:
+        print_error("interrupted; no pack was written")
+        raise typer.Exit(130)
     saved = f"{out / 'last'} holds the run so far (continue with --resume)"
     print_error(f"interrupted; {saved if (out / 'last').exists() else 'nothing was trained'}")
     raise typer.Exit(130)
+
+
+@contextmanager
+def training_failures(out: Path | None) -> Iterator[None]:
+    """How a training run (`vab train`, `vab finetune`) ends when it does not finish: Ctrl-C
+    says what was kept (exit 130), a failure is one line (exit 1); the torchrun process group is
+    always torn down."""
+    from .train import TrainingStopped, end_distributed
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        interrupted(out)
+    except (TrainingStopped, VabError, OSError) as exc:
+        print_error(str(exc))
+        raise typer.Exit(1) from None
+    finally:
+        end_distributed()
 
 
 def report_run(out: Path, final: dict[str, Any], as_json: bool) -> None:

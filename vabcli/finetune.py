@@ -17,7 +17,6 @@ from torch import nn
 from .checkpoint import unwrap
 from .config import ModelConfig
 from .contrastive import LogitScale, gather_batch, info_nce
-from .dataset import collate
 from .model import AUDIO, VISUAL, VabModel
 from .objective import LossResult
 from .retrieval import recall_at_k
@@ -100,12 +99,7 @@ class ContrastiveTrainer(Trainer):
         """Every rank embeds the whole (small) val set, so all agree on the best checkpoint."""
         if len(self.val_clips) < 2:
             return {}
-        data = self.dataset(self.val_clips)
-        self.net.eval()
-        parts = []
-        for first in range(0, len(data), self.opts.batch_size):
-            last = min(len(data), first + self.opts.batch_size)
-            parts.append(self._embed(collate([data[(i, 0)] for i in range(first, last)])))
+        parts = [self._embed(batch) for _, batch in self.val_batches(shard=False)]
         v = torch.cat([p[0] for p in parts])
         a = torch.cat([p[1] for p in parts])
         targets = torch.arange(len(v), device=v.device)

@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,13 +267,8 @@ class Trainer:
         """Masked-token loss and accuracy over every val clip (each rank scores its share)."""
         if not self.val_clips:
             return {}
-        data = self.dataset(self.val_clips)
-        self.net.eval()
         sums = {"loss": 0.0, "correct": 0.0, "count": 0.0}
-        starts = range(0, len(data), self.opts.batch_size)
-        for first in starts[self.ranks.rank :: self.ranks.world]:
-            last = min(len(data), first + self.opts.batch_size)
-            batch = collate([data[(i, 0)] for i in range(first, last)])
+        for first, batch in self.val_batches(shard=True):
             result = self._loss(batch, _generator(self.opts.seed, -1 - first, 0))
             sums["loss"] += result.loss.item() * result.n_masked
             sums["correct"] += result.accuracy.item() * result.n_masked
@@ -281,6 +276,16 @@ class Trainer:
         sums = _sum_across_ranks(sums, self.ranks, self.device)
         count = max(sums["count"], 1.0)
         return {"val_loss": sums["loss"] / count, "val_accuracy": sums["correct"] / count}
+
+    def val_batches(self, shard: bool) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        """(first clip index, batch) over one window (epoch 0) of every val clip, the model in
+        eval mode; with `shard`, each rank takes its share of the batches."""
+        data = self.dataset(self.val_clips)
+        self.net.eval()
+        starts = range(0, len(data), self.opts.batch_size)
+        for first in starts[self.ranks.rank :: self.ranks.world] if shard else starts:
+            last = min(len(data), first + self.opts.batch_size)
+            yield first, collate([data[(i, 0)] for i in range(first, last)])
 
     def _validate_and_save(self) -> dict[str, float]:
         values = self._validate()
