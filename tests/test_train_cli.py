@@ -326,3 +326,5 @@ def classify_round_trip(tmp_path, manifest, lines, silent, cache_dir):
     assert not (tmp_path / "unseen").exists()
     generator = vab("classify", first, "--model", str(tmp_path / "pre"))
     assert generator.returncode == 1 and "not a classifier" in generator.stderr
+    missing = vab("classify", str(tmp_path / "nope.mp4"), "--model", str(tmp_path / "cls"))
+    assert missing.returncode == 1 and "no such file" in json.loads(missing.stdout)["error"]

@@ -336,6 +336,7 @@ def _tokenize_all(
         job: Job[ClipItem] = Job(
             work=lambda item, progress: tokenizer.tokenize(item.path, item.segment, progress),
             name=ClipItem.name,
+            error=lambda item: item.error,  # e.g. "no such file", known before any work
         )
         with _BarsOnly(len(items), "tokenize", as_json=False, quiet=quiet, describe=str) as bars:
             outcomes = run_batch(items, job, workers, bars)
