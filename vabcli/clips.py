@@ -1,4 +1,8 @@
-"""Clips to work on: whole videos named on the command line, or manifest lines (maybe segments)."""
+"""Clips to work on: whole videos named on the command line, or manifest lines (maybe segments).
+
+Invariant (as for INPUT arguments): a clip without an error names an existing regular file; a
+manifest line naming a missing file, a FIFO or a device is an error item naming `file:line`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .extract import WHOLE, Segment
-from .inputs import expand_inputs
+from .inputs import expand_inputs, file_problem
 from .manifest import read_manifest
 
 
@@ -47,7 +51,7 @@ def clip_items(inputs: list[str] | None, data: Path | None) -> list[ClipItem]:
             ClipItem(
                 e.video,
                 Segment(e.start or 0.0, e.end),
-                None,
+                _line_problem(data, e.line, e.video),
                 e.line,
                 e.label,
                 e.split,
@@ -56,6 +60,11 @@ def clip_items(inputs: list[str] | None, data: Path | None) -> list[ClipItem]:
             for e in read_manifest(data)
         ]
     return items
+
+
+def _line_problem(data: Path, line: int, video: Path) -> str | None:
+    problem = file_problem(video)
+    return f"{data}:{line}: {video}: {problem}" if problem else None
 
 
 def _below(video: Path, folder: Path) -> Path:
