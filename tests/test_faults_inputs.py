@@ -163,16 +163,30 @@ def test_tiny_frames_are_a_valid_video(tmp_path, size):
     from vabcli.probe import probe
 
     video = _encode(tmp_path / f"v{size}.mkv", "-f", "lavfi", "-i",
-                    f"color=c=red:s={size}:r=4:d=1", "-c:v", "ffv1")  # fmt: skip
+                    f"color=c=red:s={size}:r=4:d=1", "-c:v", "png")  # fmt: skip
     info = probe(video)
     assert (info.width, info.height) == tuple(int(v) for v in size.split("x"))
 
 
-def test_a_frame_at_ten_hours_is_one_frame_of_video(tmp_path):
+def test_a_clip_starting_at_ten_hours_is_its_frames_span(tmp_path):
     """The clip is its frames' span; an offset clock must not make it a 10-hour video."""
     from vabcli.probe import probe
 
-    video = _encode(tmp_path / "late.mp4", "-f", "lavfi", "-i", "color=c=red:s=32x32:r=4:d=0.25",
-                    "-c:v", "libx264", "-output_ts_offset", "36000")  # fmt: skip
+    video = _encode(tmp_path / "late.mkv", "-f", "lavfi", "-i", "color=c=red:s=32x32:r=4:d=0.5",
+                    "-c:v", "png", "-output_ts_offset", "36000")  # fmt: skip
     info = probe(video)
-    assert info.duration == pytest.approx(0.25, abs=0.01)
+    assert info.duration == pytest.approx(0.5, abs=0.01)
+
+
+def test_a_lone_frame_ten_hours_after_the_rest_is_refused_in_one_line(tmp_path, clip):
+    """Believed, it made a 10-hour video of 5 frames (5.5 GB of scratch in 40 s)."""
+    from vabcli.errors import MediaError
+    from vabcli.probe import probe
+
+    video = _encode(tmp_path / "gap.mkv", "-f", "lavfi", "-i", "color=c=red:s=32x32:r=4:d=1",
+                    "-vf", "setpts='if(eq(N,3),36000/TB,PTS)'", "-c:v", "png")  # fmt: skip
+    with pytest.raises(MediaError, match=r"jump.*frames") as caught:
+        probe(video)
+    assert "\n" not in str(caught.value)
+    done = run_vab("extract", str(video), "--size", "32", "--cache", str(tmp_path / "c"), "-q")
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, done.stderr

@@ -3,17 +3,22 @@
 One ffmpeg call reads the stream header from stderr and copies the video stream's packets to the
 `framecrc` muxer on stdout: a demux without decoding, which gives the exact packet count and the
 stream's own time span (what `ffprobe -count_packets` would) and reveals truncated files.
+
+Invariant: a VideoInfo's duration is the span its frames cover. A timeline with a long stretch
+and no frame in it (a lone frame hours after the rest) is refused rather than believed, since
+believing it means hours of decoded scratch for a few frames.
 """
 
 from __future__ import annotations
 
-import math
 import re
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import ffmpeg
 from .errors import MediaError
+from .inputs import file_problem
 
 # Stream specifier for "the first real video stream": capital V skips cover art / attached pictures.
 FIRST_VIDEO = "0:V:0"
@@ -24,7 +29,13 @@ _STREAM_RE = re.compile(
     r"(?P<kind>Video|Audio|Subtitle|Data|Attachment): (?P<codec>[\w-]+)(?P<rest>.*)$"
 )
 _DURATION_RE = re.compile(r"Duration: (?P<dur>N/A|\d+:\d+:\d+(?:\.\d+)?)")
-_SIZE_RE = re.compile(r"\b(\d{2,5})x(\d{2,5})\b")
+# WxH as ffmpeg writes it in the stream line: after ", " (so a codec tag like `0x1234` is not a
+# size), any number of digits per side (a 1x1 video is valid).
+_SIZE_RE = re.compile(r", (\d{1,5})x(\d{1,5})(?![\w.])")
+# Longest stretch without a frame that is still a video. VFR captures repeat a still frame at
+# least every few seconds; a minute without one is a damaged or stitched timeline.
+MAX_FRAME_GAP = 60.0
+GAP_RATIO = 100.0  # ... and that many typical frame intervals
 _RATE_RE = re.compile(r"([\d.]+)(k?) (fps|tbr)\b")
 _ROTATION_RE = re.compile(r"rotation of (-?[\d.]+) degrees|^\s*rotate\s*:\s*(-?[\d.]+)", re.I)
 _HZ_RE = re.compile(r"(\d+) Hz, ([^,]+)")
@@ -73,8 +84,9 @@ class _Stream:
 def probe(path: str | Path) -> VideoInfo:
     """Probe a video file; raises MediaError (naming the file) if it is not a usable video."""
     path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"{path}: no such file")
+    problem = file_problem(path)
+    if problem:
+        raise MediaError(f"{path}: {problem}")
     if path.stat().st_size == 0:
         raise MediaError(f"{path}: empty file")
     header_and_packets = ["-nostats", "-i", str(path), "-map", f"{FIRST_VIDEO}?", "-c", "copy",
@@ -89,7 +101,9 @@ def probe(path: str | Path) -> VideoInfo:
     video = next((s for s in streams if s.kind == "Video" and "attached pic" not in s.text), None)
     if video is None:
         raise MediaError(f"{path}: no video stream")
-    n_packets, start, span = _packet_span(done.stdout.decode("ascii", errors="replace"))
+    packets = _packets(done.stdout.decode("ascii", errors="replace"))
+    n_packets, start, span = _packet_span(packets)
+    _check_gaps(packets, path)
     if n_packets == 0:
         raise MediaError(f"{path}: video stream has no frames")
     duration = span if span > 0 else _header_duration(header)
@@ -110,7 +124,7 @@ def packet_stats(path: str | Path, stream: str) -> PacketStats:
     done = ffmpeg.run_checked(
         ["-i", str(path), "-map", stream, "-c", "copy", "-f", "framecrc", "-"], path
     )
-    count, _, span = _packet_span(done.stdout.decode("ascii", errors="replace"))
+    count, _, span = _packet_span(_packets(done.stdout.decode("ascii", errors="replace")))
     return PacketStats(count, span)
 
 
@@ -123,7 +137,7 @@ def _build_info(
     n_packets: int,
     start: float,
 ) -> VideoInfo:
-    size = _SIZE_RE.search(video.text)
+    size = _SIZE_RE.search(video.text.splitlines()[0])  # the stream line, not its metadata
     if size is None:
         raise MediaError(f"{path}: video stream has no frame size")
     container = _CONTAINER_RE.search(header)
@@ -165,12 +179,17 @@ def _parse_header(stderr: str, path: Path) -> tuple[str, list[_Stream]]:
     return text, streams
 
 
-def _packet_span(framecrc: str) -> tuple[int, float, float]:
-    """(packet count, start, duration): seconds from the file's time zero to the earliest packet
-    (zero if earlier), and from there to the latest packet end."""
+@dataclass(frozen=True)
+class _Packets:
+    count: int  # every packet, with or without a timestamp
+    timebase: float | None
+    spans: list[tuple[int, int]]  # (pts, duration) of the packets that have them, in timebase
+
+
+def _packets(framecrc: str) -> _Packets:
     timebase = None
     count = 0
-    first, last = math.inf, -math.inf
+    spans = []
     for line in framecrc.splitlines():
         if line.startswith("#tb"):
             num, den = line.split(":", 1)[1].strip().split("/")
@@ -179,15 +198,41 @@ def _packet_span(framecrc: str) -> tuple[int, float, float]:
             fields = [f.strip() for f in line.split(",")]
             count += 1
             try:
-                pts, dur = int(fields[2]), int(fields[3])
+                spans.append((int(fields[2]), int(fields[3])))
             except (IndexError, ValueError):
                 continue  # a packet without a timestamp still counts as a frame
-            first, last = min(first, pts), max(last, pts + dur)
-    if timebase is None or count == 0 or first == math.inf:
-        return count, 0.0, 0.0
+    return _Packets(count, timebase, spans)
+
+
+def _packet_span(packets: _Packets) -> tuple[int, float, float]:
+    """(packet count, start, duration): seconds from the file's time zero to the earliest packet
+    (zero if earlier), and from there to the latest packet end."""
+    if packets.timebase is None or not packets.spans:
+        return packets.count, 0.0, 0.0
+    first = min(pts for pts, _ in packets.spans)
+    last = max(pts + dur for pts, dur in packets.spans)
     # Packets before time zero (AAC encoder priming) are cut by the container's edit list.
     start = max(first, 0)
-    return count, start * timebase, (last - start) * timebase
+    return packets.count, start * packets.timebase, (last - start) * packets.timebase
+
+
+def _check_gaps(packets: _Packets, path: Path) -> None:
+    """MediaError if one stretch without a frame is both over MAX_FRAME_GAP seconds and far
+    longer than the video's usual frame interval (a slideshow at one frame a minute is fine)."""
+    if packets.timebase is None:
+        return
+    times = sorted({pts for pts, _ in packets.spans})
+    gaps = [(b - a) * packets.timebase for a, b in zip(times[:-1], times[1:], strict=True)]
+    if not gaps:
+        return
+    limit = max(MAX_FRAME_GAP, GAP_RATIO * statistics.median(gaps))
+    for number, gap in enumerate(gaps, start=1):
+        if gap > limit:
+            raise MediaError(
+                f"{path}: video timestamps jump {gap:.1f} s between frames {number} and "
+                f"{number + 1} of {len(times)} (a damaged or stitched timeline); re-time it, "
+                "e.g. ffmpeg -i IN -vf setpts=N/FRAME_RATE/TB OUT"
+            )
 
 
 def _header_duration(header: str) -> float | None:
