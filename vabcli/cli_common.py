@@ -1,5 +1,6 @@
 """What every `vab` command shares: the app, common options, and running a batch with a display."""
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -144,6 +145,17 @@ def extract_options(fps: float, size: str, sample_rate: int) -> ExtractOptions:
         return ExtractOptions(fps=fps, width=width, height=height, sample_rate=sample_rate)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+def check_writable_folder(folder: Path, what: str = "output folder") -> None:
+    """Create `folder` if needed and prove a file can be written there, before any model loads:
+    VabError (one line) otherwise, rather than a failure per clip after minutes of work."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".vab-write-test-"):
+            pass
+    except OSError as exc:
+        raise VabError(f"cannot write to {what} {folder}: {exc.strerror or exc}") from None
 
 
 def open_cache(root: Path | None) -> Cache:

@@ -11,7 +11,7 @@ import typer
 from .cli_common import CacheOpt, DeviceOpt, JsonOpt, QuietOpt, WorkersOpt, app, open_cache
 from .cli_train import DataOpt, _tokenize_all
 from .clips import ClipItem, clip_items
-from .console import print_error, print_warning
+from .console import print_error, print_warning, printable
 from .errors import VabError
 
 ModelOpt = Annotated[
@@ -205,7 +205,7 @@ def answer_each(
         if as_json:
             print(json.dumps(row))
         elif row["status"] == "error":
-            print(f"error    {row['input']}  {row['error']}")
+            print(f"error    {printable(row['input'])}  {printable(row['error'])}")
         else:
-            print(f"ok       {row['input']}  -> {shown(row)}")
+            print(f"ok       {printable(row['input'])}  -> {printable(shown(row))}")
     return failed

@@ -15,6 +15,7 @@ from .cli_common import (
     QuietOpt,
     WorkersOpt,
     app,
+    check_writable_folder,
     open_cache,
     show_batch,
 )
@@ -224,6 +225,7 @@ def generate(
     try:
         targets = plan_targets(clip_items(inputs, data), out, audio_format, mux=not no_mux)
         store = open_cache(cache)
+        check_writable_folder(out)
     except VabError as exc:
         print_error(str(exc))
         raise typer.Exit(1) from None

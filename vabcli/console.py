@@ -1,4 +1,9 @@
-"""What the CLI shows: results on stdout (text or JSON lines), progress and summaries on stderr."""
+"""What the CLI shows: results on stdout (text or JSON lines), progress and summaries on stderr.
+
+Invariant: one line per input in text output. File names may hold newlines and other control
+characters, so every name and message shown as text passes through `printable` (JSON output
+escapes them itself and keeps the real name).
+"""
 
 from __future__ import annotations
 
@@ -18,16 +23,25 @@ from .batch import BatchEvents, Outcome
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+# C0 and C1 control characters and DEL, each as its Python escape (\n, \r, \t, \x1b, ...).
+_CONTROL = {c: repr(chr(c))[1:-1] for c in (*range(32), *range(127, 160))}
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped, so it stays on one line and moves no cursor."""
+    return text.translate(_CONTROL)
+
+
 def debug_enabled() -> bool:
     return os.environ.get("VAB_DEBUG", "") not in ("", "0")
 
 
 def print_error(message: str) -> None:
-    stderr.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
+    stderr.print(f"[bold red]error:[/] {escape(printable(message))}", markup=True, highlight=False)
 
 
 def print_warning(message: str) -> None:
-    stderr.print(f"[yellow]warning:[/] {escape(message)}", markup=True, highlight=False)
+    stderr.print(f"[yellow]warning:[/] {escape(printable(message))}", markup=True, highlight=False)
 
 
 def progress_bars(quiet: bool, redirect_stdout: bool = False) -> Progress:
@@ -101,9 +115,10 @@ class BatchDisplay(BatchEvents):
         if self.as_json:
             print(json.dumps(outcome.to_json(), ensure_ascii=False), flush=True)
         elif outcome.status == "ok":
-            print(f"ok       {outcome.input}  {self.describe(outcome)}", flush=True)
+            print(f"ok       {printable(outcome.input)}  {self.describe(outcome)}", flush=True)
         elif outcome.status == "skipped":
-            print(f"skipped  {outcome.input}  ({outcome.figures.get('reason', '')})", flush=True)
+            reason = printable(outcome.figures.get("reason", ""))
+            print(f"skipped  {printable(outcome.input)}  ({reason})", flush=True)
         if outcome.status == "error":
             print_error(outcome.error or "failed")
             if outcome.traceback and debug_enabled():
@@ -122,9 +137,10 @@ class BatchDisplay(BatchEvents):
             # The failures again, together: in a long batch their error lines scrolled away.
             for outcome in outcomes:
                 if outcome.status == "error":
-                    stderr.print(f"  failed: {outcome.input}", markup=False)
+                    stderr.print(f"  failed: {printable(outcome.input)}", markup=False)
         return 1 if counts["error"] else 0
 
 
 def _short(name: str, width: int = 48) -> str:
+    name = printable(name)
     return name if len(name) <= width else "…" + name[-(width - 1) :]
