@@ -115,7 +115,7 @@ def test_tokenize_interrupted_anywhere_then_rerun_fills_the_same_cache(
     assert rerun.returncode == 0, rerun.stderr
     assert [json.loads(line)["status"] for line in rerun.stdout.splitlines()] == ["ok"] * 3
     expected = file_bytes(reference, "*.npy")
-    assert len(expected) == 9  # frames + audio, features, codes for three clips
+    assert len(expected) == 12  # frames, audio, features and codes of three clips
     assert file_bytes(cache, "*.npy") == expected
     assert leftovers(cache) == []
 
