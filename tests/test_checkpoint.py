@@ -17,6 +17,7 @@ from vabcli.checkpoint import (
     CheckpointError,
     check_encoders,
     load_checkpoint,
+    load_model,
     save_checkpoint,
     unwrap,
 )
@@ -261,3 +262,62 @@ def test_check_encoders(tmp_path):
 
     with pytest.raises(CheckpointError, match="visual_id"):
         check_encoders({"codec_id": META["codec_id"]}, META["codec_id"], "debug", path)
+
+
+def _vab_checkpoint(tmp_path: Path) -> Path:
+    from vabcli.model import VabModel
+
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path / "ck", VabModel(CONFIG), CONFIG, META)
+
+
+def _edit_dimensions(folder: Path, **changes) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config["model"].update(changes)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_config_sizes_are_checked_against_the_weights_header_before_allocating(
+    tmp_path, monkeypatch
+):
+    """A config.json saying d_model 8192 beside small weights allocated gigabytes first."""
+    from vabcli import model as model_module
+
+    folder = _vab_checkpoint(tmp_path)
+    _edit_dimensions(folder, d_model=8192)
+    real_init = model_module.VabModel.__init__
+
+    def only_on_meta(self, cfg):  # any real allocation at the claimed size fails the test
+        assert torch.empty(0).device.type == "meta", "VabModel built for real before the check"
+        real_init(self, cfg)
+
+    monkeypatch.setattr(model_module.VabModel, "__init__", only_on_meta)
+    message = assert_one_line_error(folder, r"does not match its config.json: .* is \[16\]")
+    assert str(folder / "model.safetensors") in message and "8192" in message
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"n_heads": 0}, "n_heads must be a whole number"),
+        ({"d_model": 15}, "n_heads"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"visual_fps": -1}, "visual_fps"),
+        ({"codebook_size": 2.5}, "codebook_size must be a whole number"),
+        ({"n_multiway": True}, "n_multiway"),
+        ({"d_model": 10**9}, "d_model must be a whole number in"),
+    ],
+)
+def test_bad_config_values_are_one_line_errors(tmp_path, changes, match):
+    folder = _vab_checkpoint(tmp_path)
+    _edit_dimensions(folder, **changes)
+    assert_one_line_error(folder, match)
+
+
+def test_weights_missing_a_backbone_tensor_fail_before_the_model_is_built(tmp_path):
+    folder = _vab_checkpoint(tmp_path)
+    state = safetensors.torch.load_file(str(folder / "model.safetensors"))
+    del state["heads.bias"]
+    safetensors.torch.save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"lacks heads.bias \(1 missing"):
+        load_model(folder)

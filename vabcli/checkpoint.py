@@ -2,6 +2,8 @@
 
 Never pickle: a checkpoint is data a stranger may hand you, and unpickling runs their code.
 A save swaps a complete folder into place, so readers see the old checkpoint or the new one.
+For the same reason config.json is not trusted on load: its values are checked, and every
+tensor shape it implies is compared with the safetensors header before anything is allocated.
 """
 
 from __future__ import annotations
@@ -240,12 +242,51 @@ def load_checkpoint(
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"checkpoint {folder} has no {WEIGHTS_FILE}")
+    check_shapes(weights, config)
     try:
         state = safetensors.torch.load_file(str(weights), device=device)
     except (safetensors.SafetensorError, OSError) as exc:
         raise CheckpointError(f"cannot read weights {weights}: {_one_line(exc)}") from exc
     meta = {k: v for k, v in header.items() if k not in _RESERVED}
     return config, state, meta
+
+
+def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape, read from the safetensors header alone (no tensor data)."""
+    try:
+        with safetensors.safe_open(str(weights), framework="pt") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118
+    except (safetensors.SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read weights {weights}: {_one_line(exc)}") from exc
+
+
+def _implied_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    # Built on the meta device: shapes without memory, whatever the dimensions say.
+    with torch.device("meta"):
+        model = VabModel(config)
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+def check_shapes(weights: Path, config: ModelConfig) -> None:
+    """CheckpointError naming the first tensor whose shape in `weights` differs from what
+    `config` implies. Fine-tunes nest the backbone under a prefix (found by its input layer)
+    and may leave parts of it out; only tensors present are compared (load_model checks that
+    none is missing)."""
+    found = _header_shapes(weights)
+    anchor = next((k for k in found if k == _ANCHOR or k.endswith("." + _ANCHOR)), None)
+    if anchor is None:
+        return  # no backbone in it: nothing the config sizes
+    prefix = anchor[: -len(_ANCHOR)]
+    for key, shape in _implied_shapes(config).items():
+        have = found.get(prefix + key)
+        if have is not None and have != shape:
+            raise CheckpointError(
+                f"{weights} does not match its {CONFIG_FILE}: {prefix + key} is "
+                f"{list(have)} in the weights but the config implies {list(shape)}"
+            )
+
+
+_ANCHOR = "visual_in.weight"  # the backbone's first layer: every checkpoint holds it
 
 
 def load_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -255,6 +296,14 @@ def load_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict[s
         raise CheckpointError(
             f"{path} is a {meta['task']} fine-tune (for vab embed/retrieve), not a model that "
             "generates audio: give its --init checkpoint instead"
+        )
+    implied = _implied_shapes(config)
+    missing, extra = sorted(set(implied) - set(state)), sorted(set(state) - set(implied))
+    if missing or extra:  # before the model is allocated at the config's size
+        what = f"lacks {missing[0]}" if missing else f"holds an unexpected {extra[0]}"
+        raise CheckpointError(
+            f"{path}: weights do not fit the model: {WEIGHTS_FILE} {what} "
+            f"({len(missing)} missing, {len(extra)} unexpected)"
         )
     model = VabModel(config).to(device)
     try:

@@ -11,7 +11,14 @@ from typer.core import TyperGroup
 from . import __version__
 from .batch import Job, Outcome, run_batch
 from .cache import Cache, default_cache_dir
-from .config import CODEC_SAMPLE_RATE, FRAME_SIZE, VISUAL_FPS, ExtractOptions, parse_size
+from .config import (
+    CODEC_SAMPLE_RATE,
+    FRAME_SIZE,
+    VISUAL_FPS,
+    ExtractOptions,
+    check_number,
+    parse_size,
+)
 from .console import BatchDisplay, print_error, print_warning
 from .errors import VabError
 
@@ -52,6 +59,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def in_range(low: float, high: float, *, low_open: bool = False) -> Callable:
+    """A typer callback refusing NaN, infinities and numbers outside [low, high] (or (low, high])
+    as usage errors, for options no options dataclass checks. None (unset) passes."""
+
+    def check(param: typer.CallbackParam, value: float | None) -> float | None:
+        if value is not None:
+            try:
+                check_number(param.opts[0], value, low, high, low_open=low_open)
+            except ValueError as exc:  # "--opt must be ...": typer names the option itself
+                raise typer.BadParameter(str(exc).split(" ", 1)[1]) from None
+        return value
+
+    return check
+
 
 # Options shared by several commands: one definition each, so names and help never drift.
 CacheOpt = Annotated[
@@ -138,6 +161,16 @@ SampleRateOpt = Annotated[
 DEFAULT_FPS, DEFAULT_SIZE, DEFAULT_SAMPLE_RATE = VISUAL_FPS, str(FRAME_SIZE), CODEC_SAMPLE_RATE
 
 
+def bad_options(exc: ValueError, names: dict[str, str]) -> typer.BadParameter:
+    """The usage error for an options dataclass's ValueError, its field named as the option
+    the user typed (`window_seconds must ...` -> `--window must ...`)."""
+    message = str(exc)
+    field_name = message.split(" ", 1)[0]
+    if field_name in names:
+        message = names[field_name] + message[len(field_name) :]
+    return typer.BadParameter(message)
+
+
 def extract_options(fps: float, size: str, sample_rate: int) -> ExtractOptions:
     """The options object for --fps/--size/--sample-rate; a bad value is a usage error."""
     try:
@@ -186,6 +219,7 @@ BandwidthOpt = Annotated[
     float | None,
     typer.Option(
         metavar="KBPS",
+        callback=in_range(0, 1000, low_open=True),
         help="Codec bandwidth: for encodec_24khz 1.5, 3 (default), 6, 12 or 24 kbps; other "
         "codecs default to all their codebooks.",
     ),

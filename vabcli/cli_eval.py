@@ -18,6 +18,7 @@ from .cli_common import (
     QuietOpt,
     WorkersOpt,
     app,
+    in_range,
 )
 from .console import print_error, print_warning, progress_bars
 from .errors import VabError
@@ -70,7 +71,10 @@ def eval_command(
     tolerance: Annotated[
         float,
         typer.Option(
-            "--tolerance", metavar="MS", min=1, help="How close a detected onset must be to count."
+            "--tolerance",
+            metavar="MS",
+            callback=in_range(1, 10_000),
+            help="How close a detected onset must be to count.",
         ),
     ] = 100.0,
     judge_data: Annotated[

@@ -15,6 +15,7 @@ from .cli_common import (
     QuietOpt,
     WorkersOpt,
     app,
+    bad_options,
     check_writable_folder,
     open_cache,
     show_batch,
@@ -27,6 +28,12 @@ from .errors import VabError
 from .outputs import DubTarget, in_shard, parse_shard, plan_targets
 
 _DEFAULTS = SamplingOptions()
+# Option spelling of each DubOptions / SamplingOptions field, for usage errors.
+_OPTION_NAMES = {"steps": "--steps", "guidance": "--guidance", "temperature": "--temperature",
+                 "top_k": "--top-k", "batch_size": "--batch-size", "workers": "--workers",
+                 "keep_audio": "--keep-audio", "gap_threshold_db": "--gap-threshold",
+                 "min_gap_seconds": "--min-gap", "window_seconds": "--window",
+                 "context_seconds": "--context"}  # fmt: skip
 
 
 def _describe(outcome) -> str:
@@ -220,7 +227,7 @@ def generate(
                           device=_rank_device(device), codec=codec, codec_weights=codec_weights,
                           image_encoder=image_encoder)  # fmt: skip
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise bad_options(exc, _OPTION_NAMES) from None
     part = _shard_of_run(shard)
     try:
         targets = plan_targets(clip_items(inputs, data), out, audio_format, mux=not no_mux)

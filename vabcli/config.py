@@ -1,7 +1,13 @@
-"""One home for every rate and size the pipeline agrees on, and the options built from them."""
+"""One home for every rate and size the pipeline agrees on, and the options built from them.
+
+Invariant: an options or config object that exists holds meaningful values. Each dataclass checks
+its own fields on construction (finite numbers in range, whole numbers where counts are meant) and
+raises ValueError naming the field, which the CLI turns into a usage error (exit 2).
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -46,6 +52,33 @@ AUDIO_EXTENSIONS = frozenset(
 )
 
 
+def check_number(
+    name: str,
+    value: object,
+    low: float,
+    high: float,
+    *,
+    integer: bool = False,
+    low_open: bool = False,
+) -> None:
+    """ValueError unless `value` is a finite number in [low, high] ((low, high] if `low_open`),
+    and an int (not a bool) if `integer`. NaN and infinities never pass."""
+    kinds = int if integer else (int, float)
+    ok = isinstance(value, kinds) and not isinstance(value, bool)
+    if ok and not integer:
+        ok = math.isfinite(value)  # type: ignore[arg-type]
+    if ok:
+        ok = (low < value if low_open else low <= value) and value <= high  # type: ignore[operator]
+    if not ok:
+        what = "a whole number" if integer else "a number"
+        bounds = f"{'(' if low_open else '['}{_shown(low)}, {_shown(high)}]"
+        raise ValueError(f"{name} must be {what} in {bounds}, got {value!r}")
+
+
+def _shown(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
 @dataclass(frozen=True)
 class ExtractOptions:
     """What extract decodes: RGB frames at `fps`, `width`x`height`; mono audio at `sample_rate`."""
@@ -56,6 +89,7 @@ class ExtractOptions:
     sample_rate: int = CODEC_SAMPLE_RATE
 
     def __post_init__(self) -> None:
+        check_number("fps", self.fps, 0, 120, low_open=True)
         # Normalise types: fps=25 and fps=25.0 must give the same cache key.
         object.__setattr__(self, "fps", float(self.fps))
         object.__setattr__(self, "width", int(self.width))
@@ -114,6 +148,15 @@ class ModelConfig:
     audio_frame_rate: float = 75.0
 
     def __post_init__(self) -> None:
+        # Bounds well past the `base` preset: a config.json is data a stranger may hand us, and
+        # its sizes are allocated before any weight is read.
+        for name, low, high in _MODEL_INTS:
+            check_number(name, getattr(self, name), low, high, integer=True)
+        check_number("dropout", self.dropout, 0.0, 1.0)
+        if self.dropout >= 1.0:
+            raise ValueError(f"dropout must be below 1, got {self.dropout}")
+        check_number("visual_fps", self.visual_fps, 0, 1000, low_open=True)
+        check_number("audio_frame_rate", self.audio_frame_rate, 0, 1000, low_open=True)
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} must divide by n_heads {self.n_heads}")
         if self.d_model % 2:
@@ -123,6 +166,17 @@ class ModelConfig:
     def mask_id(self) -> int:
         return self.codebook_size
 
+
+_MODEL_INTS = (
+    ("visual_dim", 1, 65_536),
+    ("n_codebooks", 1, 64),
+    ("codebook_size", 2, 1 << 20),
+    ("d_model", 2, 16_384),
+    ("n_heads", 1, 256),
+    ("n_multiway", 1, 256),
+    ("n_shared", 0, 256),
+    ("ffn_mult", 1, 64),
+)
 
 # Presets: `tiny` trains on two CPU cores in minutes; `base` is the paper's size (about 400 M
 # parameters: d 1024, 16 heads, N1 = N2 = 12, FFN 4d).
@@ -152,6 +206,14 @@ class MaskingConfig:
     null_condition_prob: float = 0.1  # classifier-free guidance: drop the visual condition
     label_smoothing: float = 0.0
 
+    def __post_init__(self) -> None:
+        for name in ("mean", "low", "high", "null_condition_prob"):
+            check_number(name, getattr(self, name), 0.0, 1.0)
+        check_number("std", self.std, 0.0, 10.0, low_open=True)
+        check_number("label_smoothing", self.label_smoothing, 0.0, 1.0)
+        if self.low >= self.high:
+            raise ValueError(f"mask bounds need low < high, got {self.low}, {self.high}")
+
 
 def dataclass_from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """A config dataclass from JSON data; ValueError names unknown keys or rejected values."""
@@ -162,6 +224,13 @@ def dataclass_from_dict(cls: type[T], data: dict[str, Any]) -> T:
         return cls(**data)
     except TypeError as exc:
         raise ValueError(str(exc)) from exc
+
+
+# Past these the numbers mean nothing: MaskGIT unmasks at least one token per step, so more
+# steps than a window's tokens (a few thousand) only repeat the last one; guidance weights
+# beyond tens saturate the softmax.
+MAX_STEPS = 10_000
+MAX_GUIDANCE = 100.0
 
 
 @dataclass(frozen=True)
@@ -177,11 +246,16 @@ class SamplingOptions:
     noise: float = 1.0  # Gumbel noise scale at the first step; it anneals linearly to 0
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.temperature <= 0 or (self.top_k is not None and self.top_k < 1):
-            raise ValueError(f"bad sampling options: {self}")
+        check_number("steps", self.steps, 1, MAX_STEPS, integer=True)
+        check_number("guidance", self.guidance, -MAX_GUIDANCE, MAX_GUIDANCE)
+        check_number("temperature", self.temperature, 0, 100, low_open=True)
+        if self.top_k is not None:
+            check_number("top_k", self.top_k, 1, 1 << 20, integer=True)
+        check_number("noise", self.noise, 0, 100)
 
 
 SamplerName = Literal["maskgit", "ar"]
+MAX_SECONDS = 7 * 24 * 3600.0  # a week: any clip length or window beyond it is a typo
 AUDIO_FORMATS = ("wav", "flac")
 
 
@@ -215,8 +289,14 @@ class DubOptions:
     def __post_init__(self) -> None:
         if self.audio_format not in AUDIO_FORMATS:
             raise ValueError(f"audio format must be one of {', '.join(AUDIO_FORMATS)}")
-        if self.keep_audio < 0 or self.min_gap_seconds <= 0 or self.batch_size < 1:
-            raise ValueError(f"bad generate options: {self}")
+        check_number("batch_size", self.batch_size, 1, 4096, integer=True)
+        check_number("workers", self.workers, 1, 64, integer=True)
+        check_number("keep_audio", self.keep_audio, 0, MAX_SECONDS)
+        check_number("gap_threshold_db", self.gap_threshold_db, -200, 0)
+        check_number("min_gap_seconds", self.min_gap_seconds, 0, MAX_SECONDS, low_open=True)
+        if self.window_seconds is not None:
+            check_number("window_seconds", self.window_seconds, 0.1, MAX_SECONDS)
+        check_number("context_seconds", self.context_seconds, 0, MAX_SECONDS)
 
     @property
     def needs_own_audio(self) -> bool:
