@@ -1,7 +1,13 @@
-"""Seeing and bounding the cache: `vab cache info` and `vab cache prune`."""
+"""Seeing and bounding the cache: `vab cache info` and `vab cache prune`.
+
+Besides entries, both see the temporaries that killed runs left (at any depth): a temporary is a
+leftover once its process is gone from this host, or after six hours (`cache.abandoned`); one
+that a live run is still filling is never counted or removed.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -9,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import FORMAT_VERSION, META_FILE, TMP_MARK, Cache
+from .cache import FORMAT_VERSION, META_FILE, TMP_MARK, Cache, abandoned, remove
 
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -32,10 +38,20 @@ class StageUsage:
 
 
 @dataclass(frozen=True)
+class Leftovers:
+    """Temporaries of runs that are gone: how many, and their bytes."""
+
+    paths: list[Path]
+    size: int
+
+
+@dataclass(frozen=True)
 class PruneReport:
     removed: int
     freed: int
     remaining: int
+    leftovers: int = 0
+    leftover_size: int = 0
 
 
 def parse_size(text: str) -> int:
@@ -50,7 +66,8 @@ def entries(cache: Cache) -> Iterator[Entry]:
     """Every complete entry of every stage and format version under the cache root."""
     if not cache.root.is_dir():
         return
-    for stage_dir in sorted(p for p in cache.root.iterdir() if p.is_dir() and p.name != "digests"):
+    stage_dirs = (p for p in cache.root.iterdir() if p.is_dir() and TMP_MARK not in p.name)
+    for stage_dir in sorted(p for p in stage_dirs if p.name not in ("digests", "encoders")):
         for version_dir in sorted(stage_dir.glob("v*")):
             current = version_dir.name == f"v{FORMAT_VERSION}"
             for meta in version_dir.glob(f"*/*/{META_FILE}"):
@@ -59,6 +76,25 @@ def entries(cache: Cache) -> Iterator[Entry]:
                     continue
                 size = sum(f.stat().st_size for f in entry.iterdir() if f.is_file())
                 yield Entry(stage_dir.name, entry, size, meta.stat().st_mtime, current)
+
+
+def leftovers(cache: Cache) -> Leftovers:
+    """Temporaries that killed runs left anywhere under the cache root."""
+    found: list[Path] = []
+    if cache.root.is_dir():
+        for folder, dirs, files in os.walk(cache.root):
+            found += [p for p in (Path(folder) / n for n in [*dirs, *files]) if abandoned(p)]
+            dirs[:] = [d for d in dirs if TMP_MARK not in d]  # a temporary's inside is its own
+    return Leftovers(found, sum(_bytes(p) for p in found))
+
+
+def _bytes(path: Path) -> int:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir())
+        return path.lstat().st_size
+    except OSError:
+        return 0
 
 
 def usage(cache: Cache) -> list[StageUsage]:
@@ -77,8 +113,12 @@ def prune(
     unused_days: float | None = None,
     dry_run: bool = False,
 ) -> PruneReport:
-    """Remove old-format entries, entries unused for `unused_days`, then least recently used
-    entries until the total is at most `max_size` bytes."""
+    """Remove leftover temporaries, old-format entries, entries unused for `unused_days`, then
+    least recently used entries until the total is at most `max_size` bytes."""
+    left = leftovers(cache)
+    if not dry_run:
+        for path in left.paths:
+            remove(path)
     all_entries = sorted(entries(cache), key=lambda e: e.last_used)
     cutoff = time.time() - unused_days * 86400 if unused_days is not None else None
     total = sum(e.size for e in all_entries)
@@ -91,7 +131,7 @@ def prune(
                 shutil.rmtree(entry.path, ignore_errors=True)
             removed += 1
             freed += entry.size
-    return PruneReport(removed, freed, total - freed)
+    return PruneReport(removed, freed, total - freed, len(left.paths), left.size)
 
 
 def human_size(n: int) -> str:

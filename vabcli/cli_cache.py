@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from .cache_admin import human_size, parse_size, prune, usage
+from .cache_admin import human_size, leftovers, parse_size, prune, usage
 from .cli_common import CacheOpt, JsonOpt, app, open_cache
 
 cache_app = typer.Typer(
@@ -17,12 +17,16 @@ app.add_typer(cache_app, name="cache")
 
 @cache_app.command()
 def info(cache: CacheOpt = None, as_json: JsonOpt = False) -> None:
-    """Entries and bytes per stage (extract, visual, audio_tokens)."""
+    """Entries and bytes per stage (extract, visual, audio_tokens), and leftover temporaries
+    of killed runs (JSON: a line with leftover_temporaries and size, when there are any)."""
     store = open_cache(cache)
-    stages = usage(store)
+    stages, left = usage(store), leftovers(store)
     if as_json:
         for stage in stages:
             print(json.dumps({"cache": str(store.root), **stage.__dict__}))
+        if left.paths:
+            record = {"leftover_temporaries": len(left.paths), "size": left.size}
+            print(json.dumps({"cache": str(store.root), **record}))
         return
     print(f"cache: {store.root}")
     for stage in stages:
@@ -30,6 +34,11 @@ def info(cache: CacheOpt = None, as_json: JsonOpt = False) -> None:
         print(f"{stage.stage:14s} {stage.entries:7d} entries  {human_size(stage.size):>10s}{stale}")
     total = sum(s.size for s in stages)
     print(f"{'total':14s} {sum(s.entries for s in stages):7d} entries  {human_size(total):>10s}")
+    if left.paths:
+        print(
+            f"leftover temporaries of killed runs: {len(left.paths)} "
+            f"({human_size(left.size)}); vab cache prune removes them"
+        )
 
 
 @cache_app.command(name="prune")
@@ -54,15 +63,20 @@ def prune_command(
         bool, typer.Option("--dry-run", help="Only say what would be removed.")
     ] = False,
 ) -> None:
-    """Remove old-format entries, and entries by age or size. Removing never breaks a
-    result: a pruned entry is recomputed when next needed."""
+    """Remove leftover temporaries of killed runs, old-format entries, and entries by age or
+    size. Removing never breaks a result: a pruned entry is recomputed when next needed."""
     try:
         limit = parse_size(max_size) if max_size is not None else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--max-size") from None
     report = prune(open_cache(cache), limit, unused_days, dry_run)
     verb = "would remove" if dry_run else "removed"
+    temporaries = (
+        f" and {report.leftovers} leftover temporaries ({human_size(report.leftover_size)})"
+        if report.leftovers
+        else ""
+    )
     print(
-        f"{verb} {report.removed} entries ({human_size(report.freed)}); "
+        f"{verb} {report.removed} entries ({human_size(report.freed)}){temporaries}; "
         f"{human_size(report.remaining)} left"
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .builtin import BUILTIN, CODEC, VISION
-from .cache import Cache, write_text_atomic
+from .cache import FORMAT_VERSION, Cache
 from .errors import CodecWeightsMissingError
 from .network import host_reachable, offline_flag
 
@@ -108,24 +108,28 @@ def _stamp(kind: str, spec: str, option: float | None, files: list[Path]) -> str
     stamps = _file_stamps(files)
     if stamps is None:
         return None
-    blob = json.dumps([kind, spec, option, stamps, __version__])
+    # The cache format is in the stamp: a memo written before records were sealed is not read.
+    blob = json.dumps([kind, spec, option, stamps, __version__, FORMAT_VERSION])
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
 class EncoderIds:
-    """The remembered ids, under `<cache>/encoders/`."""
+    """The remembered ids, under `<cache>/encoders/`, sealed like every cache record: a damaged
+    or edited one is reported and recomputed, one that is right is never written again (so a
+    cache holding everything can be read-only), and a cache that cannot be written forgets."""
 
     def __init__(self, cache: Cache) -> None:
+        self.cache = cache
         self.folder = cache.root / "encoders"
 
     def get(self, stamp: str | None) -> str | None:
         if stamp is None:
             return None
-        try:
-            return json.loads((self.folder / f"{stamp}.json").read_text())["id"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        record = self.cache.recall(self.folder / f"{stamp}.json")
+        if record and record.get("stamp") == stamp and isinstance(record.get("id"), str):
+            return record["id"]
+        return None
 
     def remember(self, stamp: str | None, encoder_id: str) -> None:
-        if stamp is not None:
-            write_text_atomic(self.folder / f"{stamp}.json", json.dumps({"id": encoder_id}))
+        if stamp is not None and self.get(stamp) != encoder_id:
+            self.cache.remember(self.folder / f"{stamp}.json", {"stamp": stamp, "id": encoder_id})

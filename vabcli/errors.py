@@ -33,3 +33,7 @@ class CodecError(VabError):
 
 class CodecWeightsMissingError(CodecError):
     """Pretrained codec weights are not on disk and cannot be downloaded."""
+
+
+class CacheError(VabError):
+    """The cache folder cannot take a write: read-only, full, or impossible to create."""

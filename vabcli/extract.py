@@ -101,7 +101,7 @@ def extract_clip(
     """Decode one video (or a segment of it) into the cache, or return the cached entry
     without decoding anything."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise MediaError(f"{path}: no such file")
     key = extract_key(path, opts, cache, segment)
     meta = cache.lookup(STAGE, key)

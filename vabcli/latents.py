@@ -9,7 +9,6 @@ recomputes only the features. A clip whose entries are all cached is not decoded
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from collections import deque
@@ -23,7 +22,7 @@ import numpy as np
 
 from .batching import BatchingService
 from .builtin import BUILTIN
-from .cache import TMP_MARK, Cache, make_key
+from .cache import Cache, make_key
 from .config import DEFAULT_CODEC, DEFAULT_IMAGE_ENCODER, ExtractOptions
 from .decode import ProgressFn
 from .encoder_memo import EncoderIds, codec_stamp, preflight_codec, visual_stamp
@@ -215,14 +214,8 @@ class Tokenizer:
         ):
             yield extract_clip(video, opts, self.cache, on_progress, segment)
             return
-        with tempfile.TemporaryDirectory(
-            prefix=f".frames{TMP_MARK}", dir=self._scratch_root()
-        ) as tmp:
-            yield extract_clip(video, opts, self.cache.scratch(Path(tmp)), on_progress, segment)
-
-    def _scratch_root(self) -> Path:
-        self.cache.root.mkdir(parents=True, exist_ok=True)  # same disk as the cache
-        return self.cache.root
+        with self.cache.scratch() as scratch:
+            yield extract_clip(video, opts, scratch, on_progress, segment)
 
     def _figures(self, visual: dict, audio: dict | None, vkey: str, akey: str, hit: bool) -> dict:
         return {
