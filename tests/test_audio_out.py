@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+
 import numpy as np
 import pytest
 import soundfile
 import torch
 
+from tests.faults import small_disk
 from tests.tiny_models import informative_codec
 from vabcli import audio_out
 from vabcli.codecs import load_codec
+from vabcli.synth import write_tone
 
 
 @pytest.fixture(scope="module")
@@ -34,3 +38,17 @@ def test_exactly_n_samples_whatever_the_tokens_cover(codec, tmp_path, monkeypatc
     error = np.abs(chunked[:n] - np.clip(whole[:n], -1, 1)).max()
     assert error < 0.02 * np.abs(whole).max() + 2 / 32768, error
     assert not chunked[n:].any()  # past the tokens: silence
+
+
+def test_a_full_disk_is_the_system_error_it_was_and_a_cut_file_is_caught(codec, tmp_path):
+    codes = torch.randint(0, codec.codebook_size, (codec.n_codebooks, 150))  # 2 s: 96 KB of WAV
+    disk = tmp_path / "disk"
+    with small_disk(disk, "64k"):
+        with pytest.raises(OSError) as caught:
+            audio_out.write_tokens_as_audio(codec, codes, disk / "a.wav", 48_000)
+        assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(disk / "a.wav")
+    check = audio_out.samples_short(48_000)
+    whole = tmp_path / "whole.wav"
+    audio_out.write_tokens_as_audio(codec, codes, whole, 48_000)
+    assert check(whole) is None
+    assert check(write_tone(tmp_path / "short.wav", 1.0)) == "24000 of 48000 samples"

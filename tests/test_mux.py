@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 
 import pytest
 
 from tests.conftest import run_vab
 from vabcli import ffmpeg
-from vabcli.mux import MuxOptions, mux, plan_batch
+from vabcli.mux import MuxOptions, incomplete_media, mux, plan_batch
 from vabcli.probe import packet_stats, probe
 from vabcli.synth import write_tone
 
@@ -184,3 +185,37 @@ def test_audio_starts_and_ends_with_a_late_picture(tmp_path, late_video):
     dubbed = probe(out)
     assert dubbed.start == pytest.approx(0.5, abs=0.01)
     assert track_seconds(out) == pytest.approx(dubbed.start + dubbed.duration, abs=1 / 25)
+
+
+@pytest.mark.parametrize(
+    "stderr, code",
+    [  # ffmpeg 5.1 (exits 0 after this one), ffmpeg 9, and other failed writes
+        ("[mp4 @ 0x55] Error writing trailer of o.mp4: No space left on device", errno.ENOSPC),
+        ("[out#0/mp4 @ 0x56] Error closing file: Disk quota exceeded", errno.EDQUOT),
+        ("av_interleaved_write_frame(): Invalid argument", errno.EIO),
+        ("[out#0/mp4 @ 0x5] Could not write header: Invalid argument", errno.EIO),
+    ],
+)
+def test_write_failures_are_read_from_stderr_whatever_the_exit_code(stderr, code, tmp_path):
+    failure = ffmpeg.write_failure(f"[h264 @ 0x1] some decoder noise\n{stderr}\n", "o.mp4")
+    assert failure.errno == code and failure.filename == "o.mp4"
+    assert not failure.strerror.startswith("[")
+    assert ffmpeg.write_failure("[h264 @ 0x1] error while decoding MB 3 4\n", "o.mp4") is None
+
+
+def test_a_cut_or_indexless_mp4_is_incomplete(clip, tmp_path):
+    whole = tmp_path / "whole.mp4"
+    mux(clip("v.mp4", duration=2.0, fps="25"), write_tone(tmp_path / "a.wav", 2.0), whole,
+        MuxOptions())  # fmt: skip
+    assert incomplete_media(whole) is None
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[:24_000])
+    assert "past the end" in incomplete_media(cut)
+    header_only = tmp_path / "header.mp4"
+    header_only.write_bytes(whole.read_bytes()[:32])  # ftyp, then nothing: no index
+    assert incomplete_media(header_only) in ("no moov index", "a box header is cut at byte 32")
+    mkv = tmp_path / "whole.mkv"
+    ffmpeg.run_checked(["-i", str(whole), "-c", "copy", str(mkv)], mkv)
+    assert incomplete_media(mkv) is None
+    (tmp_path / "cut.mkv").write_bytes(mkv.read_bytes()[:100])
+    assert incomplete_media(tmp_path / "cut.mkv") is not None

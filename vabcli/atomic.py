@@ -1,14 +1,52 @@
-"""Writing an output under a temporary name and renaming it into place when it is complete."""
+"""Writing outputs under temporary names and renaming them into place only when they are whole.
+
+Invariant: a final name holds a whole file or nothing. Each output is written to a hidden
+temporary beside it (`.STEM.tmp-PID-HEX.SUFFIX`), checked (not empty, plus the writer's own
+check, such as an MP4's index being there), flushed to disk, and only then renamed; the folder
+is flushed after the rename. Outputs written together (a clip's audio, video and sidecar) are
+renamed together, in order, and on any failure none of them stays. A disk that fills, a quota,
+a read-only file system: one `OutputWriteError` line naming the folder and the file.
+Temporaries a killed process left behind are found by `leftover_temps` and swept by whoever
+owns the name (the holder of a clip's lock, or a run that sees their writer is gone).
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import OutputExistsError
+from .errors import OutputExistsError, VabError
+
+# Returns why a written file is not whole (cut short, index missing), or None when it is.
+Check = Callable[[Path], "str | None"]
+
+# Errors that mean the output could not be written (as opposed to a bug or a bad input).
+_WRITE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
+)
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+# A temporary whose writer is not a process here is swept after this long (a run on another
+# host may still be writing it: it touches the file all along, so its age stays small).
+STALE_TEMP_SECONDS = 6 * 3600
+
+
+class OutputWriteError(VabError):
+    """An output could not be written whole (disk full, quota, read-only, cut short)."""
+
+
+def write_error(final: Path, exc: OSError) -> OutputWriteError:
+    """The one-line error for failing to write `final`."""
+    if exc.errno in _NO_SPACE:
+        what = "no space left on device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
+        return OutputWriteError(f"{final.parent}: {what} writing {final.name}")
+    reason = exc.strerror or os.strerror(exc.errno or errno.EIO)
+    return OutputWriteError(f"{final.parent}: cannot write {final.name} ({reason})")
 
 
 def check_writable(final: Path, overwrite: bool) -> None:
@@ -16,19 +54,164 @@ def check_writable(final: Path, overwrite: bool) -> None:
         raise OutputExistsError(f"{final} exists (use --overwrite to replace it)")
 
 
-@contextmanager
-def atomic_output(final: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside `final` (same folder, same suffix); rename on success.
+def temp_path(final: Path) -> Path:
+    """Hidden and keeping the suffix, so tools that pick a format from it (ffmpeg) still work."""
+    return final.with_name(f".{final.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{final.suffix}")
 
-    The temporary name is hidden and keeps the suffix, so tools that pick a format from the
-    extension (ffmpeg) still work. On any failure or interrupt the temporary file is removed.
-    """
-    check_writable(final, overwrite)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{final.suffix}")
+
+class OutputGroup:
+    """Outputs being written together; see `output_group`."""
+
+    def __init__(self, overwrite: bool) -> None:
+        self.overwrite = overwrite
+        self._pending: list[tuple[Path, Path, Check | None]] = []  # (final, temporary, check)
+        self._renamed: list[Path] = []
+
+    def add(self, final: Path, check: Check | None = None) -> Path:
+        """Start writing `final`: returns the temporary path to write it to."""
+        check_writable(final, self.overwrite)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _translated(exc, final) from exc
+        tmp = temp_path(final)
+        self._pending.append((final, tmp, check))
+        return tmp
+
+    def final_of(self, exc: OSError) -> Path | None:
+        """The output a write error belongs to: the one it names, else the latest begun; None
+        when it names some other file (then it is not about writing an output)."""
+        if not self._pending:
+            return None
+        if exc.filename is None:
+            return self._pending[-1][0]
+        named = Path(os.fsdecode(exc.filename))
+        return next((final for final, tmp, _ in self._pending if named in (tmp, final)), None)
+
+    def commit(self) -> None:
+        for final, tmp, check in self._pending:
+            _settle(final, tmp, check)
+        for final, tmp, _ in self._pending:
+            check_writable(final, self.overwrite)  # another process may have written it meanwhile
+            try:
+                os.replace(tmp, final)
+            except OSError as exc:
+                raise _translated(exc, final) from exc
+            self._renamed.append(final)
+        for folder in dict.fromkeys(final.parent for final, _, _ in self._pending):
+            _sync_folder(folder)
+        self._pending.clear()
+
+    def discard(self) -> None:
+        for final in self._renamed:
+            final.unlink(missing_ok=True)
+        for _, tmp, _ in self._pending:
+            tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def output_group(overwrite: bool = False) -> Iterator[OutputGroup]:
+    """Write several outputs under temporary names; on success check, flush and rename them in
+    the order they were added (put the one that marks the set done last); on any failure or
+    interrupt remove every temporary, and any output of the group already renamed."""
+    group = OutputGroup(overwrite)
     try:
-        yield tmp
-        check_writable(final, overwrite)  # another process may have written it meanwhile
-        os.replace(tmp, final)
+        try:
+            yield group
+            group.commit()
+        except OSError as exc:
+            final = group.final_of(exc)
+            if final is None or exc.errno not in _WRITE_ERRNOS:
+                raise
+            raise write_error(final, exc) from exc
+    except BaseException:
+        group.discard()
+        raise
+
+
+@contextmanager
+def atomic_output(
+    final: Path, overwrite: bool = False, check: Check | None = None
+) -> Iterator[Path]:
+    """Yield a temporary path beside `final`; it replaces `final` once written whole."""
+    with output_group(overwrite) as group:
+        yield group.add(final, check)
+
+
+def _settle(final: Path, tmp: Path, check: Check | None) -> None:
+    """Make sure the temporary is whole and on disk before it may take the final name."""
+    try:
+        size = tmp.stat().st_size
+    except FileNotFoundError:
+        raise OutputWriteError(f"{final.parent}: {final.name} was not written") from None
+    problem = "it is empty" if size == 0 else (check(tmp) if check else None)
+    if problem:
+        raise OutputWriteError(f"{final.parent}: {final.name} came out incomplete ({problem})")
+    # Some file systems (delayed allocation, NFS) report a full disk only here.
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
     finally:
-        tmp.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the renames durable (a crash right after could otherwise lose the new names)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EBADF):  # folders some file systems cannot sync
+            raise
+    finally:
+        os.close(fd)
+
+
+def _translated(exc: OSError, final: Path) -> OSError | OutputWriteError:
+    return write_error(final, exc) if exc.errno in _WRITE_ERRNOS else exc
+
+
+def leftover_temps(final: Path) -> list[tuple[Path, int]]:
+    """Temporaries of outputs with `final`'s stem in its folder, any suffix, with the pid of
+    their writer. Also those of older versions, which nested a temporary in a temporary."""
+    pattern = re.compile(
+        rf"\.\.?{re.escape(final.stem)}\.tmp-(\d+)-[0-9a-f]{{8}}(?:\.tmp-\d+-[0-9a-f]{{8}})?"
+        r"(?:\.[^.]+)?"
+    )
+    try:
+        names = os.listdir(final.parent)
+    except FileNotFoundError:
+        return []
+    found = ((name, pattern.fullmatch(name)) for name in names)
+    return [(final.parent / name, int(m.group(1))) for name, m in found if m]
+
+
+def sweep_temps(final: Path, only_stale: bool) -> None:
+    """Remove temporaries of `final`'s stem left by killed runs. With `only_stale` (no lock says
+    who writes), only those whose writer is no process here, or that are older than
+    STALE_TEMP_SECONDS; otherwise all of them (the caller holds the name's lock)."""
+    for path, pid in leftover_temps(final):
+        if only_stale and not _stale(path, pid):
+            continue
+        try:
+            path.unlink()
+        except (FileNotFoundError, IsADirectoryError):
+            pass
+
+
+def _stale(path: Path, pid: int) -> bool:
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return age > STALE_TEMP_SECONDS or not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

@@ -4,17 +4,21 @@ The codec decodes in chunks with a little left context (dropped), so memory stay
 10-minute clip and chunk seams see the same receptive field as the inside of a chunk. Samples go
 straight into the file: `n_samples` of them, the last chunk cut, silence added if the tokens
 fall short. With `original` and `regenerate` (fill-gaps), the generated sound replaces the
-original only where asked, cross-faded over one token frame at each edge.
+original only where asked, cross-faded over one token frame at each edge. A write the system
+refused (a full disk) is raised as the OSError it was, not as libsndfile's bare "System error".
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
 import soundfile
 import torch
 
+from .atomic import Check
 from .codecs import AudioTokenizer
 
 DECODE_CHUNK_SECONDS = 30.0
@@ -38,23 +42,51 @@ def write_tokens_as_audio(
     """
     fmt, subtype = AUDIO_FORMATS[audio_format]
     splicing = original is not None and regenerate is not None
-    with soundfile.SoundFile(
-        str(path), "w", samplerate=codec.sample_rate, channels=1, format=fmt, subtype=subtype
-    ) as out:
-        written = 0
-        for start, chunk in decoded_chunks(codec, codes):
-            chunk = chunk[: max(0, n_samples - start)]
-            if splicing:
-                chunk = _splice(chunk, start, original, regenerate, codec.hop_length)
-            # Clip explicitly: integer PCM conversion of out-of-range floats is not guaranteed
-            # to saturate.
-            out.write(np.clip(chunk, -1.0, 1.0))
-            written += len(chunk)
-        if written < n_samples:
-            tail = np.zeros(n_samples - written, dtype=np.float32)
-            if splicing:
-                tail = _splice(tail, written, original, regenerate, codec.hop_length)
-            out.write(tail)
+    try:
+        with soundfile.SoundFile(
+            str(path), "w", samplerate=codec.sample_rate, channels=1, format=fmt, subtype=subtype
+        ) as out:
+            written = 0
+            for start, chunk in decoded_chunks(codec, codes):
+                chunk = chunk[: max(0, n_samples - start)]
+                if splicing:
+                    chunk = _splice(chunk, start, original, regenerate, codec.hop_length)
+                # Clip explicitly: integer PCM conversion of out-of-range floats is not
+                # guaranteed to saturate.
+                out.write(np.clip(chunk, -1.0, 1.0))
+                written += len(chunk)
+            if written < n_samples:
+                tail = np.zeros(n_samples - written, dtype=np.float32)
+                if splicing:
+                    tail = _splice(tail, written, original, regenerate, codec.hop_length)
+                out.write(tail)
+    except soundfile.LibsndfileError as exc:
+        raise _system_error(exc, path) from exc
+
+
+_SFE_SYSTEM = 2  # libsndfile's code for "the system refused": the reason is in errno
+
+
+def _system_error(exc: soundfile.LibsndfileError, path: Path) -> Exception:
+    if exc.code != _SFE_SYSTEM:
+        return exc
+    # soundfile drops the errno; cffi keeps the last one per thread (private, hence getattr).
+    ffi = getattr(soundfile, "_ffi", None)
+    code = getattr(ffi, "errno", 0) or errno.EIO
+    return OSError(code, os.strerror(code), str(path))
+
+
+def samples_short(n_samples: int) -> Check:
+    """A check for `atomic.output_group`: why an audio file does not hold `n_samples`, or None."""
+
+    def check(path: Path) -> str | None:
+        try:
+            frames = soundfile.info(str(path)).frames
+        except soundfile.LibsndfileError as exc:
+            return str(exc)
+        return None if frames == n_samples else f"{frames} of {n_samples} samples"
+
+    return check
 
 
 def decoded_chunks(codec: AudioTokenizer, codes: torch.Tensor):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -16,8 +15,8 @@ import numpy as np
 import torch
 
 from . import __version__
-from .atomic import atomic_output
-from .audio_out import write_tokens_as_audio
+from .atomic import output_group
+from .audio_out import samples_short, write_tokens_as_audio
 from .cache import Cache
 from .checkpoint import WEIGHTS_FILE, check_encoders, load_model, read_meta, resolve_checkpoint
 from .config import DubOptions
@@ -26,7 +25,7 @@ from .errors import MediaError, OutputExistsError
 from .extract import WHOLE
 from .generate import ClipTokens, WindowSampler, clip_seed
 from .latents import Tokenizer, latent_files, options_from_spec, resolve_device
-from .mux import MuxOptions, mux
+from .mux import MuxOptions, incomplete_media, mux_into
 from .outputs import DubTarget, OutputLock
 from .probe import probe
 from .prompts import fill_gaps, keep_prompt, silent_frames, token_grid
@@ -137,26 +136,32 @@ class Dubber:
         self.sampler.advance([job.tokens for job in jobs])
 
     def finish(self, job: ClipJob) -> dict[str, Any]:
-        """Write the audio, the muxed video and then the sidecar (which marks the clip done)."""
+        """Write the audio, the muxed video and then the sidecar (which marks the clip done).
+
+        The three are renamed into place together once all are written and whole; if any
+        fails, none of them stays (see `atomic.output_group`).
+        """
         target, opts = job.target, self.opts
         codes = job.tokens.codes.cpu()
         assert not (codes == self.model.cfg.mask_id).any(), "a token was left masked"
         n_samples = round(job.duration * self.codec.sample_rate)
         timings = {**job.timings, "sampling": job.tokens.seconds}
-        with atomic_output(target.sidecar, overwrite=True) as sidecar_tmp:
-            with ExitStack() as stack:
-                audio_tmp = stack.enter_context(atomic_output(target.audio, overwrite=True))
+        with output_group(overwrite=True) as group:
+            temps = {target.audio: group.add(target.audio, samples_short(n_samples))}
+            began = time.perf_counter()
+            write_tokens_as_audio(self.codec, codes, temps[target.audio], n_samples,
+                                  opts.audio_format, job.original, job.regenerate)  # fmt: skip
+            timings["codec_decode"] = time.perf_counter() - began
+            if target.video is not None:
+                temps[target.video] = group.add(target.video, incomplete_media)
                 began = time.perf_counter()
-                write_tokens_as_audio(self.codec, codes, audio_tmp, n_samples, opts.audio_format,
-                                      job.original, job.regenerate)  # fmt: skip
-                timings["codec_decode"] = time.perf_counter() - began
-                if target.video is not None:
-                    video_tmp = stack.enter_context(atomic_output(target.video, overwrite=True))
-                    began = time.perf_counter()
-                    mux(target.item.path, audio_tmp, video_tmp,
-                        MuxOptions(reencode=opts.reencode, overwrite=True))  # fmt: skip
-                    timings["mux"] = time.perf_counter() - began
+                mux_into(target.item.path, temps[target.audio], temps[target.video],
+                         MuxOptions(reencode=opts.reencode))  # fmt: skip
+                timings["mux"] = time.perf_counter() - began
             figures = self._figures(job, n_samples, timings)
+            # Sizes let a later run tell a whole output from one damaged since (`complete`).
+            figures["output_bytes"] = {f.name: tmp.stat().st_size for f, tmp in temps.items()}
+            sidecar_tmp = group.add(target.sidecar)
             sidecar_tmp.write_text(json.dumps(self._sidecar(job, figures), indent=2) + "\n")
         return figures
 

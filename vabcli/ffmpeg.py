@@ -6,6 +6,7 @@ kills them all and no child keeps writing after vab has cleaned up its temporary
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -100,11 +101,53 @@ def run(args: Sequence[str], loglevel: str = "error") -> Completed:
 
 
 def run_checked(args: Sequence[str], what: str | Path) -> Completed:
-    """Run ffmpeg; a failure raises MediaError naming `what` with ffmpeg's own error line."""
+    """Run ffmpeg; a failure raises MediaError naming `what` with ffmpeg's own error line.
+
+    A failed write counts even when ffmpeg exits 0 (see `write_failure`).
+    """
     done = run(args)
-    if done.returncode != 0:
-        raise MediaError(f"{what}: {last_error_line(done.stderr)}")
+    failed_write = write_failure(done.stderr, what)
+    if done.returncode != 0 or failed_write is not None:
+        line = failed_write.strerror if failed_write else last_error_line(done.stderr)
+        raise MediaError(f"{what}: {line}")
     return done
+
+
+# How ffmpeg says it could not write its output. ffmpeg 5.1 exits 0 after some of them (an
+# "Error writing trailer ...: No space left on device" leaves a cut file and exit code 0), so
+# the exit code alone cannot be trusted.
+_WRITE_FAILURES = (
+    "Error writing trailer",
+    "Error closing file",
+    "Could not write header",
+    "Error writing",
+    "Error muxing",
+    "av_interleaved_write_frame",
+    "No space left on device",
+    "Disk quota exceeded",
+    "File too large",
+    "Read-only file system",
+)
+_ERRNO_OF = {
+    "No space left on device": errno.ENOSPC,
+    "Disk quota exceeded": errno.EDQUOT,
+    "File too large": errno.EFBIG,
+    "Read-only file system": errno.EROFS,
+    "Permission denied": errno.EACCES,
+}
+
+
+def write_failure(stderr: str, output: str | Path) -> OSError | None:
+    """The OSError ffmpeg's stderr reports for writing `output`, or None if it reports none.
+
+    Its errno comes from the system's message in the line (ENOSPC for "No space left on
+    device"), else EIO; its text is ffmpeg's line.
+    """
+    for line in stderr.splitlines():
+        if any(mark in line for mark in _WRITE_FAILURES):
+            code = next((e for text, e in _ERRNO_OF.items() if text in line), errno.EIO)
+            return OSError(code, _strip_component(line.strip()), str(output))
+    return None
 
 
 def last_error_line(stderr: str) -> str:

@@ -2,20 +2,23 @@
 
 The video stream is copied packet for packet unless `reencode` is asked for; the new audio is
 encoded to AAC and padded or trimmed to the video stream's exact duration, so players and
-editors see audio and video end together.
+editors see audio and video end together. An output takes its final name only when ffmpeg
+reported no write error (whatever its exit code) and the file is whole (`incomplete_media`).
 """
 
 from __future__ import annotations
 
+import errno
+import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import ffmpeg
-from .atomic import atomic_output, check_writable
+from .atomic import atomic_output, check_writable, sweep_temps
 from .config import AUDIO_EXTENSIONS
 from .errors import InputError, MediaError, VabError
 from .inputs import videos_in
-from .probe import FIRST_VIDEO, probe
+from .probe import FIRST_VIDEO, VideoInfo, probe
 
 # Containers that hold AAC audio next to the common video codecs.
 OUTPUT_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv"})
@@ -47,16 +50,72 @@ def mux(video: Path | str, audio: Path | str, output: Path | str, opts: MuxOptio
     if output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise VabError(f"{output}: output must end in one of {', '.join(sorted(OUTPUT_SUFFIXES))}")
     check_writable(output, opts.overwrite)
+    info = _checked_inputs(video, audio)
+    sweep_temps(output, only_stale=True)  # no lock here: leave those of live runs alone
+    with atomic_output(output, opts.overwrite, check=incomplete_media) as tmp:
+        _write(video, audio, tmp, info, opts)
+    return {"output": str(output), "duration": round(info.duration, 6)}
+
+
+def mux_into(video: Path, audio: Path, out: Path, opts: MuxOptions) -> None:
+    """Write the muxed file to exactly `out` (a caller's temporary: it renames and checks it).
+
+    Raises OSError when ffmpeg could not write `out` (errno ENOSPC for a full disk).
+    """
+    _write(video, audio, out, _checked_inputs(video, audio), opts)
+
+
+def _checked_inputs(video: Path, audio: Path) -> VideoInfo:
     if not audio.is_file():
         raise MediaError(f"{audio}: no such file")
-    info = probe(video)
-    with atomic_output(output, opts.overwrite) as tmp:
-        if not info.has_audio:
-            opts = replace(opts, keep_original_audio=False)
-        done = ffmpeg.run(_mux_args(video, audio, tmp, info.start, info.duration, opts))
-        if done.returncode != 0:
-            raise MediaError(_explain_failure(done.stderr, video, audio, info.video_codec, output))
-    return {"output": str(output), "duration": round(info.duration, 6)}
+    return probe(video)
+
+
+def _write(video: Path, audio: Path, out: Path, info: VideoInfo, opts: MuxOptions) -> None:
+    if not info.has_audio:
+        opts = replace(opts, keep_original_audio=False)
+    done = ffmpeg.run(_mux_args(video, audio, out, info.start, info.duration, opts))
+    failed_write = ffmpeg.write_failure(done.stderr, out)
+    # A full disk or a quota explains a non-zero exit better than anything else; other write
+    # complaints come with a failed run's explanation (a codec the container cannot hold).
+    if failed_write is not None and (done.returncode == 0 or failed_write.errno != errno.EIO):
+        raise failed_write
+    if done.returncode != 0:
+        raise MediaError(_explain_failure(done.stderr, video, audio, info.video_codec, out))
+
+
+def incomplete_media(path: Path) -> str | None:
+    """Why a muxed file is not whole, or None. Cheap: an MP4's top-level boxes must fill the
+    file exactly and include the index (`moov`); other containers must open in ffmpeg."""
+    if path.suffix.lower() in _MP4_FAMILY:
+        return _mp4_problem(path)
+    try:
+        probe(path)
+    except MediaError as exc:
+        return str(exc)
+    return None
+
+
+def _mp4_problem(path: Path) -> str | None:
+    boxes = set()
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        offset = 0
+        while offset < size:
+            f.seek(offset)
+            header = f.read(16)
+            if len(header) < 8:
+                return f"a box header is cut at byte {offset}"
+            length, kind = struct.unpack(">I4s", header[:8])
+            if length == 1 and len(header) == 16:  # 64-bit size follows
+                length = struct.unpack(">Q", header[8:])[0]
+            elif length == 0:  # runs to the end of the file
+                length = size - offset
+            if length < 8 or offset + length > size:
+                return f"its {kind.decode('latin-1')!r} box runs past the end of the file"
+            boxes.add(kind)
+            offset += length
+    return None if b"moov" in boxes else "no moov index"
 
 
 def _mux_args(

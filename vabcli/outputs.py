@@ -2,9 +2,11 @@
 
 Outputs mirror the inputs' tree under the output folder: `clips/a/b.mov` given as `clips/` ->
 `OUT/a/b.mp4`, `OUT/a/b.wav`, `OUT/a/b.json`. The sidecar JSON is written last, so it marks a
-clip as done: a clip whose sidecar and the outputs it names exist is skipped. Outputs without
-a sidecar are leftovers of an interrupted run and are replaced. An advisory lock per clip keeps
-two runs (cron overlapping itself, several machines on one share) from writing the same clip.
+clip as done: a clip whose sidecar names outputs that exist whole (the sizes it recorded, an
+MP4 with its index) is skipped; anything else is redone. Outputs without a sidecar are
+leftovers of an interrupted run and are replaced. An advisory lock per clip keeps two runs
+(cron overlapping itself, several machines on one share) from writing the same clip; its
+holder sweeps the temporaries killed runs left for that clip.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import sweep_temps
 from .clips import ClipItem
 from .errors import VabError
 from .extract import WHOLE
+from .mux import incomplete_media
 
 
 @dataclass(frozen=True)
@@ -35,13 +39,26 @@ class DubTarget:
         return [p for p in (self.audio, self.video, self.sidecar) if p is not None]
 
     def complete(self) -> bool:
-        """True when an earlier run finished this clip: its sidecar names outputs that exist."""
+        """True when an earlier run finished this clip: its sidecar names outputs that exist,
+        none empty, each of the size the sidecar recorded (older sidecars recorded none), and
+        the video with its index, so a file cut short by a full disk is redone, not skipped."""
         try:
-            written = json.loads(self.sidecar.read_text(encoding="utf-8")).get("outputs", {})
-        except (OSError, ValueError, AttributeError):
+            sidecar = json.loads(self.sidecar.read_text(encoding="utf-8"))
+            written = set(sidecar.get("outputs", {}).values())
+            sizes = dict(sidecar.get("output_bytes") or {})
+        except (OSError, ValueError, TypeError, AttributeError):
             return False
-        wanted = {p.name for p in self.outputs if p != self.sidecar}
-        return wanted <= set(written.values()) and all(p.exists() for p in self.outputs)
+        made = [p for p in self.outputs if p != self.sidecar]
+        if not {p.name for p in made} <= written or not self.sidecar.exists():
+            return False
+        for path in made:
+            try:
+                size = path.stat().st_size
+            except OSError:
+                return False
+            if size == 0 or sizes.get(path.name, size) != size:
+                return False
+        return self.video is None or incomplete_media(self.video) is None
 
 
 def plan_targets(items: list[ClipItem], out: Path, audio_format: str, mux: bool) -> list[DubTarget]:
@@ -106,10 +123,12 @@ class OutputLock:
 
     flock locks die with their process, so a killed run never leaves a clip locked for good.
     The lock file is removed on release; a waiter that locked a file which was removed meanwhile
-    notices (different inode) and tries again.
+    notices (different inode) and tries again. While the lock is held nobody else writes the
+    clip, so on acquiring it every temporary of the clip's name is a killed run's: swept.
     """
 
     def __init__(self, sidecar: Path) -> None:
+        self.sidecar = sidecar
         self.path = sidecar.with_name(f".{sidecar.stem}.lock")
         self._fd: int | None = None
 
@@ -130,6 +149,7 @@ class OutputLock:
                 same = False
             if same:
                 self._fd = fd
+                sweep_temps(self.sidecar, only_stale=False)
                 return
             os.close(fd)
 
