@@ -5,12 +5,15 @@
 
 `video` is relative to the manifest's folder or absolute; `label` (a string or a list of strings),
 `split` (train, val or test) and `start`/`end` (seconds) are optional. Blank lines and lines
-starting with `#` are skipped. A malformed line is an error naming `file:line`.
+starting with `#` are skipped. A malformed line is an error naming `file:line`: whatever the
+line holds (deep nesting, NaN, huge numbers, lone surrogates, NUL), reading a manifest gives
+entries with finite times and usable paths, or a ManifestError, never another exception.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +49,8 @@ def read_manifest(path: Path | str) -> list[ManifestEntry]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path}: cannot read manifest ({exc})") from None
     entries = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # Lines end at \n only (JSON Lines): splitlines() would also cut at U+2028 inside a string.
+    for number, raw in enumerate(text.split("\n"), start=1):
         if raw.strip() and not raw.lstrip().startswith("#"):
             try:
                 entries.append(_parse_line(raw, number, path.parent))
@@ -60,20 +64,22 @@ def _parse_line(raw: str, number: int, folder: Path) -> ManifestEntry:
         record = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise ValueError("nested too deeply to be a clip") from None
     if not isinstance(record, dict):
         raise ValueError("each line must be a JSON object")
     unknown = set(record) - _KNOWN_KEYS
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
     video = record.get("video")
-    if not isinstance(video, str) or not video:
+    if not isinstance(video, str) or not video or not _usable_text(video) or "\0" in video:
         raise ValueError('"video" must be a non-empty path string')
     start, end = _seconds(record, "start"), _seconds(record, "end")
     if start is not None and end is not None and end <= start:
         raise ValueError(f'"end" ({end}) must be after "start" ({start})')
     split = record.get("split")
     if split is not None and split not in SPLITS:
-        raise ValueError(f'"split" must be one of {", ".join(SPLITS)}, got {split!r}')
+        raise ValueError(f'"split" must be one of {", ".join(SPLITS)}, got {_short(split)}')
     video_path = Path(video).expanduser()
     return ManifestEntry(
         video=video_path if video_path.is_absolute() else folder / video_path,
@@ -91,15 +97,39 @@ def _seconds(record: dict[str, Any], key: str) -> float | None:
     value = record.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ValueError(f'"{key}" must be a number of seconds >= 0, got {value!r}')
+    if not _is_time(value):
+        raise ValueError(f'"{key}" must be a number of seconds >= 0, got {_short(value)}')
     return float(value)
 
 
+def _is_time(value: Any) -> bool:
+    """A finite number of seconds >= 0 that fits a float (JSON allows NaN, 1e999, 10**400)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value)) and value >= 0
+    except OverflowError:
+        return False
+
+
+def _usable_text(text: str) -> bool:
+    # JSON can spell lone surrogates (\ud800): no file name or printed label can hold them.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _label(value: Any) -> str | tuple[str, ...] | None:
-    if value is None or isinstance(value, str):
+    if value is None or (isinstance(value, str) and _usable_text(value)):
         return value
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+    if isinstance(value, list) and all(isinstance(v, str) and _usable_text(v) for v in value):
         return tuple(value)
     raise ValueError('"label" must be a string or a list of strings')
 
@@ -107,9 +137,7 @@ def _label(value: Any) -> str | tuple[str, ...] | None:
 def _events(value: Any, what: str) -> tuple[float, ...] | None:
     if value is None:
         return None
-    ok = isinstance(value, list) and all(
-        isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value
-    )
+    ok = isinstance(value, list) and all(_is_time(v) for v in value)
     if not ok:
         raise ValueError(f"{what} must be a list of times in seconds >= 0")
     return tuple(sorted(float(v) for v in value))
@@ -122,7 +150,8 @@ def _sources(value: Any) -> tuple[tuple[str, tuple[float, ...]], ...] | None:
         raise ValueError('"sources" must be a list of {"label": ..., "events": [...]} objects')
     sources = []
     for source in value:
-        if not isinstance(source, dict) or not isinstance(source.get("label"), str):
+        label = source.get("label") if isinstance(source, dict) else None
+        if not isinstance(label, str) or not _usable_text(label):
             raise ValueError('each of "sources" needs a string "label"')
         sources.append((source["label"], _events(source.get("events", []), '"sources" events')))
     return tuple(sources)
