@@ -122,3 +122,94 @@ def test_content_digest_is_remembered_until_the_file_changes(tmp_path, monkeypat
     video.write_bytes(b"second version, longer")
     assert cache.content_digest(video) not in (first, None)
     assert cache.content_digest(video) == cache_module.file_digest(video)
+
+
+def test_hashing_refuses_what_is_not_a_regular_file_at_once(tmp_path):
+    """/dev/zero was read forever at 100% CPU; a FIFO blocked in open() forever."""
+    import threading
+
+    from tests.faults import make_fifo
+    from vabcli import cancel
+    from vabcli.errors import InputError
+
+    fifo = make_fifo(tmp_path / "pipe.mp4")
+    for path in (Path("/dev/zero"), fifo, tmp_path):
+        outcome: list = []
+        worker = threading.Thread(
+            target=lambda p=path, out=outcome: out.append(_digest_or_error(p)), daemon=True
+        )
+        worker.start()
+        worker.join(timeout=5)
+        if worker.is_alive():  # unblock a reader stuck on the FIFO (or stop the endless read)
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            cancel.request()
+            worker.join(timeout=30)
+            pytest.fail(f"hashing {path} did not return at once")
+        assert isinstance(outcome[0], InputError) and "not a regular file" in str(outcome[0])
+    with pytest.raises(InputError):
+        Cache(tmp_path / "cache").content_digest(fifo)
+
+
+def _digest_or_error(path: Path):
+    from vabcli.cache import file_digest
+
+    try:
+        return file_digest(path)
+    except Exception as exc:
+        return exc
+
+
+def test_hashing_stops_between_chunks_when_the_run_is_interrupted(tmp_path, monkeypatch):
+    from vabcli import cancel
+    from vabcli.cache import file_digest
+    from vabcli.errors import CancelledError
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * 4096)
+    checks = []
+    check = cancel.check
+
+    def interrupted_after_one_chunk() -> None:
+        checks.append(1)
+        if len(checks) == 2:
+            cancel.request()  # as SIGTERM does, from the main thread
+        check()
+
+    monkeypatch.setattr(cancel, "check", interrupted_after_one_chunk)
+    with pytest.raises(CancelledError):
+        file_digest(big, chunk_size=1024)
+    assert len(checks) == 2  # stopped after one chunk of four
+
+
+def test_edited_meta_is_damage(tmp_path):
+    """meta.json is sealed by a checksum over the rest of it: an edited value is not believed."""
+    reports = []
+    cache = Cache(tmp_path, on_damage=reports.append)
+    with cache.writing("s", "e" * 32, {"duration": 2.0}) as tmp:
+        (tmp / "data.bin").write_bytes(b"x")
+    meta_path = cache.entry_dir("s", "e" * 32) / "meta.json"
+    meta_path.write_text(meta_path.read_text().replace("2.0", "3.0"))
+    assert cache.lookup("s", "e" * 32) is None
+    assert "damaged (meta.json)" in reports[-1] and not meta_path.exists()
+
+
+def test_an_entry_path_taken_by_a_file_is_replaced(tmp_path):
+    reports = []
+    cache = Cache(tmp_path, on_damage=reports.append)
+    final = cache.entry_dir("s", "d" * 32)
+    final.parent.mkdir(parents=True)
+    final.write_text("not an entry")
+    with cache.writing("s", "d" * 32, {"n": 1}) as tmp:
+        (tmp / "data.bin").write_bytes(b"x")
+    assert cache.lookup("s", "d" * 32)["n"] == 1 and len(reports) == 1
+
+
+def test_a_failed_small_write_leaves_no_temporary(tmp_path):
+    from tests.faults import fill_up, small_disk
+    from vabcli.cache import write_text_atomic
+
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        fill_up(disk)
+        with pytest.raises(OSError):
+            write_text_atomic(disk / "memo.json", "x" * 100_000)
+        assert [p.name for p in disk.iterdir()] == ["filler.bin"]

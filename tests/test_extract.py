@@ -186,3 +186,15 @@ def test_picture_starting_late_keeps_sound_and_picture_together(late_video, cach
     assert np.abs(frames[1] - frames[0]).mean() > 1  # the picture moves from frame 0 on
     audio = result.audio()
     assert np.abs(audio[: OPTS.sample_rate // 20]).max() > 0.05  # the tone, from sample 0
+
+
+def test_a_fifo_or_device_is_refused_without_reading_it(tmp_path, cache_dir):
+    """A FIFO blocked in open() forever and /dev/zero was hashed forever; both are refused."""
+    from pathlib import Path
+
+    from tests.faults import make_fifo
+    from vabcli.errors import VabError
+
+    for path in (make_fifo(tmp_path / "pipe.mp4"), Path("/dev/zero")):
+        with pytest.raises(VabError, match="not a regular file"):
+            extract_clip(path, OPTS, Cache(cache_dir))

@@ -301,7 +301,7 @@ def test_sigkilled_runs_leave_temporaries_that_info_shows_and_runs_sweep(
     assert tmp_entries(cache) == entry
     done = run_vab("cache", "prune", "--cache", str(cache))
     assert "removed 0 entries (0 B) and 1 leftover temporaries" in done.stdout, done.stdout
-    assert tmp_entries(cache) == [] and "leftover" not in cache_info(cache)
+    assert tmp_entries(cache) == [] and "leftover temporaries" not in cache_info(cache)
 
 
 def test_temporaries_of_live_runs_are_left_alone(tmp_path):
@@ -311,7 +311,7 @@ def test_temporaries_of_live_runs_are_left_alone(tmp_path):
     cache = tmp_path / "cache"
     live = cache / temp_name(".frames")  # named as this very process (alive) names one
     live.mkdir(parents=True)
-    assert "leftover" not in cache_info(cache)
+    assert "leftover temporaries" not in cache_info(cache)
     run_vab("cache", "prune", "--cache", str(cache))
     assert live.exists()
 
