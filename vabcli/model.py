@@ -48,15 +48,42 @@ class Attention(nn.Module):
         """`[B, S, d]`; `keep` `[B, S]` bool marks real (not padding) keys."""
         b, s, d = x.shape
         q, k, v = self.qkv(x).view(b, s, 3, self.n_heads, d // self.n_heads).unbind(2)
-        mask = None if keep is None else keep[:, None, None, :]
-        y = F.scaled_dot_product_attention(
-            q.transpose(1, 2),
-            k.transpose(1, 2),
-            v.transpose(1, 2),
-            attn_mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
-        )
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        if keep is None:
+            y = self._attend(q, k, v, None)
+        elif self.training:
+            y = self._attend(q, k, v, keep[:, None, None, :])
+        else:
+            y = _attend_real_keys(self._attend, q, k, v, keep)
         return self.out(y.transpose(1, 2).reshape(b, s, d))
+
+    def _attend(self, q, k, v, mask: torch.Tensor | None) -> torch.Tensor:
+        """`[B, H, S, d_head]` each; `mask` `[B, 1, 1, S]` bool or None."""
+        dropout = self.dropout if self.training else 0.0
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+
+
+def _attend_real_keys(attend, q, k, v, keep: torch.Tensor) -> torch.Tensor:
+    """Attention of a padded batch in which each row sees exactly what it would see alone.
+
+    A key mask keeps padding out of the weights but not out of the kernel's arithmetic: the
+    reduction over a longer, masked key axis (padding sits mid-sequence, between the visual and
+    the audio frames) rounds differently, and the sampler turns a last-bit difference into
+    other tokens. So the rows that share one padding pattern gather their real positions and
+    attend over exactly those, unmasked, as the row alone would (bit for bit on the CPU, where
+    the unpadded kernel's result for a row does not depend on the batch size). Padded queries
+    get zeros: no real position ever reads them.
+    """
+    y = torch.zeros_like(q)
+    patterns, group = torch.unique(keep, dim=0, return_inverse=True)
+    for i, pattern in enumerate(patterns):
+        rows, real = (group == i).nonzero()[:, 0], pattern.nonzero()[:, 0]
+        if real.numel() == 0:
+            continue  # an all-padding row: nothing to attend to, nothing reads it
+        part = y[rows]
+        part[:, :, real] = attend(*(t[rows][:, :, real] for t in (q, k, v)), None)
+        y[rows] = part
+    return y
 
 
 def feed_forward(cfg: ModelConfig) -> nn.Sequential:

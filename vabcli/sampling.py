@@ -6,7 +6,10 @@ each of S steps predict every masked token, sample it (temperature, top-k), scor
 log-probability plus Gumbel noise that anneals to zero, and re-mask the lowest-scoring ones so
 that the masked count follows cos(pi/2 * s/S). Known tokens (a prompt, the tail of the
 previous window) are never changed. All randomness comes from the given torch.Generators, one
-per batch row, so a clip's audio does not depend on which other clips share its batch.
+per batch row, and a row draws one number per token it still has to decide, in its own (k, t)
+order, and none once it has none: so the numbers a row gets do not depend on the other rows, on
+padding to a longer row, or on how many steps the others still need (a clip's audio then does
+not depend on its batch, given logits that do not either).
 
 `decode_autoregressive` is the baseline the speed claim is measured against: the same logits
 function, one audio frame (K tokens) per call, left to right.
@@ -61,9 +64,9 @@ def decode(
         if not masked.any():
             break
         logits = guided_logits(logits_fn, codes, opts.guidance) / opts.temperature
-        sampled, logp = _sample(logits, opts.top_k, generators)
+        sampled, logp = _sample(logits, opts.top_k, _uniform(masked, generators))
         anneal = opts.noise * (1.0 - (step + 1) / opts.steps)
-        score = logp + anneal * _gumbel(logp.shape, generators).to(logp.device)
+        score = logp + anneal * _gumbel(masked, generators)
         score = score.masked_fill(~masked, math.inf)  # decided tokens stay decided
         proposal = torch.where(masked, sampled, codes)
         keep_masked = masked_after(step, opts.steps, total)
@@ -89,7 +92,9 @@ def decode_autoregressive(
         if not masked.any():
             continue
         logits = guided_logits(logits_fn, codes, opts.guidance)[:, :, t : t + 1]
-        sampled, _ = _sample(logits / opts.temperature, opts.top_k, generators)
+        sampled, _ = _sample(
+            logits / opts.temperature, opts.top_k, _uniform(masked[..., None], generators)
+        )
         codes[:, :, t] = torch.where(masked, sampled[:, :, 0], codes[:, :, t])
     return codes
 
@@ -100,9 +105,10 @@ def _check_generators(codes: torch.Tensor, generators: Sequence[torch.Generator]
 
 
 def _sample(
-    logits: torch.Tensor, top_k: int | None, generators: Sequence[torch.Generator]
+    logits: torch.Tensor, top_k: int | None, u: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sampled ids and their log-probabilities, `[B, K, T]` each."""
+    """Sampled ids and their log-probabilities, `[B, K, T]` each, from the uniform numbers `u`
+    `[B, K, T]`."""
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, -math.inf)
@@ -110,19 +116,27 @@ def _sample(
     # Inverse-CDF sampling: one uniform number per token. torch.multinomial draws one per
     # vocabulary entry (1024 per token) and took 43% of a CPU decoding step.
     cdf = logp.exp().cumsum(dim=-1)
-    u = _uniform(logp.shape[:-1], generators).to(cdf.device) * cdf[..., -1]
+    u = u * cdf[..., -1]
     ids = torch.searchsorted(cdf, u.unsqueeze(-1).contiguous(), right=True).squeeze(-1)
     ids = ids.clamp_(max=logits.shape[-1] - 1)  # u at the very top of a rounded-down total
     return ids, logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
 
 
-def _uniform(shape: torch.Size, generators: Sequence[torch.Generator]) -> torch.Tensor:
-    """`[B, ...]` uniform [0, 1) numbers, row b drawn from `generators[b]`."""
-    return torch.stack([torch.rand(shape[1:], generator=g, device=g.device) for g in generators])
+def _uniform(at: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
+    """Uniform [0, 1) numbers where `at` `[B, ...]` is True (0 elsewhere): row b draws exactly
+    `at[b].sum()` numbers from `generators[b]`, laid out in the row's flattened order. Padding
+    after a row's end and tokens already decided take none, so neither shifts the row's stream."""
+    out = torch.zeros(at.shape, device=at.device)
+    counts = at.flatten(1).sum(dim=1).tolist()  # one device sync for the batch, not one per row
+    for row, (generator, n) in enumerate(zip(generators, counts, strict=True)):
+        if n:
+            draws = torch.rand(n, generator=generator, device=generator.device)
+            out[row][at[row]] = draws.to(at.device)
+    return out
 
 
-def _gumbel(shape: torch.Size, generators: Sequence[torch.Generator]) -> torch.Tensor:
-    return -torch.log(-torch.log(_uniform(shape, generators).clamp_(1e-9, 1 - 1e-9)))
+def _gumbel(at: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
+    return -torch.log(-torch.log(_uniform(at, generators).clamp_(1e-9, 1 - 1e-9)))
 
 
 def _remask_lowest(
@@ -131,7 +145,8 @@ def _remask_lowest(
     """Per sample, set the `keep_masked[b]` lowest-scoring tokens back to `mask_id`."""
     b = proposal.shape[0]
     flat_score, flat = score.reshape(b, -1), proposal.reshape(b, -1).clone()
-    order = flat_score.argsort(dim=1)  # lowest first
+    # Lowest first; stable, so ties (possible with --noise 0) go by (k, t), as in any padding.
+    order = flat_score.argsort(dim=1, stable=True)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand(b, -1))
     flat[rank < keep_masked[:, None]] = mask_id
