@@ -302,3 +302,19 @@ def test_hub_path_without_torch_agrees_with_torch(monkeypatch, env):
     for var, value in env.items():
         monkeypatch.setenv(var, value)
     assert torch_hub_dir() == Path(torch.hub.get_dir())
+
+
+class _RunsCodeWhenUnpickled:
+    def __reduce__(self):
+        return (print, ("unpickled: this could have been any code",))
+
+
+def test_a_pickle_holding_code_is_refused_plainly(tmp_path):
+    evil = tmp_path / "evil.th"
+    torch.save({"weight": _RunsCodeWhenUnpickled()}, evil)
+    with pytest.raises(CodecError) as err:
+        load_codec("encodec_24khz", weights=evil)
+    message = str(err.value)
+    assert "\n" not in message and "evil.th" in message
+    assert "never unpickles" in message and ".safetensors" in message
+    assert "weights_only" not in message  # torch's advice to turn the protection off

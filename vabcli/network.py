@@ -36,6 +36,29 @@ def host_reachable(host: str, port: int = 443, timeout: float = PROBE_TIMEOUT_S)
     return bool(reached)
 
 
+PICKLE_REFUSED = (
+    "it is a pickle holding more than plain tensors, and vab never unpickles such files "
+    "(unpickling can run any code hidden in them): convert the weights to .safetensors"
+)
+
+
 def first_line(exc: BaseException) -> str:
-    """An exception's first line: torch's state-dict errors run to dozens; the CLI shows one."""
+    """An exception's first line: torch's state-dict errors run to dozens; the CLI shows one.
+
+    A weights file refused by torch's `weights_only` loader is said plainly: torch's own message
+    advises turning the protection off, which vab never does.
+    """
+    if _refused_pickle(exc):
+        return PICKLE_REFUSED
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _refused_pickle(exc: BaseException | None) -> bool:
+    import pickle
+
+    seen = 0
+    while exc is not None and seen < 8:  # the cause chain, as open_clip may wrap torch's error
+        if isinstance(exc, pickle.UnpicklingError):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
