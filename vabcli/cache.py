@@ -41,9 +41,21 @@ META_FILE = "meta.json"
 CHECKSUM = "checksum"
 TMP_MARK = ".tmp-"
 _STALE_TMP_SECONDS = 6 * 3600
-# A short hash of the host name: a temporary's pid only means something on the host that wrote it.
-_HOST = hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
-# `<name>.tmp-<host>-<pid>-<random>`, or `<name>.tmp-<pid>-<random>` from vab before 0.x.
+
+
+def _host_mark() -> str:
+    """A short hash of the host name and pid namespace: a temporary's pid means something only
+    where it was written (containers sharing a host name each have their own pids)."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    host = f"{socket.gethostname()}:{namespace}"
+    return hashlib.blake2b(host.encode(), digest_size=4).hexdigest()
+
+
+_HOST = _host_mark()
+# `<name>.tmp-<host>-<pid>-<random>`, or `<name>.tmp-<pid>-<random>` (older names, no host).
 _TMP_NAME = re.compile(r"\.tmp-(?:(?P<host>[0-9a-f]{8})-)?(?P<pid>\d+)-[0-9a-f]+")
 # Errors that mean "this folder cannot take a write"; others are bugs or bad input.
 _UNWRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOENT}
@@ -126,16 +138,16 @@ def temp_name(name: str) -> str:
 
 def abandoned(path: Path) -> bool:
     """Whether `path` is a temporary whose writer is gone: a process of this host that no
-    longer runs, or anything not touched for six hours (other hosts, older names)."""
-    match = _TMP_NAME.search(path.name)
-    if match is None:
+    longer runs; for a temporary of another host, or of an older name, six hours untouched."""
+    if TMP_MARK not in path.name:
         return False
+    match = _TMP_NAME.search(path.name)
+    if match and match["host"] == _HOST:
+        return not _running(int(match["pid"]))
     try:
-        if time.time() - path.lstat().st_mtime > _STALE_TMP_SECONDS:
-            return True
+        return time.time() - path.lstat().st_mtime > _STALE_TMP_SECONDS
     except OSError:
         return False
-    return match["host"] == _HOST and not _running(int(match["pid"]))
 
 
 def _running(pid: int) -> bool:
