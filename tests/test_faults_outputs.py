@@ -244,8 +244,9 @@ def test_a_text_output_on_a_full_disk_is_a_one_line_error_naming_folder_and_file
 @pytest.mark.parametrize("written, problem", [(b"", None), (b"half", "cut short")])
 def test_an_empty_or_unchecked_output_never_takes_its_name(tmp_path, written, problem):
     final = tmp_path / "x.mp4"
+    checked = {} if problem is None else {"check": lambda path: problem}
     with pytest.raises(VabError, match="x.mp4 came out incomplete"):
-        with atomic_output(final, check=lambda path: problem) as tmp:
+        with atomic_output(final, **checked) as tmp:
             tmp.write_bytes(written)
     assert list(tmp_path.iterdir()) == []
 

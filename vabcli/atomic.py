@@ -70,10 +70,8 @@ class OutputGroup:
     def add(self, final: Path, check: Check | None = None) -> Path:
         """Start writing `final`: returns the temporary path to write it to."""
         check_writable(final, self.overwrite)
-        try:
+        with _writing(final):
             final.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise _translated(exc, final) from exc
         tmp = temp_path(final)
         self._pending.append((final, tmp, check))
         return tmp
@@ -93,13 +91,13 @@ class OutputGroup:
             _settle(final, tmp, check)
         for final, tmp, _ in self._pending:
             check_writable(final, self.overwrite)  # another process may have written it meanwhile
-            try:
+            with _writing(final):
                 os.replace(tmp, final)
-            except OSError as exc:
-                raise _translated(exc, final) from exc
             self._renamed.append(final)
-        for folder in dict.fromkeys(final.parent for final, _, _ in self._pending):
-            _sync_folder(folder)
+        last_in = {final.parent: final for final, _, _ in self._pending}
+        for folder, final in last_in.items():
+            with _writing(final):
+                _sync_folder(folder)
         self._pending.clear()
 
     def discard(self) -> None:
@@ -119,7 +117,7 @@ def output_group(overwrite: bool = False) -> Iterator[OutputGroup]:
         try:
             yield group
             group.commit()
-        except OSError as exc:
+        except OSError as exc:  # raised by the caller's writing
             final = group.final_of(exc)
             if final is None or exc.errno not in _WRITE_ERRNOS:
                 raise
@@ -148,11 +146,12 @@ def _settle(final: Path, tmp: Path, check: Check | None) -> None:
     if problem:
         raise OutputWriteError(f"{final.parent}: {final.name} came out incomplete ({problem})")
     # Some file systems (delayed allocation, NFS) report a full disk only here.
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with _writing(final):
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _sync_folder(folder: Path) -> None:
@@ -167,8 +166,15 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _translated(exc: OSError, final: Path) -> OSError | OutputWriteError:
-    return write_error(final, exc) if exc.errno in _WRITE_ERRNOS else exc
+@contextmanager
+def _writing(final: Path) -> Iterator[None]:
+    """Errors of the system refusing a write of `final` become its OutputWriteError."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        raise write_error(final, exc) from exc
 
 
 def leftover_temps(final: Path) -> list[tuple[Path, int]]:

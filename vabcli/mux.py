@@ -88,7 +88,10 @@ def incomplete_media(path: Path) -> str | None:
     """Why a muxed file is not whole, or None. Cheap: an MP4's top-level boxes must fill the
     file exactly and include the index (`moov`); other containers must open in ffmpeg."""
     if path.suffix.lower() in _MP4_FAMILY:
-        return _mp4_problem(path)
+        try:
+            return _mp4_problem(path)
+        except OSError as exc:
+            return f"cannot read it: {exc.strerror}"
     try:
         probe(path)
     except MediaError as exc:
