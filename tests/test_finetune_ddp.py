@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.test_exit import torchrun, torchrun_env
 from tests.test_train import INFO, VISUAL_DIM, synthetic_latents
 from vabcli.config import model_config
 from vabcli.finetune import ContrastiveSpec, ContrastiveTrainer
@@ -40,13 +39,9 @@ import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from tests.test_finetune_ddp import contrastive_trainer
-from vabcli.train import end_distributed
-# Run in a function: the trainer (its DDP wrapper) must go before the process group does; left
-# to interpreter exit, gloo work it still holds aborts the process now and then.
-def main():
-    contrastive_trainer(Path(sys.argv[1]), batch_size=2, out="ddp").run()
-main()
-end_distributed()
+from vabcli.train import exit_process
+contrastive_trainer(Path(sys.argv[1]), batch_size=2, out="ddp").run()
+exit_process(0)
 """
 
 
@@ -58,11 +53,7 @@ def test_torchrun_gathers_negatives_across_ranks(tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
     root = Path(__file__).parent.parent
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(script), str(tmp_path), str(root)],
-        capture_output=True, text=True, timeout=300, cwd=root,
-    )  # fmt: skip
+    done = torchrun(str(script), str(tmp_path), str(root), env=torchrun_env(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     contrastive_trainer(tmp_path, batch_size=4, out="single").run()
     together, alone = losses(tmp_path / "ddp"), losses(tmp_path / "single")

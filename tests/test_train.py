@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.test_exit import torchrun, torchrun_env
 from vabcli import train as train_module
 from vabcli.checkpoint import load_checkpoint, load_training_state
 from vabcli.config import model_config
@@ -117,27 +116,23 @@ DDP_SCRIPT = """
 import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from test_train import trainer
-from vabcli.train import end_distributed
-# In a function: the trainer (its DDP wrapper) must go before the process group does.
+from tests.test_train import trainer
+from vabcli.train import exit_process
 def main():
     t = trainer(Path(sys.argv[1]), steps=2, val_every=2)
     t.run()
     # One file per rank: two processes printing to one stdout can interleave their lines.
     Path(sys.argv[1], f"rank{t.ranks.rank}.txt").write_text(f"of {t.ranks.world} step {t.step}")
 main()
-end_distributed()
+exit_process(0)
 """
 
 
 def test_torchrun_two_cpu_processes(tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(script), str(tmp_path), str(Path(__file__).parent)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    root = Path(__file__).parent.parent
+    done = torchrun(str(script), str(tmp_path), str(root), env=torchrun_env(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     for rank in (0, 1):
         assert (tmp_path / f"rank{rank}.txt").read_text() == "of 2 step 2"

@@ -126,16 +126,12 @@ def test_bad_training_options_are_usage_errors(manifest, tmp_path, cache_dir, ba
 
 
 def test_torchrun_two_processes_through_the_cli(manifest, tmp_path, cache_dir):
-    import subprocess
-    import sys
+    from tests.test_exit import torchrun, torchrun_env
 
     out = tmp_path / "ddp"
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "vabcli", "train", "--data", str(manifest), "--out", str(out), "--cache",
-         str(cache_dir), *DEBUG, *SHORT, "--steps", "2", "--json"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    done = torchrun("-m", "vabcli", "train", "--data", str(manifest), "--out", str(out),
+                    "--cache", str(cache_dir), *DEBUG, *SHORT, "--steps", "2", "--json",
+                    env=torchrun_env(tmp_path), timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(done.stdout.strip().splitlines()) == 1  # one summary: rank 0's
     assert json.loads(done.stdout)["step"] == 2

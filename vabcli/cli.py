@@ -3,6 +3,8 @@
 Commands live in small modules (`cli_*.py`) that register on the one app defined in cli_common.
 """
 
+import os
+import select
 import signal
 import sys
 from pathlib import Path
@@ -45,6 +47,7 @@ from .errors import VabError
 from .extract import extract_clip
 from .inputs import InputItem, expand_inputs
 from .mux import OUTPUT_SUFFIXES, MuxJob, MuxOptions, plan_batch, run_mux_job
+from .threads import prepare_process
 
 
 def _describe_extract(o: Outcome) -> str:
@@ -164,13 +167,68 @@ def _interrupt_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+# 128 + SIGPIPE: what a shell reports for a tool stopped because its reader left (`| head`).
+EXIT_BROKEN_PIPE = 141
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: set the process up, run the command, leave with its status."""
+    prepare_process()  # first: torch's OpenMP reads its settings once, when torch loads
     signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    code = _command_status()
+    train = sys.modules.get("vabcli.train")  # only a process that imported it joined a group
+    if train is not None:
+        train.exit_process(code)
+    sys.exit(code)
+
+
+def _command_status() -> int:
+    """Run the command line and return its exit status, whatever way it ends."""
     try:
         app(prog_name="vab")
+        code = 0
+    except SystemExit as exc:
+        code = _exit_code(exc)
     except VabError as exc:  # raised outside a batch (e.g. no ffmpeg at all)
         if debug_enabled():
-            raise
-        print_error(str(exc))
-        sys.exit(1)
+            sys.excepthook(*sys.exc_info())
+        else:
+            print_error(str(exc))
+        code = 1
+    except Exception:  # a bug: shown as Python would, but the process still ends through here
+        sys.excepthook(*sys.exc_info())
+        code = 1
+    try:
+        sys.stdout.flush()  # what is still buffered reaches the reader now, or the run says so
+    except BrokenPipeError:
+        code = EXIT_BROKEN_PIPE
+    if code == EXIT_BROKEN_PIPE:
+        # Nothing more can reach the reader: later flushes (interpreter exit) go nowhere, quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return code
+
+
+def _exit_code(exc: SystemExit) -> int:
+    """The status of a command that ended by exiting. Typer turns a write to a closed stdout
+    into a silent exit 1 (the BrokenPipeError is the exit's context): a reader that left
+    (`vab ... | head`) gets the pipe status instead, a broken pipe elsewhere an error line."""
+    cause = exc.__context__
+    if isinstance(cause, BrokenPipeError):
+        if _stdout_gone():
+            return EXIT_BROKEN_PIPE
+        print_error(f"internal error: {cause}")
+        return 1
+    if exc.code is None or isinstance(exc.code, int):
+        return exc.code or 0
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def _stdout_gone() -> bool:
+    """True when stdout is a pipe whose reader has left (poll reports an error on its end)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False

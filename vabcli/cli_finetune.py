@@ -28,6 +28,7 @@ from .cli_train import (
 )
 from .console import print_error, stderr
 from .errors import VabError
+from .threads import size_torch_threads
 
 finetune_app = typer.Typer(
     help="Fine-tune a pre-trained checkpoint for retrieval (contrastive) or classification.",
@@ -209,6 +210,7 @@ def _finetune(
     from .latents import options_from_spec, resolve_device
     from .train import RunInfo, TrainOptions, distributed_rank, rank_device
 
+    size_torch_threads()  # one steady caller: the training loop (loader workers are processes)
     _check_sources(data, pack, None, out)
     try:  # the starting point first: nothing in --out is touched for a bad one
         init_folder = resolve_checkpoint(init).resolve()

@@ -37,6 +37,7 @@ from .config import (
 )
 from .console import BatchDisplay, print_error, print_warning, stderr
 from .errors import VabError
+from .threads import size_torch_threads
 
 if TYPE_CHECKING:
     from .train_run import TrainPlan
@@ -166,6 +167,7 @@ def train(
     from .latents import TokenizeOptions, resolve_device
     from .train import TrainOptions, distributed_rank, rank_device
 
+    size_torch_threads()  # one steady caller: the training loop (loader workers are processes)
     _check_sources(data, pack, write_pack, out)
     if write_pack is not None and write_pack.exists() and not overwrite:
         raise typer.BadParameter(

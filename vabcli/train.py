@@ -13,12 +13,13 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -111,13 +112,20 @@ class _Rank:
         return self.rank == 0
 
 
+# Set once this process joins a torchrun group: it must then leave through `exit_process`.
+_joined_group = False
+
+
 def distributed_rank(device: str) -> _Rank:
     """Join the torchrun process group if launched by torchrun (gloo on CPU, nccl on CUDA).
 
-    On CUDA each process takes the GPU of its LOCAL_RANK (see `rank_device`).
+    On CUDA each process takes the GPU of its LOCAL_RANK (see `rank_device`). A process that
+    joins must end with `exit_process`.
     """
+    global _joined_group
     if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) < 2:
         return _Rank()
+    _joined_group = True
     if not dist.is_initialized():
         if device.startswith("cuda"):
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
@@ -128,11 +136,33 @@ def distributed_rank(device: str) -> _Rank:
 
 
 def end_distributed() -> None:
-    """Tear the process group down before the process exits: gloo's threads still running at
-    interpreter exit can abort a finished run ("terminate called without an active exception",
-    exit -6)."""
+    """Tear the process group down (once a run is over, finished or not)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_process(code: int) -> NoReturn:
+    """End this process with `code`: the one way out for a process that may have joined a
+    torchrun group (`vab train`, `vab finetune`, scripts that run a Trainer under torchrun).
+
+    Gloo's worker threads are C++ std::threads; met by interpreter teardown while still
+    joinable they call std::terminate, so a rank whose work is done can die with SIGABRT
+    ("terminate called without an active exception") and torchrun reports the whole job
+    failed. Destroying the group is not enough on every path: a DDP wrapper, pending work or an
+    exception's traceback can hold the threads past it, and the order of teardown is not ours.
+    So a rank destroys the group, flushes what Python still buffers, and leaves with os._exit,
+    which runs no destructors: checkpoints and metrics are closed (written in `with` blocks and
+    renamed into place) before any caller gets here. Other processes exit normally.
+    """
+    end_distributed()
+    if not _joined_group:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader gone or a stream closed: nothing more to say
+            pass
+    os._exit(code)
 
 
 def rank_device(device: str, ranks: _Rank) -> str:
