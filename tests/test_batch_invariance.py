@@ -8,10 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import run_vab
 from tests.tiny_models import informative_codec, make_checkpoint
 from vabcli import ffmpeg
+from vabcli.config import ModelConfig, SamplingOptions
+from vabcli.model import VabModel
+from vabcli.sampling import decode, decode_autoregressive
 
 FAST = ["--steps", "4", "--workers", "2", "--no-mux"]
 # The checkpoint's window is 2 s (1 s of context); `--window 4` makes each clip one window, so the
@@ -77,3 +81,57 @@ def test_every_clip_sounds_the_same_whatever_its_batch(
     batched = wavs(clips, tmp_path / "batched", checkpoint, cache_dir, "-b", "3", *MODES[mode])
     assert batched == one_by_one
     assert len(set(batched)) == 3  # three clips, three sounds: the comparison means something
+
+
+def table_logits(k: int, t: int, v: int):
+    """A logits function of position only (row-local, blind to padding and to other rows)."""
+    table = torch.randn(k, t, v, generator=torch.Generator().manual_seed(3))
+
+    def fn(codes: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
+        return table[:, : codes.shape[2]].expand(codes.shape[0], -1, -1, -1)
+
+    return fn
+
+
+@pytest.mark.parametrize("decoder", [decode, decode_autoregressive])
+def test_a_row_draws_what_it_draws_alone_when_padded_or_beside_rows_with_more_to_do(decoder):
+    k, v, mask, t = 2, 16, 16, 12
+    logits = table_logits(k, 20, v)
+    row = torch.full((k, t), mask)
+    row[:, :3] = 5  # a prompt
+    known = torch.full((k, 20), 7)  # nothing to decide
+    longer = torch.full((k, 20), mask)
+    padded = torch.stack([longer, known, torch.cat([row, torch.zeros(k, 8, dtype=torch.long)], 1)])
+    opts = SamplingOptions(steps=5)
+
+    def generators() -> list[torch.Generator]:
+        return [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
+
+    alone_gen, batch_gen = generators(), generators()
+    alone = decoder(logits, row[None], mask, opts, alone_gen[2:])
+    batched = decoder(logits, padded, mask, opts, batch_gen)
+    assert torch.equal(batched[2, :, :t], alone[0])
+    # The streams go on where they would alone (the next window of each clip draws from them).
+    assert torch.equal(batch_gen[2].get_state(), alone_gen[2].get_state())
+    assert torch.equal(batch_gen[1].get_state(), generators()[1].get_state())  # drew nothing
+
+
+def test_a_padded_row_gets_the_logits_it_gets_alone():
+    """At the bundled model's size, where masked attention over padding rounded differently."""
+    cfg = ModelConfig(visual_dim=64, n_codebooks=4, codebook_size=1024, d_model=192, n_heads=4,
+                      n_multiway=2, n_shared=2, visual_fps=8.0, audio_frame_rate=50.0)  # fmt: skip
+    torch.manual_seed(0)
+    model = VabModel(cfg).eval()
+    g = torch.Generator().manual_seed(0)
+    sizes = [(32, 200), (16, 100), (10, 65)]  # longer, the row under test, shorter
+    rows = [(torch.randn(n_v, 64, generator=g),
+             torch.randint(0, 1025, (4, n_a), generator=g)) for n_v, n_a in sizes]  # fmt: skip
+    visual, codes = torch.zeros(3, 32, 64), torch.zeros(3, 4, 200, dtype=torch.long)
+    visual_keep, audio_keep = torch.zeros(3, 32, dtype=torch.bool), torch.zeros(3, 200).bool()
+    for i, ((v, c), (n_v, n_a)) in enumerate(zip(rows, sizes, strict=True)):
+        visual[i, :n_v], codes[i, :, :n_a] = v, c
+        visual_keep[i, :n_v], audio_keep[i, :n_a] = True, True
+    with torch.inference_mode():
+        batched = model(visual, codes, None, visual_keep, audio_keep)
+        for i, ((v, c), (_, n_a)) in enumerate(zip(rows, sizes, strict=True)):
+            assert torch.equal(batched[i, :, :n_a], model(v[None], c[None])[0]), sizes[i]

@@ -20,6 +20,10 @@ from torch import nn
 from .config import ModelConfig
 
 VISUAL, AUDIO = 0, 1
+# Batch invariance (eval): MKL's sgemm (AVX-512, measured) gives a row the same bits whatever the
+# row count from 16 rows up, but switches to other kernels below; so no linear layer of an eval
+# forward sees fewer rows than this (a tiny batch runs as several copies of itself).
+MIN_GEMM_ROWS = 16
 
 
 def time_code(seconds: torch.Tensor, dim: int) -> torch.Tensor:
@@ -163,6 +167,11 @@ class VabModel(nn.Module):
         assert d_v == cfg.visual_dim, f"visual features are {d_v}-d, model takes {cfg.visual_dim}"
         assert codes.shape[:2] == (b, cfg.n_codebooks), f"codes {tuple(codes.shape)} != [B, K, T]"
         t_a = codes.shape[2]
+        copies = 1 if self.training else -(-MIN_GEMM_ROWS // (b * min(t_v, t_a)))
+        if copies > 1:  # a tiny batch: run it as `copies` identical ones, keep the first
+            args = (visual, codes, null_condition, visual_keep, audio_keep)
+            rep = [None if t is None else t.repeat(copies, *[1] * (t.dim() - 1)) for t in args]
+            return self(*rep)[:b]
         v = self.visual_in(visual)
         if null_condition is not None:
             v = torch.where(null_condition[:, None, None], self.null_visual.to(v.dtype), v)
