@@ -12,6 +12,7 @@ No sampling and no I/O here (sampling.py and train.py do those).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -48,17 +49,19 @@ class Attention(nn.Module):
         self.out = nn.Linear(cfg.d_model, cfg.d_model)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-        """`[B, S, d]`; `keep` `[B, S]` bool marks real (not padding) keys."""
+    def forward(self, x: torch.Tensor, keep: Keep) -> torch.Tensor:
+        """`[B, S, d]`; `keep` `[B, S]` bool marks real (not padding) keys (or their KeyGroups)."""
         b, s, d = x.shape
         q, k, v = self.qkv(x).view(b, s, 3, self.n_heads, d // self.n_heads).unbind(2)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if keep is None:
             y = self._attend(q, k, v, None)
         elif self.training:
-            y = self._attend(q, k, v, keep[:, None, None, :])
+            mask = keep.keep if isinstance(keep, KeyGroups) else keep
+            y = self._attend(q, k, v, mask[:, None, None, :])
         else:
-            y = _attend_real_keys(self._attend, q, k, v, keep)
+            groups = keep if isinstance(keep, KeyGroups) else KeyGroups.of(keep)
+            y = _attend_real_keys(self._attend, q, k, v, groups)
         return self.out(y.transpose(1, 2).reshape(b, s, d))
 
     def _attend(self, q, k, v, mask: torch.Tensor | None) -> torch.Tensor:
@@ -67,7 +70,29 @@ class Attention(nn.Module):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
 
 
-def _attend_real_keys(attend, q, k, v, keep: torch.Tensor) -> torch.Tensor:
+@dataclass(frozen=True)
+class KeyGroups:
+    """The rows of a padded batch grouped by padding pattern: (rows, real positions) per group,
+    positions None where all are real. Built once per forward, not once per layer."""
+
+    keep: torch.Tensor  # [B, S] bool
+    groups: tuple[tuple[torch.Tensor, torch.Tensor | None], ...]
+
+    @classmethod
+    def of(cls, keep: torch.Tensor) -> KeyGroups:
+        patterns, group = torch.unique(keep, dim=0, return_inverse=True)
+        groups = []
+        for i, pattern in enumerate(patterns):
+            rows, real = (group == i).nonzero()[:, 0], pattern.nonzero()[:, 0]
+            if real.numel():  # an all-padding row attends to nothing, and nothing reads it
+                groups.append((rows, None if real.numel() == keep.shape[1] else real))
+        return cls(keep, tuple(groups))
+
+
+Keep = torch.Tensor | KeyGroups | None
+
+
+def _attend_real_keys(attend, q, k, v, keep: KeyGroups) -> torch.Tensor:
     """Attention of a padded batch in which each row sees exactly what it would see alone.
 
     A key mask keeps padding out of the weights but not out of the kernel's arithmetic: the
@@ -79,14 +104,13 @@ def _attend_real_keys(attend, q, k, v, keep: torch.Tensor) -> torch.Tensor:
     get zeros: no real position ever reads them.
     """
     y = torch.zeros_like(q)
-    patterns, group = torch.unique(keep, dim=0, return_inverse=True)
-    for i, pattern in enumerate(patterns):
-        rows, real = (group == i).nonzero()[:, 0], pattern.nonzero()[:, 0]
-        if real.numel() == 0:
-            continue  # an all-padding row: nothing to attend to, nothing reads it
-        part = y[rows]
-        part[:, :, real] = attend(*(t[rows][:, :, real] for t in (q, k, v)), None)
-        y[rows] = part
+    for rows, real in keep.groups:
+        if real is None:
+            y[rows] = attend(q[rows], k[rows], v[rows], None)
+        else:
+            part = y[rows]
+            part[:, :, real] = attend(*(t[rows][:, :, real] for t in (q, k, v)), None)
+            y[rows] = part
     return y
 
 
@@ -108,7 +132,7 @@ class MultiwayLayer(nn.Module):
         self.norm_ffn = nn.ModuleList([nn.LayerNorm(cfg.d_model) for _ in (VISUAL, AUDIO)])
         self.ffn = nn.ModuleList([feed_forward(cfg) for _ in (VISUAL, AUDIO)])
 
-    def forward(self, x: torch.Tensor, n_visual: int, keep: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, n_visual: int, keep: Keep) -> torch.Tensor:
         v, a = x[:, :n_visual], x[:, n_visual:]
         normed = torch.cat([self.norm_attn[VISUAL](v), self.norm_attn[AUDIO](a)], dim=1)
         x = x + self.attn(normed, keep)
@@ -124,7 +148,7 @@ class SharedLayer(nn.Module):
         self.norm_attn, self.norm_ffn = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
         self.attn, self.ffn = Attention(cfg), feed_forward(cfg)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: Keep) -> torch.Tensor:
         x = x + self.attn(self.norm_attn(x), keep)
         return x + self.ffn(self.norm_ffn(x))
 
@@ -179,7 +203,9 @@ class VabModel(nn.Module):
         v = v + self._position(t_v, cfg.visual_fps, VISUAL, visual.device)
         a = a + self._position(t_a, cfg.audio_frame_rate, AUDIO, visual.device)
         x = torch.cat([v, a], dim=1)
-        keep = _joint_keep(visual_keep, audio_keep, b, t_v, t_a, visual.device)
+        keep: Keep = _joint_keep(visual_keep, audio_keep, b, t_v, t_a, visual.device)
+        if keep is not None and not self.training:
+            keep = KeyGroups.of(keep)
         for layer in self.multiway:
             x = layer(x, t_v, keep)
         for layer in self.shared:
