@@ -191,7 +191,7 @@ class VabModel(nn.Module):
         assert d_v == cfg.visual_dim, f"visual features are {d_v}-d, model takes {cfg.visual_dim}"
         assert codes.shape[:2] == (b, cfg.n_codebooks), f"codes {tuple(codes.shape)} != [B, K, T]"
         t_a = codes.shape[2]
-        copies = 1 if self.training else -(-MIN_GEMM_ROWS // (b * min(t_v, t_a)))
+        copies = 1 if self.training else -(-MIN_GEMM_ROWS // (b * max(1, min(t_v, t_a))))
         if copies > 1:  # a tiny batch: run it as `copies` identical ones, keep the first
             args = (visual, codes, null_condition, visual_keep, audio_keep)
             rep = [None if t is None else t.repeat(copies, *[1] * (t.dim() - 1)) for t in args]
