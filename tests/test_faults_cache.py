@@ -307,7 +307,7 @@ def test_sigkilled_runs_leave_temporaries_that_info_shows_and_runs_sweep(
 
 def test_temporaries_of_live_runs_are_left_alone(tmp_path):
     """A temporary whose process still runs on this host is work in progress, not a leftover."""
-    from vabcli.cache import temp_name
+    from vabcli.temps import temp_name
 
     cache = tmp_path / "cache"
     live = cache / temp_name(".frames")  # named as this very process (alive) names one

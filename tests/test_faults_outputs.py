@@ -30,6 +30,7 @@ from vabcli.atomic import atomic_output, output_group
 from vabcli.cli import app
 from vabcli.errors import VabError
 from vabcli.synth import write_tone
+from vabcli.temps import temp_name
 
 FAST = ["--steps", "2", "--workers", "2"]
 PAGE = 4096
@@ -216,7 +217,7 @@ def test_mux_sweeps_temporaries_of_dead_runs_only(video, tmp_path, real_ffmpeg):
     kill_when_muxing(proc, out)
     dead = leftovers(out)
     assert len(dead) == 1
-    live = out / f".m.tmp-{os.getpid()}-0123abcd.mp4"  # a run still writing (this process)
+    live = out / f".{temp_name('m')}.mp4"  # a run still writing (this process)
     live.write_bytes(b"partial")
     other = out / f".other.tmp-{proc.pid}-0123abcd.mp4"  # another output's: not ours to judge
     other.write_bytes(b"partial")

@@ -1,13 +1,13 @@
 """Writing outputs under temporary names and renaming them into place only when they are whole.
 
 Invariant: a final name holds a whole file or nothing. Each output is written to a hidden
-temporary beside it (`.STEM.tmp-PID-HEX.SUFFIX`), checked (not empty, plus the writer's own
-check, such as an MP4's index being there), flushed to disk, and only then renamed; the folder
-is flushed after the rename. Outputs written together (a clip's audio, video and sidecar) are
-renamed together, in order, and on any failure none of them stays. A disk that fills, a quota,
-a read-only file system: one `OutputWriteError` line naming the folder and the file.
-Temporaries a killed process left behind are found by `leftover_temps` and swept by whoever
-owns the name (the holder of a clip's lock, or a run that sees their writer is gone).
+temporary beside it (`.STEM.tmp-HOST-PID-HEX.SUFFIX`, see temps.py), checked (not empty, plus
+the writer's own check, such as an MP4's index being there), flushed to disk, and only then
+renamed; the folder is flushed after the rename. Outputs written together (a clip's audio,
+video and sidecar) are renamed together, in order, and on any failure none of them stays. A disk
+that fills, a quota, a read-only file system: one `OutputWriteError` line naming the folder and
+the file. Temporaries a killed process left behind are found by `leftover_temps` and swept
+by whoever owns the name (the holder of a clip's lock, or a run that sees their writer is gone).
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from __future__ import annotations
 import errno
 import os
 import re
-import secrets
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import OutputExistsError, VabError
+from .temps import TMP_MARK, abandoned, temp_name
 
 # Returns why a written file is not whole (cut short, index missing), or None when it is.
 Check = Callable[[Path], "str | None"]
@@ -31,9 +30,6 @@ _WRITE_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
 )
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
-# A temporary whose writer is not a process here is swept after this long (a run on another
-# host may still be writing it: it touches the file all along, so its age stays small).
-STALE_TEMP_SECONDS = 6 * 3600
 
 
 class OutputWriteError(VabError):
@@ -56,7 +52,7 @@ def check_writable(final: Path, overwrite: bool) -> None:
 
 def temp_path(final: Path) -> Path:
     """Hidden and keeping the suffix, so tools that pick a format from it (ffmpeg) still work."""
-    return final.with_name(f".{final.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{final.suffix}")
+    return final.with_name(f".{temp_name(final.stem)}{final.suffix}")
 
 
 class OutputGroup:
@@ -177,47 +173,27 @@ def _writing(final: Path) -> Iterator[None]:
         raise write_error(final, exc) from exc
 
 
-def leftover_temps(final: Path) -> list[tuple[Path, int]]:
-    """Temporaries of outputs with `final`'s stem in its folder, any suffix, with the pid of
-    their writer. Also those of older versions, which nested a temporary in a temporary."""
-    pattern = re.compile(
-        rf"\.\.?{re.escape(final.stem)}\.tmp-(\d+)-[0-9a-f]{{8}}(?:\.tmp-\d+-[0-9a-f]{{8}})?"
-        r"(?:\.[^.]+)?"
-    )
+def leftover_temps(final: Path) -> list[Path]:
+    """Temporaries of outputs with `final`'s stem in its folder, any suffix; also those of older
+    versions (no host in the name, or a temporary nested in a temporary)."""
+    mark = re.escape(TMP_MARK)
+    tmp = rf"{mark}(?:[0-9a-f]{{8}}-)?\d+-[0-9a-f]{{8}}"
+    pattern = re.compile(rf"\.\.?{re.escape(final.stem)}{tmp}(?:{tmp})?(?:\.[^.]+)?")
     try:
         names = os.listdir(final.parent)
     except FileNotFoundError:
         return []
-    found = ((name, pattern.fullmatch(name)) for name in names)
-    return [(final.parent / name, int(m.group(1))) for name, m in found if m]
+    return [final.parent / name for name in names if pattern.fullmatch(name)]
 
 
 def sweep_temps(final: Path, only_stale: bool) -> None:
     """Remove temporaries of `final`'s stem left by killed runs. With `only_stale` (no lock says
-    who writes), only those whose writer is no process here, or that are older than
-    STALE_TEMP_SECONDS; otherwise all of them (the caller holds the name's lock)."""
-    for path, pid in leftover_temps(final):
-        if only_stale and not _stale(path, pid):
+    who writes), only abandoned ones (temps.abandoned); otherwise all of them (the caller holds
+    the name's lock, so no live process writes them)."""
+    for path in leftover_temps(final):
+        if only_stale and not abandoned(path):
             continue
         try:
             path.unlink()
         except (FileNotFoundError, IsADirectoryError):
             pass
-
-
-def _stale(path: Path, pid: int) -> bool:
-    try:
-        age = time.time() - path.stat().st_mtime
-    except FileNotFoundError:
-        return False
-    return age > STALE_TEMP_SECONDS or not _alive(pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True

@@ -20,12 +20,8 @@ import errno
 import hashlib
 import json
 import os
-import re
-import secrets
 import shutil
-import socket
 import stat
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,30 +29,15 @@ from typing import Any, BinaryIO
 
 from . import cancel
 from .errors import CacheError, InputError
+from .temps import abandoned, temp_name
 
 # 2: per-file SHA-256 in meta.json; 3: meta.json and memos sealed by a checksum. Older formats
 # are never read (their keys differ), so their values cannot be trusted unchecked.
 FORMAT_VERSION = 3
 META_FILE = "meta.json"
 CHECKSUM = "checksum"
-TMP_MARK = ".tmp-"
-_STALE_TMP_SECONDS = 6 * 3600
 
 
-def _host_mark() -> str:
-    """A short hash of the host name and pid namespace: a temporary's pid means something only
-    where it was written (containers sharing a host name each have their own pids)."""
-    try:
-        namespace = os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        namespace = 0
-    host = f"{socket.gethostname()}:{namespace}"
-    return hashlib.blake2b(host.encode(), digest_size=4).hexdigest()
-
-
-_HOST = _host_mark()
-# `<name>.tmp-<host>-<pid>-<random>`, or `<name>.tmp-<pid>-<random>` (older names, no host).
-_TMP_NAME = re.compile(r"\.tmp-(?:(?P<host>[0-9a-f]{8})-)?(?P<pid>\d+)-[0-9a-f]+")
 # Errors that mean "this folder cannot take a write"; others are bugs or bad input.
 _UNWRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOENT}
 _FULL = {errno.ENOSPC, errno.EDQUOT}
@@ -129,35 +110,6 @@ def _open_regular(path: Path) -> BinaryIO | None:
         os.close(fd)
         return None
     return open(fd, "rb")
-
-
-def temp_name(name: str) -> str:
-    """A temporary name for `name` that says which host and process writes it."""
-    return f"{name}{TMP_MARK}{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def abandoned(path: Path) -> bool:
-    """Whether `path` is a temporary whose writer is gone: a process of this host that no
-    longer runs; for a temporary of another host, or of an older name, six hours untouched."""
-    if TMP_MARK not in path.name:
-        return False
-    match = _TMP_NAME.search(path.name)
-    if match and match["host"] == _HOST:
-        return not _running(int(match["pid"]))
-    try:
-        return time.time() - path.lstat().st_mtime > _STALE_TMP_SECONDS
-    except OSError:
-        return False
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: alive, another user's
-        return True
-    return True
 
 
 def remove(path: Path) -> None:

@@ -1,7 +1,7 @@
 """Seeing and bounding the cache: `vab cache info` and `vab cache prune`.
 
 Besides entries, both see the temporaries that killed runs left (at any depth): a temporary is a
-leftover once its process is gone from this host, or after six hours (`cache.abandoned`); one
+leftover once its process is gone from this host, or after six hours (`temps.abandoned`); one
 that a live run is still filling is never counted or removed.
 """
 
@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import FORMAT_VERSION, META_FILE, TMP_MARK, Cache, abandoned, remove
+from .cache import FORMAT_VERSION, META_FILE, Cache, remove
+from .temps import TMP_MARK, abandoned
 
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
