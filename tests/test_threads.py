@@ -82,7 +82,11 @@ def test_sizing_sets_torch_unless_the_user_chose(torch_thread_count, monkeypatch
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    monkeypatch.setattr(threads, "torch_default_threads", lambda: 8)
     assert threads.size_torch_threads(concurrent=2) == 2 == torch.get_num_threads()
+    # torch's own default (physical cores) bounds the cores counted, e.g. SMT siblings
+    monkeypatch.setattr(threads, "torch_default_threads", lambda: 3)
+    assert threads.size_torch_threads(concurrent=1) == 3 == torch.get_num_threads()
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     torch.set_num_threads(3)
     assert threads.size_torch_threads(concurrent=2) is None

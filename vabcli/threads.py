@@ -3,10 +3,10 @@ thread teams are sized against vab's own threads and the cores this process may 
 
 Why: torch runs its CPU kernels on OpenMP teams, and libgomp's default is to spin a finished
 team's threads for a while (GOMP_SPINCOUNT 300000) before they sleep. On a machine shared with
-other jobs the spinning threads take the cores the working ones need: on 2 cores, `vab generate`
-of a 10 s clip next to one busy process took 13.7-14.3 s against 9.6-9.9 s with
-`OMP_WAIT_POLICY=PASSIVE`, and anywhere up to 75 s next to several. Passive waiting costs
-nothing measurable on an idle machine (the same 8.3 s).
+other jobs the spinning threads take the cores the working ones need. Issue 13's figures, on 2
+cores: `vab generate` of a 10 s clip next to one busy process took 13.7-14.3 s, against
+9.6-9.9 s with `OMP_WAIT_POLICY=PASSIVE`, and anywhere up to 75 s next to several. Passive
+waiting cost nothing measurable on an idle machine (8.3 s both ways).
 
 Invariant: a setting the user made (`OMP_WAIT_POLICY`, `OMP_NUM_THREADS`, `MKL_NUM_THREADS`) is
 never overridden. Only the command line calls these: a program that imports vabcli as a library
@@ -15,6 +15,7 @@ keeps its own process settings.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -86,9 +87,18 @@ def size_torch_threads(concurrent: int = 1) -> int | None:
         return None
     import torch
 
-    threads = torch_threads(usable_cores(), concurrent)
+    threads = torch_threads(min(usable_cores(), torch_default_threads()), concurrent)
     torch.set_num_threads(threads)
     return threads
+
+
+@functools.cache
+def torch_default_threads() -> int:
+    """torch's own count before vab changes it: one per physical core (SMT siblings add little
+    to dense kernels), blind to affinity masks and CPU quotas."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _read_text(path: Path) -> str | None:
