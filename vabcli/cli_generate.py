@@ -26,6 +26,7 @@ from .console import BatchDisplay, print_error
 from .dub import run_dub
 from .errors import VabError
 from .outputs import DubTarget, in_shard, parse_shard, plan_targets
+from .threads import size_torch_threads
 
 _DEFAULTS = SamplingOptions()
 # Option spelling of each DubOptions / SamplingOptions field, for usage errors.
@@ -245,6 +246,7 @@ def _run(targets: list[DubTarget], opts: DubOptions, store, as_json: bool, quiet
     def make_dubber():
         from .dub_clip import Dubber  # torch: only when some clip needs work
 
+        size_torch_threads()  # one steady caller: the sampling loop of the calling thread
         return Dubber(opts, store)
 
     display = BatchDisplay(len(targets), "generate", as_json, quiet, _describe)
