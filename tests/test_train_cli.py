@@ -119,10 +119,45 @@ def test_pack_options_are_checked(manifest, tmp_path):
 @pytest.mark.parametrize(
     "bad",
     [["--set", "d_model=100", "--set", "n_heads=3"], ["--set", "visual_fps=4"], ["--set", "oops"],
-     ["--mask-bounds", "0.9,0.5"], ["--mask-bounds", "half"], ["--label-smoothing", "0.9"]],
+     ["--mask-bounds", "0.9,0.5"], ["--mask-bounds", "half"], ["--label-smoothing", "0.9"],
+     ["--label-smoothing", "nan"], ["--lr", "nan"], ["--lr", "inf"], ["--lr", "0"],
+     ["--clip-seconds", "inf"], ["--clip-seconds", "nan"], ["--steps", "99999999999"]],
 )  # fmt: skip
 def test_bad_training_options_are_usage_errors(manifest, tmp_path, cache_dir, bad):
-    assert train(manifest, tmp_path / "run", cache_dir, *bad).returncode == 2
+    done = train(manifest, tmp_path / "run", cache_dir, *bad)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "run").exists()
+    assert not cache_dir.exists()  # refused before any clip is tokenized
+
+
+def test_bad_fine_tune_options_are_usage_errors(tmp_path):
+    init = tmp_path / "nothing-read-before-the-options"
+    for bad in (["--lr", "nan"], ["--clip-seconds", "inf"]):
+        done = run_vab("finetune", "contrastive", "--init", str(init), "--data", "m.jsonl",
+                       "--out", str(tmp_path / "ft"), *bad)  # fmt: skip
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_resume_before_the_first_checkpoint_starts_from_the_beginning(
+    manifest, tmp_path, cache_dir
+):
+    """A run killed before it saved anything (SIGKILL, power loss) leaves a run folder with a
+    partial metrics log and no checkpoint; the same cron line with --resume starts it over."""
+    reference = train(manifest, tmp_path / "ref", cache_dir, "--steps", "2", "--json")
+    assert reference.returncode == 0, reference.stderr
+    killed = tmp_path / "run"
+    killed.mkdir()
+    (killed / "metrics.jsonl").write_text('{"step": 1, "loss": 9.0}\n{"step": 2, "lo')
+    resumed = train(manifest, killed, cache_dir, "--steps", "2", "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "no checkpoint yet" in resumed.stderr
+
+    def losses(run):
+        return [(m["step"], m["loss"]) for m in map(json.loads, (run / "metrics.jsonl").open())]
+
+    assert losses(killed) == losses(tmp_path / "ref")
+    ref_weights = (tmp_path / "ref" / "last" / "model.safetensors").read_bytes()
+    assert (killed / "last" / "model.safetensors").read_bytes() == ref_weights
 
 
 def test_torchrun_two_processes_through_the_cli(manifest, tmp_path, cache_dir):

@@ -24,6 +24,7 @@ from .cli_train import (
     load_plan,
     prepare_run_dir,
     report_run,
+    train_options,
     training_failures,
 )
 from .console import print_error, stderr
@@ -208,10 +209,11 @@ def _finetune(
     read the pack) with the init's encoders, train, report."""
     from .checkpoint import load_checkpoint, resolve_checkpoint
     from .latents import options_from_spec, resolve_device
-    from .train import RunInfo, TrainOptions, distributed_rank, rank_device
+    from .train import RunInfo, distributed_rank, rank_device
 
     size_torch_threads()  # one steady caller: the training loop (loader workers are processes)
     _check_sources(data, pack, None, out)
+    train_opts = train_options(workers=workers, **opts)
     try:  # the starting point first: nothing in --out is touched for a bad one
         init_folder = resolve_checkpoint(init).resolve()
         cfg, weights, meta = load_checkpoint(init_folder)
@@ -239,7 +241,6 @@ def _finetune(
         info = RunInfo(plan.codec_id, plan.visual_id,
                        {"init": str(init), "encoders": meta.get("encoders"),
                         "train_clips": len(plan.train)})  # fmt: skip
-        train_opts = TrainOptions(workers=workers, **opts)
         setup = Setup(cfg, weights, meta, plan, n_layers, info, train_opts, out, run_device,
                       resume)  # fmt: skip
         final = _run_trainer(make_trainer, setup, f"{task} fine-tune of {init}", quiet)

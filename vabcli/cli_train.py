@@ -23,6 +23,7 @@ from .cli_common import (
     QuietOpt,
     WorkersOpt,
     app,
+    bad_options,
     open_cache,
 )
 from .clips import ClipItem, clip_items
@@ -40,6 +41,7 @@ from .errors import VabError
 from .threads import size_torch_threads
 
 if TYPE_CHECKING:
+    from .train import TrainOptions
     from .train_run import TrainPlan
 
 
@@ -165,7 +167,7 @@ def train(
     """
     # Imported here: torch takes seconds to import, and `vab --help` needs none of it.
     from .latents import TokenizeOptions, resolve_device
-    from .train import TrainOptions, distributed_rank, rank_device
+    from .train import distributed_rank, rank_device
 
     size_torch_threads()  # one steady caller: the training loop (loader workers are processes)
     _check_sources(data, pack, write_pack, out)
@@ -184,6 +186,9 @@ def train(
     except (ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--preset/--set") from None
     masking = _masking(mask_bounds, label_smoothing)
+    opts = train_options(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
+                         clip_seconds=clip_seconds, val_every=val_every, seed=seed,
+                         workers=workers, masking=masking)  # fmt: skip
     tok_opts = TokenizeOptions(extract=ExtractOptions(fps=fps), codec=codec,
                                codec_weights=codec_weights, bandwidth=bandwidth,
                                image_encoder=image_encoder, device=device)  # fmt: skip
@@ -198,16 +203,35 @@ def train(
             _write_pack(plan, write_pack, overwrite, as_json, ranks.leader)
             return
         _report_plan(plan, quiet)
-        opts = TrainOptions(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
-                            clip_seconds=clip_seconds, val_every=val_every, seed=seed,
-                            workers=workers, masking=masking)  # fmt: skip
         final = plan.trainer(opts, out, run_device, resume).run(_progress(steps, quiet))
     if ranks.leader:
         report_run(out, final, as_json)
 
 
+# TrainOptions' fields as the options users type, for one-line usage errors.
+_TRAIN_OPTION_NAMES = {
+    "steps": "--steps", "batch_size": "--batch-size", "lr": "--lr",
+    "warmup_steps": "--warmup-steps", "clip_seconds": "--clip-seconds",
+    "val_every": "--val-every", "seed": "--seed", "workers": "--workers",
+}  # fmt: skip
+
+
+def train_options(**values: Any) -> "TrainOptions":
+    """The run's TrainOptions, checked before any clip is tokenized; a bad value is a usage
+    error naming the option."""
+    from .train import TrainOptions
+
+    try:
+        return TrainOptions(**values)
+    except ValueError as exc:
+        raise bad_options(exc, _TRAIN_OPTION_NAMES) from None
+
+
 def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """An existing run is continued (--resume) or replaced (--overwrite), never silently."""
+    """An existing run is continued (--resume) or replaced (--overwrite), never silently; a
+    run to resume that saved no checkpoint yet (killed early) starts over, with a warning."""
+    if resume and not (out / "last").exists() and int(os.environ.get("RANK", "0")) == 0:
+        print_warning(f"{out}: no checkpoint yet to resume; starting from the beginning")
     if not resume and out.exists() and any(out.iterdir()):
         if not overwrite:
             raise typer.BadParameter(
@@ -319,7 +343,10 @@ def _masking(bounds: str, label_smoothing: float) -> MaskingConfig:
         raise typer.BadParameter("expected LOW,HIGH", param_hint="--mask-bounds") from None
     if not 0.0 <= low < high <= 1.0:
         raise typer.BadParameter("need 0 <= LOW < HIGH <= 1", param_hint="--mask-bounds")
-    return MaskingConfig(low=low, high=high, label_smoothing=label_smoothing)
+    try:
+        return MaskingConfig(low=low, high=high, label_smoothing=label_smoothing)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--label-smoothing") from None
 
 
 def _tokenize_all(

@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from .checkpoint import check_encoders, load_checkpoint, load_training_state, save_checkpoint
-from .config import MaskingConfig, ModelConfig
+from .config import MaskingConfig, ModelConfig, check_number
 from .dataset import EpochBatches, LatentClip, Window, WindowDataset, collate
 from .errors import VabError
 from .model import VabModel
@@ -47,6 +47,23 @@ class TrainOptions:
     seed: int = 0
     workers: int = 2  # loader processes reading cached arrays in the background
     masking: MaskingConfig = field(default_factory=MaskingConfig)
+
+    def __post_init__(self) -> None:
+        """Refuse values no run can mean (NaN, infinities, a step count of centuries)."""
+        for name, low, high in _WHOLE_BOUNDS:
+            check_number(name, getattr(self, name), low, high, integer=True)
+        check_number("lr", self.lr, 0.0, 10.0, low_open=True)
+        check_number("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        check_number("weight_decay", self.weight_decay, 0.0, 10.0)
+        check_number("grad_clip", self.grad_clip, 0.0, 1e6, low_open=True)
+        check_number("clip_seconds", self.clip_seconds, 0.1, 3600.0)
+
+
+# (field, low, high) of TrainOptions' whole numbers
+_WHOLE_BOUNDS = (
+    ("steps", 1, 10**9), ("batch_size", 1, 1 << 16), ("warmup_steps", 0, 10**9),
+    ("val_every", 1, 10**9), ("seed", -(1 << 63), (1 << 63) - 1), ("workers", 0, 256),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -241,9 +258,14 @@ class Trainer:
             while self.step < self.opts.steps:
                 metrics = self._train_step(next(batches))
                 self.step += 1
-                if self.step % self.opts.val_every == 0 or self.step == self.opts.steps:
-                    metrics.update(self._validate_and_save())
+                checkpoint = self.step % self.opts.val_every == 0 or self.step == self.opts.steps
+                if checkpoint:
+                    metrics.update(self._validate())
+                # Logged before the checkpoint is saved: a run killed in between resumes from
+                # the previous checkpoint and drops this line, rather than miss it for good.
                 self._log(metrics)
+                if checkpoint:
+                    self._save_checkpoints(metrics)
                 if on_step:
                     on_step(metrics)
                 if self._any_rank(stop.is_set()):  # all ranks stop at the same step
@@ -317,13 +339,12 @@ class Trainer:
             last = min(len(data), first + self.opts.batch_size)
             yield first, collate([data[(i, 0)] for i in range(first, last)])
 
-    def _validate_and_save(self) -> dict[str, float]:
-        values = self._validate()
+    def _save_checkpoints(self, metrics: dict[str, float]) -> None:
+        values = {k: v for k, v in metrics.items() if k.startswith("val_")}
         if values and values["val_loss"] < self.best:
             self.best = values["val_loss"]
             self._save("best", values)
         self._save("last", values)
-        return values
 
     def _save(self, name: str, values: dict[str, float] | None = None) -> None:
         if not self.ranks.leader:
@@ -337,7 +358,13 @@ class Trainer:
         save_checkpoint(self.out / name, self.model, self.cfg, meta, state)
 
     def _resume(self) -> None:
+        """Continue from `last`; a run killed before its first checkpoint starts over (its log
+        is cleared), so the same command line with --resume serves every re-run."""
         last = self.out / "last"
+        if not last.exists():
+            if self.ranks.leader:
+                _truncate_metrics(self.out / "metrics.jsonl", 0)
+            return
         cfg, weights, meta = load_checkpoint(last)
         if cfg != self.cfg:
             raise VabError(f"{last} was trained with other model dimensions; start a new --out")
@@ -369,8 +396,16 @@ def _truncate_metrics(path: Path, step: int) -> None:
     """Drop lines logged after the resumed checkpoint, so the log reads as one continuous run."""
     if not path.exists():
         return
-    kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+    kept = [ln for ln in path.read_text().splitlines() if _logged_step(ln) <= step]
     path.write_text("".join(line + "\n" for line in kept))
+
+
+def _logged_step(line: str) -> float:
+    """The step of a metrics line; a line cut short by a killed run counts as after any step."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 class _stop_between_steps:
