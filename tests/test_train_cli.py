@@ -359,3 +359,17 @@ def classify_round_trip(tmp_path, manifest, lines, silent, cache_dir):
     assert generator.returncode == 1 and "not a classifier" in generator.stderr
     missing = vab("classify", str(tmp_path / "nope.mp4"), "--model", str(tmp_path / "cls"))
     assert missing.returncode == 1 and "no such file" in json.loads(missing.stdout)["error"]
+
+
+@pytest.mark.parametrize("rank, says", [("0", True), ("1", False)])
+def test_only_the_first_rank_says_what_an_interrupt_kept(tmp_path, monkeypatch, capsys, rank, says):
+    import typer
+
+    from vabcli.cli_train import interrupted
+
+    monkeypatch.setenv("RANK", rank)
+    (tmp_path / "last").mkdir()  # saved by rank 0; another rank may look before it is there
+    with pytest.raises(typer.Exit) as ended:
+        interrupted(tmp_path)
+    assert ended.value.exit_code == 130
+    assert ("holds the run so far" in capsys.readouterr().err) == says

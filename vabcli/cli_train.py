@@ -230,7 +230,7 @@ def train_options(**values: Any) -> "TrainOptions":
 def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """An existing run is continued (--resume) or replaced (--overwrite), never silently; a
     run to resume that saved no checkpoint yet (killed early) starts over, with a warning."""
-    if resume and not (out / "last").exists() and int(os.environ.get("RANK", "0")) == 0:
+    if resume and not (out / "last").exists() and _speaks_for_the_run():
         print_warning(f"{out}: no checkpoint yet to resume; starting from the beginning")
     if not resume and out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -242,13 +242,21 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
 
 
 def interrupted(out: Path | None) -> NoReturn:
-    """Ctrl-C: say what was kept, exit 130."""
+    """Ctrl-C: say what was kept, exit 130. Under torchrun the first process speaks for the
+    run: the others would look before it has saved and say nothing was kept."""
+    if not _speaks_for_the_run():
+        raise typer.Exit(130)
     if out is None:
         print_error("interrupted; no pack was written")
         raise typer.Exit(130)
     saved = f"{out / 'last'} holds the run so far (continue with --resume)"
     print_error(f"interrupted; {saved if (out / 'last').exists() else 'nothing was trained'}")
     raise typer.Exit(130)
+
+
+def _speaks_for_the_run() -> bool:
+    """The process that reports for a run: the only one, or torchrun's rank 0."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 @contextmanager
