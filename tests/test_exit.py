@@ -109,3 +109,16 @@ def test_a_reader_that_takes_a_few_bytes_then_leaves(clip, tmp_path):
     # Either the rest no longer fitted (the pipe status) or it had all been written already.
     assert proc.returncode in (0, EXIT_BROKEN_PIPE), err
     assert "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_an_interrupt_outside_a_batch_is_exit_130_with_one_line(monkeypatch, capsys):
+    """SIGTERM (vab turns it into KeyboardInterrupt) can land before any batch runs: while the
+    command parses, loads a model or plans its outputs. It must still end as an interrupt."""
+    from vabcli import cli
+
+    def interrupted_while_starting(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "app", interrupted_while_starting)
+    assert cli._command_status() == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["error: interrupted"]

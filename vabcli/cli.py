@@ -29,6 +29,7 @@ from .cli_common import (
     DEFAULT_FPS,
     DEFAULT_SAMPLE_RATE,
     DEFAULT_SIZE,
+    EXIT_INTERRUPTED,
     CacheOpt,
     FpsOpt,
     JsonOpt,
@@ -189,6 +190,9 @@ def _command_status() -> int:
         code = 0
     except SystemExit as exc:
         code = _exit_code(exc)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM before or between batches (start-up, loading)
+        print_error("interrupted")
+        code = EXIT_INTERRUPTED
     except VabError as exc:  # raised outside a batch (e.g. no ffmpeg at all)
         if debug_enabled():
             sys.excepthook(*sys.exc_info())
