@@ -52,6 +52,23 @@ def interrupt(args: list[str], sig: signal.Signals, after: float) -> int:
     return proc.returncode
 
 
+def run_interrupt_rerun(
+    make_args, tmp_path: Path, sig: signal.Signals, fraction: float, *rerun_extra: str
+) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """`vab make_args(tmp_path/"reference")` uninterrupted; then `vab make_args(tmp_path/"hit")`
+    given `sig` at `fraction` of the reference's wall time, and the same again (plus
+    `rerun_extra`) to the end, as cron would. Returns both folders and the re-run."""
+    reference, hit = tmp_path / "reference", tmp_path / "hit"
+    seconds = timed_run(*make_args(reference))
+    code = interrupt(make_args(hit), sig, seconds * fraction)
+    # 130: vab's own ending; -SIGTERM: it landed while Python was still starting, before vab
+    # set its handler (nothing written yet); -SIGKILL: killed outright.
+    assert code in (0, 130, -signal.SIGTERM, -signal.SIGKILL), code
+    rerun = run_vab(*make_args(hit), *rerun_extra)
+    assert rerun.returncode == 0, rerun.stderr
+    return reference, hit, rerun
+
+
 def leftovers(root: Path) -> list[Path]:
     """Temporaries, scratch folders and locks anywhere under `root`."""
     marks = (".tmp-", ".lock")
@@ -87,19 +104,12 @@ def clips(tmp_path_factory, clip) -> Path:
 def test_generate_interrupted_anywhere_then_rerun_gives_the_same_bytes(
     clips, checkpoint, tmp_path, sig, fraction
 ):
-    def args(out: Path, cache: Path) -> list[str]:
-        return ["generate", str(clips), "--out", str(out), "--model", str(checkpoint),
-                "--cache", str(cache), "--steps", "3", "--seed", "4"]  # fmt: skip
+    def args(folder: Path) -> list[str]:
+        return ["generate", str(clips), "--out", str(folder / "out"), "--model", str(checkpoint),
+                "--cache", str(folder / "cache"), "--steps", "3", "--seed", "4"]  # fmt: skip
 
-    reference = tmp_path / "reference"
-    seconds = timed_run(*args(reference, tmp_path / "cache-ref"))
-    out, cache = tmp_path / "out", tmp_path / "cache"
-    code = interrupt(args(out, cache), sig, seconds * fraction)
-    # 130: vab's own ending; -SIGTERM: it landed while Python was still starting, before vab
-    # set its handler (nothing written yet); -SIGKILL: killed outright.
-    assert code in (0, 130, -signal.SIGTERM, -signal.SIGKILL), code
-    rerun = run_vab(*args(out, cache))
-    assert rerun.returncode == 0, rerun.stderr
+    reference, hit, _ = run_interrupt_rerun(args, tmp_path, sig, fraction)
+    reference, out, cache = reference / "out", hit / "out", hit / "cache"
     for pattern in ("*.wav", "*.mp4"):
         expected = file_bytes(reference, pattern)
         assert len(expected) == 3 and file_bytes(out, pattern) == expected, pattern
@@ -114,12 +124,7 @@ def test_tokenize_interrupted_anywhere_then_rerun_fills_the_same_cache(
     def args(cache: Path) -> list[str]:
         return ["tokenize", str(clips), "--cache", str(cache), *DEBUG, "--keep-frames"]
 
-    reference = tmp_path / "cache-ref"
-    seconds = timed_run(*args(reference))
-    cache = tmp_path / "cache"
-    interrupt(args(cache), sig, seconds * fraction)
-    rerun = run_vab(*args(cache), "--json")
-    assert rerun.returncode == 0, rerun.stderr
+    reference, cache, rerun = run_interrupt_rerun(args, tmp_path, sig, fraction, "--json")
     assert [json.loads(line)["status"] for line in rerun.stdout.splitlines()] == ["ok"] * 3
     expected = file_bytes(reference, "*.npy")
     assert len(expected) == 12  # frames, audio, features and codes of three clips
@@ -141,7 +146,7 @@ def manifest(clips, tmp_path_factory) -> Path:
 def test_train_interrupted_anywhere_then_resumed_gives_the_same_weights(
     manifest, tmp_path, sig, fraction
 ):
-    cache = tmp_path / "cache"  # shared: the tokenizing is not what is interrupted here
+    cache = tmp_path / "cache-shared"  # the tokenizing is not what is interrupted here
 
     def args(out: Path) -> list[str]:
         return ["train", "--data", str(manifest), "--out", str(out), "--cache", str(cache),
@@ -149,12 +154,7 @@ def test_train_interrupted_anywhere_then_resumed_gives_the_same_weights(
                 "--val-every", "2", "--workers", "1", "--seed", "3"]  # fmt: skip
 
     assert run_vab(*args(tmp_path / "warm"), "--steps", "1").returncode == 0  # fills the cache
-    reference = tmp_path / "reference"
-    seconds = timed_run(*args(reference))
-    out = tmp_path / "run"
-    interrupt(args(out), sig, seconds * fraction)
-    resumed = run_vab(*args(out), "--resume")
-    assert resumed.returncode == 0, resumed.stderr
+    reference, out, _ = run_interrupt_rerun(args, tmp_path, sig, fraction, "--resume")
 
     def losses(run: Path) -> list[tuple[int, float]]:
         lines = (run / "metrics.jsonl").read_text().splitlines()
