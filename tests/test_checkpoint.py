@@ -321,3 +321,43 @@ def test_weights_missing_a_backbone_tensor_fail_before_the_model_is_built(tmp_pa
     safetensors.torch.save_file(state, str(folder / "model.safetensors"))
     with pytest.raises(CheckpointError, match=r"lacks heads.bias \(1 missing"):
         load_model(folder)
+
+
+def _name_of_a_dead_writer(name: str) -> str:
+    """`name`'s temporary as a process of this host that has exited would have named it."""
+    import subprocess
+
+    from vabcli.temps import temp_name
+
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    head, _, tail = temp_name(name).rpartition(".tmp-")
+    host, _, random_part = tail.split("-")
+    return f"{head}.tmp-{host}-{exited.pid}-{random_part}"
+
+
+def test_a_save_killed_between_its_renames_gets_its_old_checkpoint_back(tmp_path):
+    """SIGKILL between moving the old `last` aside and renaming the new one in: no `last`,
+    the old one whole under `.last.old.tmp-*`. The next save or resume puts it back first."""
+    from vabcli.checkpoint import tidy_checkpoint
+
+    last = tmp_path / "last"
+    save_checkpoint(last, tiny(1), CONFIG, META)
+    aside = tmp_path / f".{_name_of_a_dead_writer('last.old')}"
+    half_new = tmp_path / f".{_name_of_a_dead_writer('last')}"
+    os.rename(last, aside)
+    half_new.mkdir()
+    (half_new / WEIGHTS_FILE).write_bytes(b"cut short")
+    tidy_checkpoint(last)
+    assert load_checkpoint(last)[2]["step"] == META["step"]
+    assert leftovers(tmp_path) == []
+
+
+def test_temporaries_of_a_save_still_running_are_left_alone(tmp_path):
+    from vabcli.checkpoint import tidy_checkpoint
+    from vabcli.temps import temp_name
+
+    live = tmp_path / f".{temp_name('last')}"  # named as this very process names one
+    live.mkdir()
+    tidy_checkpoint(tmp_path / "last")
+    assert live.exists()

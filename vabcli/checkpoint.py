@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import secrets
 import shutil
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from .builtin import BUILTIN, CHECKPOINT
 from .config import ModelConfig, dataclass_from_dict
 from .errors import VabError
 from .model import VabModel
+from .temps import TMP_MARK, abandoned, temp_name
 
 CHECKPOINT_FORMAT = "vab-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -105,12 +105,32 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+_OLD = ".old"  # the replaced checkpoint while a new one is swapped in: `.NAME.old.tmp-...`
+
+
+def tidy_checkpoint(folder: Path) -> None:
+    """Clear what a save killed outright (SIGKILL, power loss) left beside `folder`: a swap cut
+    between its two renames left the previous checkpoint, whole, as `.NAME.old.tmp-*` and no
+    `folder`, so it is put back; any other temporary of that save is removed. Temporaries of a
+    save still running are never touched (temps.abandoned)."""
+    if not folder.parent.is_dir():
+        return
+    new, old = f".{folder.name}{TMP_MARK}", f".{folder.name}{_OLD}{TMP_MARK}"
+    for path in sorted(folder.parent.iterdir()):
+        if not path.name.startswith((new, old)) or not abandoned(path):
+            continue
+        if path.name.startswith(old) and not folder.exists():
+            os.rename(path, folder)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _swap_in(new: Path, folder: Path) -> None:
     """Rename `new` to `folder`, replacing any old folder, restoring it if the rename fails."""
     if not folder.exists():
         os.rename(new, folder)
         return
-    old = folder.with_name(f".{folder.name}.old.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    old = folder.with_name("." + temp_name(f"{folder.name}{_OLD}"))
     os.rename(folder, old)
     # Between these two renames `folder` is briefly absent (plain rename cannot swap two
     # non-empty folders); a crash here leaves the old checkpoint complete in `old`.
@@ -141,9 +161,10 @@ def save_checkpoint(
     files = {WEIGHTS_FILE: state}
     if training_state is not None:
         files[TRAINING_FILE] = {k: _dense_cpu(v) for k, v in training_state.items()}
+    tidy_checkpoint(folder)
     _check_replaceable(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    tmp = folder.with_name("." + temp_name(folder.name))
     tmp.mkdir()
     try:
         for name, tensors in files.items():

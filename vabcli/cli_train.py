@@ -230,6 +230,10 @@ def train_options(**values: Any) -> "TrainOptions":
 def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """An existing run is continued (--resume) or replaced (--overwrite), never silently; a
     run to resume that saved no checkpoint yet (killed early) starts over, with a warning."""
+    if resume:
+        from .checkpoint import tidy_checkpoint
+
+        tidy_checkpoint(out / "last")  # before deciding there is nothing to resume
     if resume and not (out / "last").exists() and _speaks_for_the_run():
         print_warning(f"{out}: no checkpoint yet to resume; starting from the beginning")
     if not resume and out.exists() and any(out.iterdir()):

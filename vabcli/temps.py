@@ -65,3 +65,19 @@ def _running(pid: int) -> bool:
     except OSError:  # EPERM: alive, another user's
         return True
     return True
+
+
+def sweep_abandoned(folder: Path, prefix: str) -> None:
+    """Remove the abandoned temporaries in `folder` whose names start with `prefix`."""
+    import shutil
+
+    try:
+        children = list(folder.iterdir())
+    except OSError:
+        return
+    for path in children:
+        if path.name.startswith(prefix) and abandoned(path):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)

@@ -25,7 +25,13 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from .checkpoint import check_encoders, load_checkpoint, load_training_state, save_checkpoint
+from .checkpoint import (
+    check_encoders,
+    load_checkpoint,
+    load_training_state,
+    save_checkpoint,
+    tidy_checkpoint,
+)
 from .config import MaskingConfig, ModelConfig, check_number
 from .dataset import EpochBatches, LatentClip, Window, WindowDataset, collate
 from .errors import VabError
@@ -361,6 +367,7 @@ class Trainer:
         """Continue from `last`; a run killed before its first checkpoint starts over (its log
         is cleared), so the same command line with --resume serves every re-run."""
         last = self.out / "last"
+        tidy_checkpoint(last)  # a save killed between its renames left the previous one aside
         if not last.exists():
             if self.ranks.leader:
                 _truncate_metrics(self.out / "metrics.jsonl", 0)

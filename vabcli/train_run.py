@@ -108,12 +108,14 @@ def write_pack(plan: TrainPlan, folder: Path, overwrite: bool = False) -> int:
     from dataclasses import asdict
 
     from .atomic import check_writable
+    from .temps import TMP_MARK, sweep_abandoned, temp_name
 
     check_writable(folder, overwrite)
     cfg = asdict(plan.model_cfg)
     names: dict[str, list[str]] = {"train": [], "val": []}
     labels: dict[str, Any] = {}
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    sweep_abandoned(folder.parent, f".{folder.name}{TMP_MARK}")  # of packs killed mid-write
+    tmp = folder.with_name("." + temp_name(folder.name))
     try:
         tmp.mkdir(parents=True)
         for split, clips in (("train", plan.train), ("val", plan.val)):
