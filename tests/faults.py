@@ -85,3 +85,15 @@ def make_fifo(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     os.mkfifo(path)
     return path
+
+
+def name_of_a_dead_writer(name: str) -> str:
+    """`name`'s temporary name (temps.temp_name) as a process of this host that has exited
+    would have written it: what SIGKILL leaves behind."""
+    from vabcli.temps import temp_name
+
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    head, _, tail = temp_name(name).rpartition(".tmp-")
+    host, _, random_part = tail.split("-")
+    return f"{head}.tmp-{host}-{exited.pid}-{random_part}"

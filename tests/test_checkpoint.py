@@ -10,6 +10,7 @@ import pytest
 import safetensors.torch
 import torch
 
+from tests.faults import name_of_a_dead_writer
 from vabcli import checkpoint
 from vabcli.checkpoint import (
     CONFIG_FILE,
@@ -323,19 +324,6 @@ def test_weights_missing_a_backbone_tensor_fail_before_the_model_is_built(tmp_pa
         load_model(folder)
 
 
-def _name_of_a_dead_writer(name: str) -> str:
-    """`name`'s temporary as a process of this host that has exited would have named it."""
-    import subprocess
-
-    from vabcli.temps import temp_name
-
-    exited = subprocess.Popen(["true"])
-    exited.wait()
-    head, _, tail = temp_name(name).rpartition(".tmp-")
-    host, _, random_part = tail.split("-")
-    return f"{head}.tmp-{host}-{exited.pid}-{random_part}"
-
-
 def test_a_save_killed_between_its_renames_gets_its_old_checkpoint_back(tmp_path):
     """SIGKILL between moving the old `last` aside and renaming the new one in: no `last`,
     the old one whole under `.last.old.tmp-*`. The next save or resume puts it back first."""
@@ -343,8 +331,8 @@ def test_a_save_killed_between_its_renames_gets_its_old_checkpoint_back(tmp_path
 
     last = tmp_path / "last"
     save_checkpoint(last, tiny(1), CONFIG, META)
-    aside = tmp_path / f".{_name_of_a_dead_writer('last.old')}"
-    half_new = tmp_path / f".{_name_of_a_dead_writer('last')}"
+    aside = tmp_path / f".{name_of_a_dead_writer('last.old')}"
+    half_new = tmp_path / f".{name_of_a_dead_writer('last')}"
     os.rename(last, aside)
     half_new.mkdir()
     (half_new / WEIGHTS_FILE).write_bytes(b"cut short")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import VAB, run_vab, start_vab, tmp_entries
-from tests.faults import fill_up, read_only, small_disk
+from tests.faults import fill_up, name_of_a_dead_writer, read_only, small_disk
 from vabcli.cache import Cache
 from vabcli.config import ExtractOptions
 from vabcli.extract import extract_clip
@@ -303,6 +303,19 @@ def test_sigkilled_runs_leave_temporaries_that_info_shows_and_runs_sweep(
     done = run_vab("cache", "prune", "--cache", str(cache))
     assert "removed 0 entries (0 B) and 1 leftover temporaries" in done.stdout, done.stdout
     assert tmp_entries(cache) == [] and "leftover temporaries" not in cache_info(cache)
+
+
+def test_a_run_that_writes_nothing_still_sweeps_the_root(video, tmp_path):
+    """A killed tokenize's scratch frames at the cache root, and a re-run that finds every entry
+    cached (so writes nothing): the root is swept when the cache is opened, not only on writes."""
+    cache = tmp_path / "cache"
+    assert extract(cache, video).returncode == 0
+    dead = cache / name_of_a_dead_writer(".frames")
+    dead.mkdir()
+    (dead / "frames.npy").write_bytes(b"\0" * 1000)
+    again = extract(cache, video)
+    assert again.returncode == 0 and json.loads(again.stdout)["cache_hit"], again.stderr
+    assert tmp_entries(cache) == []
 
 
 def test_temporaries_of_live_runs_are_left_alone(tmp_path):

@@ -10,7 +10,7 @@ from typer.core import TyperGroup
 
 from . import __version__
 from .batch import Job, Outcome, run_batch
-from .cache import Cache, default_cache_dir
+from .cache import Cache, default_cache_dir, sweep
 from .config import (
     CODEC_SAMPLE_RATE,
     FRAME_SIZE,
@@ -192,8 +192,12 @@ def check_writable_folder(folder: Path, what: str = "output folder") -> None:
 
 
 def open_cache(root: Path | None) -> Cache:
-    """The cache, reporting damaged entries it finds (and recomputes) as warnings on stderr."""
-    return Cache(root, on_damage=print_warning)
+    """The cache, reporting damaged entries it finds (and recomputes) as warnings on stderr,
+    with the leftovers of killed runs at its root swept first: a run that finds everything
+    cached writes nothing, so no write would ever meet them."""
+    cache = Cache(root, on_damage=print_warning)
+    sweep(cache.root)
+    return cache
 
 
 # The frozen encoders (tokenize, train): one definition each.
