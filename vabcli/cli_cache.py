@@ -19,7 +19,7 @@ app.add_typer(cache_app, name="cache")
 def info(cache: CacheOpt = None, as_json: JsonOpt = False) -> None:
     """Entries and bytes per stage (extract, visual, audio_tokens), and leftover temporaries
     of killed runs (JSON: a line with leftover_temporaries and size, when there are any)."""
-    store = open_cache(cache)
+    store = open_cache(cache, sweep_leftovers=False)
     stages, left = usage(store), leftovers(store)
     if as_json:
         for stage in stages:
@@ -69,7 +69,7 @@ def prune_command(
         limit = parse_size(max_size) if max_size is not None else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--max-size") from None
-    report = prune(open_cache(cache), limit, unused_days, dry_run)
+    report = prune(open_cache(cache, sweep_leftovers=False), limit, unused_days, dry_run)
     verb = "would remove" if dry_run else "removed"
     temporaries = (
         f" and {report.leftovers} leftover temporaries ({human_size(report.leftover_size)})"

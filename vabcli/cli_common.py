@@ -191,12 +191,14 @@ def check_writable_folder(folder: Path, what: str = "output folder") -> None:
         raise VabError(f"cannot write to {what} {folder}: {exc.strerror or exc}") from None
 
 
-def open_cache(root: Path | None) -> Cache:
+def open_cache(root: Path | None, sweep_leftovers: bool = True) -> Cache:
     """The cache, reporting damaged entries it finds (and recomputes) as warnings on stderr,
     with the leftovers of killed runs at its root swept first: a run that finds everything
-    cached writes nothing, so no write would ever meet them."""
+    cached writes nothing, so no write would ever meet them. `vab cache` itself reports them
+    (and prunes them when asked), so it opens the cache with `sweep_leftovers=False`."""
     cache = Cache(root, on_damage=print_warning)
-    sweep(cache.root)
+    if sweep_leftovers:
+        sweep(cache.root)
     return cache
 
 
