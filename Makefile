@@ -22,14 +22,14 @@ test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 demo: install
-	HF_HUB_OFFLINE=1 $(BIN)/python -m vabcli.demo demo-out
+	HF_HUB_OFFLINE=1 $(BIN)/python -m vabcli.cli.demo demo-out
 
 # Rebuilds the bundled model (codec, image tower, VAB checkpoint) from scratch into
-# vabcli/models/builtin (README: how long, where). build/model keeps the stages, so an
+# vabcli/weights/builtin (README: how long, where). build/model keeps the stages, so an
 # interrupted build continues; `make model FORCE=--force` starts over, DEVICE=cuda uses a GPU.
 DEVICE ?= auto
 model: install
-	HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m vabcli.make_model build/model \
+	HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m vabcli.world.make_model build/model \
 		--device $(DEVICE) $(FORCE)
 
 bench: install
@@ -40,7 +40,7 @@ lint: install
 	$(BIN)/ruff format --check vabcli tests benchmarks
 
 completions: install
-	$(BIN)/python -m vabcli.completions_gen completions
+	$(BIN)/python -m vabcli.cli.completions completions
 
 clean:
 	rm -rf $(VENV) demo-out build .pytest_cache

@@ -1,4 +1,4 @@
-"""How much of the world's sound survives a codec's encode + decode, by `vab eval`'s measures.
+"""How much of the world's sound survives a codec's encode + synthesize, by `vab eval`'s measures.
 
     python benchmarks/codec_roundtrip.py [--codec builtin] [--clips 40] [--work build/codec-rt]
 
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from vabcli.codecs import load_codec
-from vabcli.evaluate import EvalOptions, fit_judge, load_pairs, score
-from vabcli.metrics import EVAL_SAMPLE_RATE
+from vabcli.encoders.audio_codec import load_codec
+from vabcli.evaluation.generated_audio import EvalOptions, fit_judge, load_pairs, score
+from vabcli.evaluation.metrics import EVAL_SAMPLE_RATE
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     rebuilt = []
     for clip in clips:
         wav = torch.from_numpy(clip.real)[None, None]
-        out = codec.decode(codec.encode(wav))[0, 0, : len(clip.real)].cpu().numpy()
+        out = codec.synthesize(codec.encode(wav))[0, 0, : len(clip.real)].cpu().numpy()
         rebuilt.append(dataclasses.replace(clip, generated=out))
     seconds = time.perf_counter() - started
     judge = fit_judge(clips)
@@ -54,7 +54,7 @@ def main() -> None:
     }
     audio = sum(len(c.real) for c in clips) / EVAL_SAMPLE_RATE
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
-    speed = f"encode + decode {audio / seconds:.0f}x real time"
+    speed = f"encode + synthesize {audio / seconds:.0f}x real time"
     print(f"codec {codec.id}, {len(clips)} clips ({audio:.0f} s), {machine}; {speed}\n")
     keys = ("onset_f1", "onset_offset_ms", "class_acc", "fd_logmel", "silence_ratio")
     print("| audio | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys))

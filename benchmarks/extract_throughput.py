@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from vabcli.ffmpeg import ffmpeg_binary
-from vabcli.synth import ClipSpec, make_clip
+from vabcli.media.ffmpeg import ffmpeg_binary
+from vabcli.media.testing import ClipSpec, make_clip
 
 CLIP_SECONDS = 10.0
 

@@ -27,11 +27,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tokenize_throughput import real_size_weights  # noqa: E402  (a sibling script)
 
-STAGES = ("decode", "features", "sampling", "codec_decode", "mux")
+STAGES = ("decode", "features", "sampling", "synthesis", "mux")
 
 
 def make_clips(folder: Path, count: int, seconds: float) -> None:
-    from vabcli.synth import ClipSpec, make_clip
+    from vabcli.media.testing import ClipSpec, make_clip
 
     source = "testsrc2=size=640x360:rate=30000/1001,noise=alls=12:allf=t+u"
     for i in range(count):
@@ -43,12 +43,12 @@ def save_random_model(folder: Path, preset: str, encoder_options: list[str]) -> 
     """A random-init VAB model of `preset` on the given encoders, as a checkpoint folder."""
     import torch
 
-    from vabcli.checkpoint import save_checkpoint
-    from vabcli.codecs import load_codec
     from vabcli.config import model_config
-    from vabcli.latents import TokenizeOptions, encoder_spec
-    from vabcli.model import VabModel
-    from vabcli.vision import load_visual_encoder
+    from vabcli.encoders.audio_codec import load_codec
+    from vabcli.encoders.image import load_visual_encoder
+    from vabcli.encoders.tokenize import TokenizeOptions, encoder_spec
+    from vabcli.model.checkpoint import save_checkpoint
+    from vabcli.model.transformer import VabModel
 
     opts = dict(zip(encoder_options[::2], encoder_options[1::2], strict=True))
     codec = load_codec("encodec_24khz", weights=Path(opts["--codec-weights"]))

@@ -30,11 +30,18 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from vabcli.cache import Cache
-from vabcli.clips import clip_items
-from vabcli.decode import decode_audio_file
-from vabcli.evaluate import ClipAudio, EvalOptions, find_generated, fit_judge, load_pairs, score
-from vabcli.metrics import EVAL_SAMPLE_RATE
+from vabcli.core.cache import Cache
+from vabcli.data.clips import clip_items
+from vabcli.evaluation.generated_audio import (
+    ClipAudio,
+    EvalOptions,
+    find_generated,
+    fit_judge,
+    load_pairs,
+    score,
+)
+from vabcli.evaluation.metrics import EVAL_SAMPLE_RATE
+from vabcli.media.decode import decode_audio_file
 
 HELD_OUT_SEED, OTHER_SEED = 7, 8
 STEPS, GUIDANCES = (1, 4, 8, 16, 32), (0.0, 2.0, 5.0)
@@ -74,10 +81,10 @@ def with_generated(clips: list[ClipAudio], folder: Path) -> list[ClipAudio]:
 
 def mean_features(manifest: Path, cache: Path) -> dict[Path, np.ndarray]:
     """Unit mean builtin-tower feature of every clip of a manifest (tokenized into `cache`)."""
-    from vabcli.latents import TokenizeOptions, Tokenizer, latent_files
+    from vabcli.encoders.tokenize import ClipTokenizer, TokenizeOptions, latent_files
 
     store = Cache(cache)
-    tokenizer = Tokenizer(TokenizeOptions(codec="builtin", image_encoder="builtin"), store)
+    tokenizer = ClipTokenizer(TokenizeOptions(codec="builtin", image_encoder="builtin"), store)
     result = {}
     for item in clip_items(None, manifest):
         figures = tokenizer.tokenize(item.path, item.segment, with_audio=False)
@@ -100,7 +107,7 @@ def table(rows: dict[str, dict], extra: tuple[str, ...] = ()) -> str:
 
 def write_card_scores(row: dict, n_clips: int) -> None:
     """Put the bundled model's held-out scores on its card (`vab models` shows them)."""
-    from vabcli.builtin import BUILTIN_DIR, CARD_FILE
+    from vabcli.core.builtin import BUILTIN_DIR, CARD_FILE
 
     path = BUILTIN_DIR / CARD_FILE
     card = json.loads(path.read_text())

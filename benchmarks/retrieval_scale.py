@@ -20,7 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from vabcli.retrieval import top_k
+from vabcli.tasks.retrieval import top_k
 
 
 def peak_mb() -> float:

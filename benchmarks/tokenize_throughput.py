@@ -25,7 +25,7 @@ CLIP_SECONDS = 10.0
 
 
 def make_clips(folder: Path, count: int) -> None:
-    from vabcli.synth import ClipSpec, make_clip
+    from vabcli.media.testing import ClipSpec, make_clip
 
     source = "testsrc2=size=640x360:rate=30000/1001,noise=alls=12:allf=t+u"
     for i in range(count):
@@ -39,7 +39,7 @@ def real_size_weights(folder: Path) -> list[str]:
     import safetensors.torch
     import torch
 
-    from vabcli.codecs import ENCODEC_24KHZ, build_model
+    from vabcli.encoders.audio_codec import ENCODEC_24KHZ, build_model
 
     torch.manual_seed(0)
     clip = open_clip.create_model("ViT-B-32")

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from vabcli.config import model_config
-from vabcli.dataset import LatentClip
-from vabcli.train import RunInfo, Trainer, TrainOptions
+from vabcli.training.dataset import LatentClip
+from vabcli.training.trainer import RunInfo, Trainer, TrainOptions
 
 
 def synthetic_clips(folder: Path, n: int, seconds: float) -> list[LatentClip]:

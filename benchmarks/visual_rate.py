@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vabcli.cache import Cache
 from vabcli.config import ExtractOptions
-from vabcli.extract import extract_clip
-from vabcli.synth import ClipSpec, make_clip
-from vabcli.vision import load_visual_encoder
+from vabcli.core.cache import Cache
+from vabcli.encoders.image import load_visual_encoder
+from vabcli.media.extract import extract_clip
+from vabcli.media.testing import ClipSpec, make_clip
 
 RATES = (1, 2, 4, 8, 12, 16, 25)
 CLIP_SECONDS = 20.0
@@ -66,7 +66,7 @@ def onset_errors(features: np.ndarray, fps: float, events: list[tuple[float, flo
 def vit_frames_per_second() -> float:
     import open_clip
 
-    from vabcli.vision import OpenClipVisualEncoder
+    from vabcli.encoders.image import OpenClipVisualEncoder
 
     encoder = OpenClipVisualEncoder(open_clip.create_model("ViT-B-32"), "random ViT-B-32")
     frames = np.random.default_rng(0).integers(0, 255, (64, 224, 224, 3), dtype=np.uint8)

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from vabcli import cancel, ffmpeg
-from vabcli.synth import ClipSpec, make_clip
+from vabcli.core import cancel
+from vabcli.media import ffmpeg
+from vabcli.media.testing import ClipSpec, make_clip
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 

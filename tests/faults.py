@@ -90,7 +90,7 @@ def make_fifo(path: Path) -> Path:
 def name_of_a_dead_writer(name: str) -> str:
     """`name`'s temporary name (temps.temp_name) as a process of this host that has exited
     would have written it: what SIGKILL leaves behind."""
-    from vabcli.temps import temp_name
+    from vabcli.core.temps import temp_name
 
     exited = subprocess.Popen(["true"])
     exited.wait()

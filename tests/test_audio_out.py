@@ -1,4 +1,4 @@
-"""Tokens to an audio file: exact length, chunked decoding that matches one-pass decoding."""
+"""Tokens to an audio file: exact length, chunked synthesis that matches one-pass synthesis."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import torch
 
 from tests.faults import small_disk
 from tests.tiny_models import informative_codec
-from vabcli import audio_out
-from vabcli.codecs import load_codec
-from vabcli.synth import write_tone
+from vabcli.encoders.audio_codec import load_codec
+from vabcli.generation import audio_file as audio_out
+from vabcli.media.testing import write_tone
 
 
 @pytest.fixture(scope="module")
@@ -25,16 +25,16 @@ def codec(tmp_path_factory):
 
 @pytest.mark.parametrize("fmt, n_samples", [("wav", 24_000 * 3 - 7), ("flac", 24_000 * 4 + 11)])
 def test_exactly_n_samples_whatever_the_tokens_cover(codec, tmp_path, monkeypatch, fmt, n_samples):
-    monkeypatch.setattr(audio_out, "DECODE_CHUNK_SECONDS", 0.5)  # many chunks, short test
+    monkeypatch.setattr(audio_out, "SYNTHESIS_CHUNK_SECONDS", 0.5)  # many chunks, short test
     codes = torch.randint(0, codec.codebook_size, (codec.n_codebooks, 263))  # 3.51 s of tokens
     path = tmp_path / f"out.{fmt}"
     audio_out.write_tokens_as_audio(codec, codes, path, n_samples, fmt)
     info = soundfile.info(str(path))
     assert info.frames == n_samples and info.samplerate == 24_000 and info.channels == 1
     chunked, _ = soundfile.read(str(path), dtype="float32")
-    whole = codec.decode(codes[None])[0, 0].numpy()
+    whole = codec.synthesize(codes[None])[0, 0].numpy()
     n = min(len(whole), n_samples)
-    # one second of left context per chunk makes the seams match one-pass decoding closely
+    # one second of left context per chunk makes the seams match one-pass synthesis closely
     error = np.abs(chunked[:n] - np.clip(whole[:n], -1, 1)).max()
     assert error < 0.02 * np.abs(whole).max() + 2 / 32768, error
     assert not chunked[n:].any()  # past the tokens: silence

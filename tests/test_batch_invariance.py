@@ -12,10 +12,10 @@ import torch
 
 from tests.conftest import run_vab
 from tests.tiny_models import informative_codec, make_checkpoint
-from vabcli import ffmpeg
 from vabcli.config import ModelConfig, SamplingOptions
-from vabcli.model import VabModel
-from vabcli.sampling import decode, decode_autoregressive
+from vabcli.generation.maskgit import sample_autoregressive, sample_maskgit
+from vabcli.media import ffmpeg
+from vabcli.model.transformer import VabModel
 
 FAST = ["--steps", "4", "--workers", "2", "--no-mux"]
 # The checkpoint's window is 2 s (1 s of context); `--window 4` makes each clip one window, so the
@@ -93,8 +93,8 @@ def table_logits(k: int, t: int, v: int):
     return fn
 
 
-@pytest.mark.parametrize("decoder", [decode, decode_autoregressive])
-def test_a_row_draws_what_it_draws_alone_when_padded_or_beside_rows_with_more_to_do(decoder):
+@pytest.mark.parametrize("sampler", [sample_maskgit, sample_autoregressive])
+def test_a_row_draws_what_it_draws_alone_when_padded_or_beside_rows_with_more_to_do(sampler):
     k, v, mask, t = 2, 16, 16, 12
     logits = table_logits(k, 20, v)
     row = torch.full((k, t), mask)
@@ -108,8 +108,8 @@ def test_a_row_draws_what_it_draws_alone_when_padded_or_beside_rows_with_more_to
         return [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
 
     alone_gen, batch_gen = generators(), generators()
-    alone = decoder(logits, row[None], mask, opts, alone_gen[2:])
-    batched = decoder(logits, padded, mask, opts, batch_gen)
+    alone = sampler(logits, row[None], mask, opts, alone_gen[2:])
+    batched = sampler(logits, padded, mask, opts, batch_gen)
     assert torch.equal(batched[2, :, :t], alone[0])
     # The streams go on where they would alone (the next window of each clip draws from them).
     assert torch.equal(batch_gen[2].get_state(), alone_gen[2].get_state())

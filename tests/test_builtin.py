@@ -9,21 +9,21 @@ import pytest
 import soundfile
 import torch
 
-from vabcli import builtin
-from vabcli.builtin import BUILTIN_DIR, CHECKPOINT, CODEC, VISION, BuiltinModelMissingError
-from vabcli.checkpoint import read_meta
-from vabcli.codecs import load_codec
-from vabcli.decode import decode_audio
-from vabcli.metrics import OnsetCounts, detect_onsets, mel_db
-from vabcli.probe import probe
-from vabcli.vision import load_visual_encoder
+from vabcli.core import builtin
+from vabcli.core.builtin import BUILTIN_DIR, CHECKPOINT, CODEC, VISION, BuiltinModelMissingError
+from vabcli.encoders.audio_codec import load_codec
+from vabcli.encoders.image import load_visual_encoder
+from vabcli.evaluation.metrics import OnsetCounts, detect_onsets, mel_db
+from vabcli.media.decode import decode_audio
+from vabcli.media.probe import probe
+from vabcli.model.checkpoint import read_meta
 
 VAB = [sys.executable, "-m", "vabcli"]
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from vabcli.synth_set import SynthOptions, synthesize
+    from vabcli.world.synth import SynthOptions, synthesize
 
     out = tmp_path_factory.mktemp("world")
     # Seed 31: no data set the bundled model was trained on.
@@ -52,7 +52,7 @@ def test_builtin_codec_keeps_every_sound_of_the_world(world):
     for line in world.read_text().splitlines():
         entry = json.loads(line)
         audio = decode_audio(probe(world.parent / entry["video"]), 16_000)
-        rebuilt = codec.decode(codec.encode(torch.from_numpy(audio)[None, None]))[0, 0].numpy()
+        rebuilt = codec.synthesize(codec.encode(torch.from_numpy(audio)[None, None]))[0, 0].numpy()
         counts.add(detect_onsets(mel_db(rebuilt)), np.asarray(entry["events"]), 0.1)
     assert counts.f1 >= 0.9, (counts.matched, counts.detected, counts.reference)
 
@@ -88,15 +88,17 @@ def test_generate_uses_the_bundled_model_by_default(world, tmp_path):
 
 
 def test_a_missing_bundled_file_fails_fast_naming_the_file_and_the_fix(tmp_path, monkeypatch):
-    import vabcli.codecs
-    import vabcli.vision
+    import vabcli.encoders.audio_codec
+    import vabcli.encoders.image
 
     gone = builtin.BuiltinPart("codec", tmp_path / "codec", CODEC.files)
-    monkeypatch.setattr(vabcli.codecs, "CODEC", gone)
+    monkeypatch.setattr(vabcli.encoders.audio_codec, "CODEC", gone)
     with pytest.raises(BuiltinModelMissingError, match="make model") as err:
         load_codec("builtin")
     assert str(tmp_path / "codec" / "config.json") in str(err.value)
-    monkeypatch.setattr(vabcli.vision, "VISION", builtin.BuiltinPart("x", tmp_path, VISION.files))
+    monkeypatch.setattr(
+        vabcli.encoders.image, "VISION", builtin.BuiltinPart("x", tmp_path, VISION.files)
+    )
     with pytest.raises(BuiltinModelMissingError, match="open_clip_config.json"):
         load_visual_encoder("builtin")
     assert BUILTIN_DIR.is_dir()

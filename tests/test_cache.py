@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vabcli.cache import Cache, default_cache_dir, make_key
+from vabcli.core.cache import Cache, default_cache_dir, make_key
 
 
 def test_default_location(monkeypatch, tmp_path):
@@ -79,7 +79,7 @@ def test_lookup_records_last_use(tmp_path):
 WRITER = """
 import sys, time
 from pathlib import Path
-from vabcli.cache import Cache
+from vabcli.core.cache import Cache
 cache = Cache(Path(sys.argv[1]))
 for i in range(40):
     with cache.writing("s", f"{i:032d}", {"writer": sys.argv[2]}) as tmp:
@@ -105,7 +105,7 @@ def test_concurrent_writers_leave_a_consistent_cache(tmp_path):
 
 
 def test_content_digest_is_remembered_until_the_file_changes(tmp_path, monkeypatch):
-    import vabcli.cache as cache_module
+    import vabcli.core.cache as cache_module
 
     cache = Cache(tmp_path / "cache")
     video = tmp_path / "clip.mp4"
@@ -129,8 +129,8 @@ def test_hashing_refuses_what_is_not_a_regular_file_at_once(tmp_path):
     import threading
 
     from tests.faults import make_fifo
-    from vabcli import cancel
-    from vabcli.errors import InputError
+    from vabcli.core import cancel
+    from vabcli.core.errors import InputError
 
     fifo = make_fifo(tmp_path / "pipe.mp4")
     for path in (Path("/dev/zero"), fifo, tmp_path):
@@ -151,7 +151,7 @@ def test_hashing_refuses_what_is_not_a_regular_file_at_once(tmp_path):
 
 
 def _digest_or_error(path: Path):
-    from vabcli.cache import file_digest
+    from vabcli.core.cache import file_digest
 
     try:
         return file_digest(path)
@@ -160,9 +160,9 @@ def _digest_or_error(path: Path):
 
 
 def test_hashing_stops_between_chunks_when_the_run_is_interrupted(tmp_path, monkeypatch):
-    from vabcli import cancel
-    from vabcli.cache import file_digest
-    from vabcli.errors import CancelledError
+    from vabcli.core import cancel
+    from vabcli.core.cache import file_digest
+    from vabcli.core.errors import CancelledError
 
     big = tmp_path / "big.bin"
     big.write_bytes(b"x" * 4096)
@@ -206,7 +206,7 @@ def test_an_entry_path_taken_by_a_file_is_replaced(tmp_path):
 
 def test_a_failed_small_write_leaves_no_temporary(tmp_path):
     from tests.faults import fill_up, small_disk
-    from vabcli.cache import write_text_atomic
+    from vabcli.core.cache import write_text_atomic
 
     with small_disk(tmp_path / "disk", "1m") as disk:
         fill_up(disk)

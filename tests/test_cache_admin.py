@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from vabcli.cache import Cache
-from vabcli.cache_admin import parse_size, prune, usage
-from vabcli.cli import app
+from vabcli.cli.main import app
+from vabcli.core.cache import Cache
+from vabcli.core.cache_admin import parse_size, prune, usage
 
 
 def fill(cache: Cache, stage: str, key: str, size: int, last_used: float) -> None:
@@ -66,7 +66,7 @@ def dead_pid() -> int:
 
 
 def test_leftover_temporaries_at_any_depth_are_seen_and_pruned(tmp_path, runner):
-    from vabcli.temps import temp_name
+    from vabcli.core.temps import temp_name
 
     cache = Cache(tmp_path)
     fill(cache, "visual", "1" * 32, 10, last_used=1e9)
@@ -97,7 +97,7 @@ def test_leftover_temporaries_at_any_depth_are_seen_and_pruned(tmp_path, runner)
 
 
 def test_a_write_sweeps_leftovers_of_dead_runs_beside_it(tmp_path):
-    from vabcli.temps import temp_name
+    from vabcli.core.temps import temp_name
 
     cache = Cache(tmp_path)
     host_mark = temp_name("x").split(".tmp-")[1].split("-")[0]

@@ -11,8 +11,9 @@ import safetensors.torch
 import torch
 
 from tests.faults import name_of_a_dead_writer
-from vabcli import checkpoint
-from vabcli.checkpoint import (
+from vabcli.config import ModelConfig
+from vabcli.model import checkpoint
+from vabcli.model.checkpoint import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     CheckpointError,
@@ -22,7 +23,6 @@ from vabcli.checkpoint import (
     save_checkpoint,
     unwrap,
 )
-from vabcli.config import ModelConfig
 
 CONFIG = ModelConfig(d_model=16, n_heads=2, n_multiway=1, n_shared=1, codebook_size=32)
 META = {"step": 120, "codec_id": "encodec_24khz@3.0", "visual_id": "ViT-B-32:openai", "lr": 3e-4}
@@ -266,7 +266,7 @@ def test_check_encoders(tmp_path):
 
 
 def _vab_checkpoint(tmp_path: Path) -> Path:
-    from vabcli.model import VabModel
+    from vabcli.model.transformer import VabModel
 
     torch.manual_seed(0)
     return save_checkpoint(tmp_path / "ck", VabModel(CONFIG), CONFIG, META)
@@ -282,7 +282,7 @@ def test_config_sizes_are_checked_against_the_weights_header_before_allocating(
     tmp_path, monkeypatch
 ):
     """A config.json saying d_model 8192 beside small weights allocated gigabytes first."""
-    from vabcli import model as model_module
+    from vabcli.model import transformer as model_module
 
     folder = _vab_checkpoint(tmp_path)
     _edit_dimensions(folder, d_model=8192)
@@ -327,7 +327,7 @@ def test_weights_missing_a_backbone_tensor_fail_before_the_model_is_built(tmp_pa
 def test_a_save_killed_between_its_renames_gets_its_old_checkpoint_back(tmp_path):
     """SIGKILL between moving the old `last` aside and renaming the new one in: no `last`,
     the old one whole under `.last.old.tmp-*`. The next save or resume puts it back first."""
-    from vabcli.checkpoint import tidy_checkpoint
+    from vabcli.model.checkpoint import tidy_checkpoint
 
     last = tmp_path / "last"
     save_checkpoint(last, tiny(1), CONFIG, META)
@@ -342,8 +342,8 @@ def test_a_save_killed_between_its_renames_gets_its_old_checkpoint_back(tmp_path
 
 
 def test_temporaries_of_a_save_still_running_are_left_alone(tmp_path):
-    from vabcli.checkpoint import tidy_checkpoint
-    from vabcli.temps import temp_name
+    from vabcli.core.temps import temp_name
+    from vabcli.model.checkpoint import tidy_checkpoint
 
     live = tmp_path / f".{temp_name('last')}"  # named as this very process names one
     live.mkdir()

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from vabcli.classify import (
+from vabcli.core.errors import VabError
+from vabcli.tasks.classify import (
     classification_loss,
     classification_scores,
     label_set,
     label_targets,
     mean_average_precision,
 )
-from vabcli.dataset import LatentClip
-from vabcli.errors import VabError
+from vabcli.training.dataset import LatentClip
 
 
 def test_mean_average_precision_on_a_constructed_ranking():

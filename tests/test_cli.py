@@ -15,9 +15,9 @@ import pytest
 
 from tests.conftest import VAB, run_vab, start_vab, tmp_entries, wait_until_writing
 from vabcli import __version__
-from vabcli.cache import Cache
-from vabcli.cli import app
-from vabcli.synth import write_tone
+from vabcli.cli.main import app
+from vabcli.core.cache import Cache
+from vabcli.media.testing import write_tone
 
 EXTRACT_FIELDS = {
     "input",

@@ -16,18 +16,18 @@ import safetensors.torch
 import torch
 from encodec import EncodecModel
 
-from vabcli import codecs
-from vabcli.codecs import (
+from vabcli.core.errors import CodecError, CodecWeightsMissingError, VabError
+from vabcli.encoders import audio_codec as codecs
+from vabcli.encoders.audio_codec import (
     ENCODEC_24KHZ_FILE,
-    AudioTokenizer,
+    AudioCodec,
     CodecConfig,
-    EncodecTokenizer,
+    EncodecAudioCodec,
     build_model,
     load_codec,
     read_codec_config,
     save_codec_dir,
 )
-from vabcli.errors import CodecError, CodecWeightsMissingError, VabError
 
 PARAM = "encoder.model.0.conv.conv.weight_v"
 
@@ -55,13 +55,13 @@ def hub_state(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor]]:
 
 def test_debug_codec_shapes():
     codec = load_codec("debug")
-    assert isinstance(codec, AudioTokenizer)
+    assert isinstance(codec, AudioCodec)
     assert (codec.sample_rate, codec.frame_rate, codec.n_codebooks) == (24000, 75.0, 4)
     codes = codec.encode(torch.randn(2, 1, 24000))
     assert codes.shape == (2, 4, 75)
     assert codes.dtype == torch.int64
     assert 0 <= codes.min() and codes.max() < codec.codebook_size == 1024
-    wav = codec.decode(codes)
+    wav = codec.synthesize(codes)
     assert wav.shape == (2, 1, 24000) and wav.dtype == torch.float32
     assert not any(p.requires_grad for p in codec.model.parameters())
     assert not codec.model.training
@@ -72,7 +72,7 @@ def test_token_count_is_ceil_of_samples_over_hop(n_samples):
     codec = load_codec("debug")
     codes = codec.encode(torch.randn(1, 1, n_samples))
     assert codes.shape[-1] == math.ceil(n_samples / codec.hop_length)
-    assert codec.decode(codes).shape[-1] == codes.shape[-1] * codec.hop_length
+    assert codec.synthesize(codes).shape[-1] == codes.shape[-1] * codec.hop_length
 
 
 def test_debug_id_is_stable_across_loads_and_processes():
@@ -88,7 +88,7 @@ def test_debug_id_is_stable_across_loads_and_processes():
         [
             sys.executable,
             "-c",
-            "from vabcli.codecs import load_codec; print(load_codec('debug').id)",
+            "from vabcli.encoders.audio_codec import load_codec; print(load_codec('debug').id)",
         ],
         capture_output=True,
         text=True,
@@ -106,16 +106,16 @@ def test_shapes_are_checked_at_the_boundary():
     with pytest.raises(ValueError, match=r"\[B, 1, S\]"):
         codec.encode(torch.randn(1, 2, 24000))
     with pytest.raises(ValueError, match=r"\[B, K, T\]"):
-        codec.decode(torch.zeros(1, 3, 10, dtype=torch.long))
+        codec.synthesize(torch.zeros(1, 3, 10, dtype=torch.long))
     with pytest.raises(ValueError, match="lie in"):
-        codec.decode(torch.full((1, 4, 10), 1024))
+        codec.synthesize(torch.full((1, 4, 10), 1024))
 
 
 def test_outputs_can_feed_training():
     """Tensors made under inference_mode cannot be saved for backward; ours are plain."""
     codec = load_codec("debug")
     codes = codec.encode(torch.randn(1, 1, 2400))
-    wav = codec.decode(codes)
+    wav = codec.synthesize(codes)
     embedding = torch.nn.Embedding(codec.codebook_size, 3)
     scale = torch.ones(1, requires_grad=True)
     (embedding(codes).sum() + (scale * wav).sum()).backward()
@@ -263,7 +263,7 @@ def test_codec_folder_round_trip(tmp_path):
     assert read_codec_config(tmp_path / "codec" / "config.json") == SMALL
 
     loaded = load_codec(str(tmp_path / "codec"), bandwidth=SMALL.target_bandwidths()[-1])
-    in_memory = EncodecTokenizer(model, SMALL, SMALL.target_bandwidths()[-1])
+    in_memory = EncodecAudioCodec(model, SMALL, SMALL.target_bandwidths()[-1])
     saved, reread = in_memory.model.state_dict(), loaded.model.state_dict()
     assert saved.keys() == reread.keys() and any(k.endswith("weight_g") for k in saved)
     assert all(torch.equal(saved[k], reread[k]) for k in saved)
@@ -271,7 +271,7 @@ def test_codec_folder_round_trip(tmp_path):
     assert codes.shape == (2, 3, 250)
     assert codes.unique().numel() > 10  # a meaningful round trip, not all zeros
     assert torch.equal(codes, in_memory.encode(wav))
-    assert torch.equal(loaded.decode(codes), in_memory.decode(codes))
+    assert torch.equal(loaded.synthesize(codes), in_memory.synthesize(codes))
     assert loaded.id == in_memory.id and loaded.id.startswith("tiny16k@")
 
 
@@ -295,7 +295,7 @@ def test_codec_folder_errors(tmp_path):
 
 @pytest.mark.parametrize("env", [{}, {"TORCH_HOME": "/somewhere/th"}, {"XDG_CACHE_HOME": "/x"}])
 def test_hub_path_without_torch_agrees_with_torch(monkeypatch, env):
-    from vabcli.encoder_memo import torch_hub_dir
+    from vabcli.encoders.ids import torch_hub_dir
 
     for var in ("TORCH_HOME", "XDG_CACHE_HOME"):
         monkeypatch.delenv(var, raising=False)

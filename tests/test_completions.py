@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vabcli.completions_gen import SHELLS, completion_script
+from vabcli.cli.completions import SHELLS, completion_script
 
 COMPLETIONS = Path(__file__).resolve().parent.parent / "completions"
 

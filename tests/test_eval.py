@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import soundfile
 
-from vabcli.evaluate import EvalOptions, fit_judge, load_pairs, score
-from vabcli.metrics import EVAL_SAMPLE_RATE, frechet_distance, match_onsets
+from vabcli.evaluation.generated_audio import EvalOptions, fit_judge, load_pairs, score
+from vabcli.evaluation.metrics import EVAL_SAMPLE_RATE, frechet_distance, match_onsets
 
 SHIFTS_MS = (0, 30, 60, 90, 150)
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    from vabcli.synth_set import SynthOptions, synthesize
+    from vabcli.world.synth import SynthOptions, synthesize
 
     out = tmp_path_factory.mktemp("reference")
     return synthesize(out, SynthOptions(n=10, seed=21, min_duration=2.0, max_duration=4.0))
@@ -92,7 +92,7 @@ def test_measures_by_hand():
 
 
 def test_vab_eval_cli(clips, reference, tmp_path, runner):
-    from vabcli.cli import app
+    from vabcli.cli.main import app
 
     generated = tmp_path / "generated"
     generated.mkdir()

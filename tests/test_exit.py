@@ -114,7 +114,7 @@ def test_a_reader_that_takes_a_few_bytes_then_leaves(clip, tmp_path):
 def test_an_interrupt_outside_a_batch_is_exit_130_with_one_line(monkeypatch, capsys):
     """SIGTERM (vab turns it into KeyboardInterrupt) can land before any batch runs: while the
     command parses, loads a model or plans its outputs. It must still end as an interrupt."""
-    from vabcli import cli
+    from vabcli.cli import main as cli
 
     def interrupted_while_starting(**kwargs):
         raise KeyboardInterrupt

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import VAB, run_vab
-from vabcli.cache import Cache
 from vabcli.config import ExtractOptions
-from vabcli.extract import extract_clip
+from vabcli.core.cache import Cache
+from vabcli.media.extract import extract_clip
 
 OPTS = ExtractOptions(fps=8.0, width=64, height=64, sample_rate=24_000)
 
@@ -177,7 +177,7 @@ def test_ten_minute_video_with_bounded_memory(long_clip, cache_dir):
 
 
 def test_picture_starting_late_keeps_sound_and_picture_together(late_video, cache_dir):
-    from vabcli.probe import probe
+    from vabcli.media.probe import probe
 
     assert probe(late_video).start == pytest.approx(0.5, abs=0.01)
     result = extract_clip(late_video, OPTS, Cache(cache_dir))
@@ -193,7 +193,7 @@ def test_a_fifo_or_device_is_refused_without_reading_it(tmp_path, cache_dir):
     from pathlib import Path
 
     from tests.faults import make_fifo
-    from vabcli.errors import VabError
+    from vabcli.core.errors import VabError
 
     for path in (make_fifo(tmp_path / "pipe.mp4"), Path("/dev/zero")):
         with pytest.raises(VabError, match="not a regular file"):

@@ -21,10 +21,10 @@ import pytest
 
 from tests.conftest import VAB, run_vab, start_vab, tmp_entries
 from tests.faults import fill_up, name_of_a_dead_writer, read_only, small_disk
-from vabcli.cache import Cache
 from vabcli.config import ExtractOptions
-from vabcli.extract import extract_clip
-from vabcli.latents import TokenizeOptions, Tokenizer
+from vabcli.core.cache import Cache
+from vabcli.encoders.tokenize import ClipTokenizer, TokenizeOptions
+from vabcli.media.extract import extract_clip
 
 DEBUG = ["--codec", "debug", "--image-encoder", "debug"]
 FPS = "4"
@@ -216,7 +216,7 @@ def _tokenize_in_process(root: Path, video: Path, reports: list[str]) -> list[di
         keep_frames=True,
     )  # fmt: skip
     cache = Cache(root, on_damage=reports.append)
-    with Tokenizer(opts, cache) as tokenizer:
+    with ClipTokenizer(opts, cache) as tokenizer:
         tokens = tokenizer.tokenize(video)
         tokenizer.load()
         frames = extract_clip(video, tokenizer.extract_opts, cache).figures()
@@ -320,7 +320,7 @@ def test_a_run_that_writes_nothing_still_sweeps_the_root(video, tmp_path):
 
 def test_temporaries_of_live_runs_are_left_alone(tmp_path):
     """A temporary whose process still runs on this host is work in progress, not a leftover."""
-    from vabcli.temps import temp_name
+    from vabcli.core.temps import temp_name
 
     cache = tmp_path / "cache"
     live = cache / temp_name(".frames")  # named as this very process (alive) names one

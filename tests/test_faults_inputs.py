@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from faults import make_fifo, read_only
 
-from vabcli import ffmpeg
-from vabcli.clips import clip_items
-from vabcli.inputs import expand_inputs
+from vabcli.data.clips import clip_items
+from vabcli.media import ffmpeg
+from vabcli.media.inputs import expand_inputs
 
 VAB = [sys.executable, "-m", "vabcli"]
 
@@ -160,7 +160,7 @@ def _encode(out: Path, *args: str) -> Path:
 
 @pytest.mark.parametrize("size", ["1x1", "2x9", "9x2"])
 def test_tiny_frames_are_a_valid_video(tmp_path, size):
-    from vabcli.probe import probe
+    from vabcli.media.probe import probe
 
     video = _encode(tmp_path / f"v{size}.mkv", "-f", "lavfi", "-i",
                     f"color=c=red:s={size}:r=4:d=1", "-c:v", "png")  # fmt: skip
@@ -170,7 +170,7 @@ def test_tiny_frames_are_a_valid_video(tmp_path, size):
 
 def test_a_clip_starting_at_ten_hours_is_its_frames_span(tmp_path):
     """The clip is its frames' span; an offset clock must not make it a 10-hour video."""
-    from vabcli.probe import probe
+    from vabcli.media.probe import probe
 
     video = _encode(tmp_path / "late.mkv", "-f", "lavfi", "-i", "color=c=red:s=32x32:r=4:d=0.5",
                     "-c:v", "png", "-output_ts_offset", "36000")  # fmt: skip
@@ -180,8 +180,8 @@ def test_a_clip_starting_at_ten_hours_is_its_frames_span(tmp_path):
 
 def test_a_lone_frame_ten_hours_after_the_rest_is_refused_in_one_line(tmp_path, clip):
     """Believed, it made a 10-hour video of 5 frames (5.5 GB of scratch in 40 s)."""
-    from vabcli.errors import MediaError
-    from vabcli.probe import probe
+    from vabcli.core.errors import MediaError
+    from vabcli.media.probe import probe
 
     video = _encode(tmp_path / "gap.mkv", "-f", "lavfi", "-i", "color=c=red:s=32x32:r=4:d=1",
                     "-vf", "setpts='if(eq(N,3),36000/TB,PTS)'", "-c:v", "png")  # fmt: skip

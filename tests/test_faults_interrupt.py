@@ -41,15 +41,16 @@ def timed_run(*args: str) -> float:
     return time.monotonic() - began
 
 
-def interrupt(args: list[str], sig: signal.Signals, after: float) -> int:
-    """Start `vab ARGS`, send `sig` after `after` seconds (if it is still running); exit code."""
+def interrupt(args: list[str], sig: signal.Signals, after: float) -> tuple[int, str]:
+    """Start `vab ARGS`, send `sig` after `after` seconds (if it is still running); exit code
+    and what it said on stderr."""
     proc = start_vab(*args)
     try:
         proc.wait(timeout=after)
     except subprocess.TimeoutExpired:
         proc.send_signal(sig)
-    proc.communicate(timeout=120)
-    return proc.returncode
+    _, stderr = proc.communicate(timeout=120)
+    return proc.returncode, stderr
 
 
 def run_interrupt_rerun(
@@ -60,10 +61,10 @@ def run_interrupt_rerun(
     `rerun_extra`) to the end, as cron would. Returns both folders and the re-run."""
     reference, hit = tmp_path / "reference", tmp_path / "hit"
     seconds = timed_run(*make_args(reference))
-    code = interrupt(make_args(hit), sig, seconds * fraction)
+    code, stderr = interrupt(make_args(hit), sig, seconds * fraction)
     # 130: vab's own ending; -SIGTERM: it landed while Python was still starting, before vab
     # set its handler (nothing written yet); -SIGKILL: killed outright.
-    assert code in (0, 130, -signal.SIGTERM, -signal.SIGKILL), code
+    assert code in (0, 130, -signal.SIGTERM, -signal.SIGKILL), (code, stderr)
     rerun = run_vab(*make_args(hit), *rerun_extra)
     assert rerun.returncode == 0, rerun.stderr
     return reference, hit, rerun

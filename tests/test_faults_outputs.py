@@ -25,12 +25,12 @@ from typer.testing import CliRunner
 from tests.conftest import VAB, run_vab
 from tests.faults import fill_up, small_disk
 from tests.tiny_models import informative_codec, make_checkpoint
-from vabcli import ffmpeg
-from vabcli.atomic import atomic_output, output_group
-from vabcli.cli import app
-from vabcli.errors import VabError
-from vabcli.synth import write_tone
-from vabcli.temps import temp_name
+from vabcli.cli.main import app
+from vabcli.core.atomic import atomic_output, output_group
+from vabcli.core.errors import VabError
+from vabcli.core.temps import temp_name
+from vabcli.media import ffmpeg
+from vabcli.media.testing import write_tone
 
 FAST = ["--steps", "2", "--workers", "2"]
 PAGE = 4096

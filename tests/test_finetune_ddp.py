@@ -18,9 +18,9 @@ import torch
 from tests.test_exit import torchrun, torchrun_env
 from tests.test_train import INFO, VISUAL_DIM, synthetic_latents
 from vabcli.config import model_config
-from vabcli.finetune import ContrastiveSpec, ContrastiveTrainer
-from vabcli.model import VabModel
-from vabcli.train import TrainOptions
+from vabcli.model.transformer import VabModel
+from vabcli.tasks.contrastive import ContrastiveSpec, ContrastiveTrainer
+from vabcli.training.trainer import TrainOptions
 
 
 def contrastive_trainer(root: Path, batch_size: int, out: str) -> ContrastiveTrainer:
@@ -39,7 +39,7 @@ import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from tests.test_finetune_ddp import contrastive_trainer
-from vabcli.train import exit_process
+from vabcli.training.trainer import exit_process
 contrastive_trainer(Path(sys.argv[1]), batch_size=2, out="ddp").run()
 exit_process(0)
 """

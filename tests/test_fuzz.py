@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from vabcli.cli import app
-from vabcli.clips import ClipItem, clip_items
-from vabcli.manifest import ManifestError, read_manifest
+from vabcli.cli.main import app
+from vabcli.data.clips import ClipItem, clip_items
+from vabcli.data.manifest import ManifestError, read_manifest
 
 FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -152,9 +152,9 @@ def _no_model_load(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded")
 
-    import vabcli.dub_clip
+    import vabcli.generation.dubber
 
-    monkeypatch.setattr(vabcli.dub_clip, "Dubber", refuse)
+    monkeypatch.setattr(vabcli.generation.dubber, "Dubber", refuse)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import soundfile
 
 from tests.conftest import VAB, run_vab, start_vab
 from tests.tiny_models import informative_codec, make_checkpoint
-from vabcli.probe import packet_stats, probe
+from vabcli.media.probe import packet_stats, probe
 
 FAST = ["--steps", "2", "--workers", "2"]
 
@@ -145,7 +145,7 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
 @pytest.fixture
 def gappy_clip(clip, tmp_path) -> Path:
     """A tone with a silent stretch from 1.0 to 1.6 s."""
-    from vabcli import ffmpeg
+    from vabcli.media import ffmpeg
 
     picture = clip("gappy_picture.mp4", duration=2.5, audio=False)
     out = tmp_path / "gappy.mp4"
@@ -166,7 +166,7 @@ def test_keep_audio_keeps_the_prompt(gappy_clip, checkpoint, tmp_path, cache_dir
 
 
 def test_fill_gaps_regenerates_the_silence_only(gappy_clip, checkpoint, tmp_path, cache_dir):
-    from vabcli.decode import decode_audio
+    from vabcli.media.decode import decode_audio
 
     filled = generate([gappy_clip], tmp_path / "fill", checkpoint, cache_dir, "--fill-gaps")
     assert filled.returncode == 0, filled.stderr
@@ -249,7 +249,7 @@ def test_shards_and_manifests(clip, checkpoint, tmp_path, cache_dir):
 
 
 def test_missing_encoder_weights_offline_fail_at_once_with_one_line(clip, tmp_path, cache_dir):
-    from vabcli.latents import TokenizeOptions, encoder_spec
+    from vabcli.encoders.tokenize import TokenizeOptions, encoder_spec
 
     ckpt = make_checkpoint(tmp_path / "pretrained-codec")
     config = json.loads((ckpt / "config.json").read_text())

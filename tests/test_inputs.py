@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vabcli.inputs import expand_inputs
+from vabcli.media.inputs import expand_inputs
 
 
 def touch(path):

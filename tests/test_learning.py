@@ -16,8 +16,8 @@ import numpy as np
 
 from tests.conftest import run_vab
 from tests.tiny_models import COLOURS_AND_TONES, informative_codec
-from vabcli.cache import Cache
-from vabcli.latents import latent_files
+from vabcli.core.cache import Cache
+from vabcli.encoders.tokenize import latent_files
 
 
 def test_tiny_model_learns_tokens_of_sounds_that_follow_pictures(clip, tmp_path, cache_dir):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vabcli.manifest import ManifestError, read_manifest
+from vabcli.data.manifest import ManifestError, read_manifest
 
 
 def test_fields_and_paths(tmp_path):

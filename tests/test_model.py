@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from vabcli.config import MaskingConfig, model_config
-from vabcli.model import VabModel, time_code
-from vabcli.objective import mask_tokens, masked_token_loss, sample_mask_ratios
+from vabcli.model.losses import mask_tokens, masked_token_loss, sample_mask_ratios
+from vabcli.model.transformer import VabModel, time_code
 
 VISUAL_DIM = 32
 

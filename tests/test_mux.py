@@ -8,10 +8,10 @@ import json
 import pytest
 
 from tests.conftest import run_vab
-from vabcli import ffmpeg
-from vabcli.mux import MuxOptions, incomplete_media, mux, plan_batch
-from vabcli.probe import packet_stats, probe
-from vabcli.synth import write_tone
+from vabcli.media import ffmpeg
+from vabcli.media.mux import MuxOptions, incomplete_media, mux, plan_batch
+from vabcli.media.probe import packet_stats, probe
+from vabcli.media.testing import write_tone
 
 
 def track_seconds(path, stream: str = "0:a:0") -> float:
@@ -97,7 +97,7 @@ def test_rotation_survives(clip, tmp_path):
 
 
 def test_codec_the_container_cannot_hold_needs_reencode(clip, tmp_path):
-    from vabcli.synth import ClipSpec, make_clip
+    from vabcli.media.testing import ClipSpec, make_clip
 
     vp8 = make_clip(tmp_path / "vp8.webm", ClipSpec(duration=1.0))
     old = tmp_path / "old.webm"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 import time
 
-from vabcli import network
+from vabcli.encoders import network
 
 
 def test_listening_port_is_reachable():

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from vabcli.clips import ClipItem
-from vabcli.extract import Segment
-from vabcli.outputs import ClipBusyError, OutputLock, in_shard, parse_shard, plan_targets
+from vabcli.data.clips import ClipItem
+from vabcli.generation.outputs import ClipBusyError, OutputLock, in_shard, parse_shard, plan_targets
+from vabcli.media.extract import Segment
 
 
 def items(*names: str) -> list[ClipItem]:

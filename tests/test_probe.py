@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vabcli.errors import MediaError
-from vabcli.probe import packet_stats, probe
+from vabcli.core.errors import MediaError
+from vabcli.media.probe import packet_stats, probe
 
 
 @pytest.mark.parametrize("name", ["a.mp4", "a.mkv", "a.mov", "a.webm", "a.avi"])
@@ -71,7 +71,7 @@ def test_bad_files_raise_one_line_errors_naming_the_file(tmp_path, clip):
 
 
 def test_audio_only_file_has_no_video_stream(tmp_path):
-    from vabcli.synth import write_tone
+    from vabcli.media.testing import write_tone
 
     with pytest.raises(MediaError, match="no video stream"):
         probe(write_tone(tmp_path / "tone.m4a", 1.0))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vabcli.prompts import fill_gaps, keep_prompt, silent_frames, token_grid
+from vabcli.generation.prompts import fill_gaps, keep_prompt, silent_frames, token_grid
 
 MASK = 1024
 

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from vabcli.config import ModelConfig
-from vabcli.contrastive import LogitScale, info_nce
-from vabcli.model import VabModel
-from vabcli.retrieval import chance_recall, recall_at_k, top_k
-from vabcli.towers import EmbeddingModel, Towers, cut_windows
+from vabcli.model.contrastive_loss import LogitScale, info_nce
+from vabcli.model.towers import EmbeddingModel, Towers, cut_windows
+from vabcli.model.transformer import VabModel
+from vabcli.tasks.retrieval import chance_recall, recall_at_k, top_k
 
 
 def test_chunked_search_matches_the_full_similarity_matrix():
@@ -100,17 +100,19 @@ def test_a_whole_clip_pools_over_windows_of_the_trained_length(monkeypatch):
         assert not torch.allclose(towers.visual_clip(features, 10), expected, atol=1e-3)
         whole = towers.audio(codes[None])[0]
         assert torch.allclose(towers.audio_clip(codes, 25), whole, atol=1e-6)
-        monkeypatch.setattr("vabcli.towers.WINDOWS_PER_BATCH", 2)  # several batches, same mean
+        monkeypatch.setattr(
+            "vabcli.model.towers.WINDOWS_PER_BATCH", 2
+        )  # several batches, same mean
         by_windows = towers.audio_clip(codes, 5)
-        monkeypatch.setattr("vabcli.towers.WINDOWS_PER_BATCH", 64)
+        monkeypatch.setattr("vabcli.model.towers.WINDOWS_PER_BATCH", 64)
         assert torch.allclose(towers.audio_clip(codes, 5), by_windows, atol=1e-6)
 
 
 def test_embedding_files_round_trip_and_refuse_another_model(tmp_path):
     import numpy as np
 
-    from vabcli.embed_index import EmbeddingIndex, load_index, save_index
-    from vabcli.errors import VabError
+    from vabcli.core.errors import VabError
+    from vabcli.tasks.embedding_file import EmbeddingIndex, load_index, save_index
 
     vectors = F.normalize(torch.randn(3, 8), dim=-1).numpy()
     path = tmp_path / "index.npz"
@@ -132,7 +134,7 @@ def test_embedding_files_round_trip_and_refuse_another_model(tmp_path):
 
 
 def test_retrieval_scores_both_ways_with_chance():
-    from vabcli.retrieval import retrieval_scores
+    from vabcli.tasks.retrieval import retrieval_scores
 
     pairs = torch.eye(4)
     right = retrieval_scores(pairs, pairs, ks=(1, 2))

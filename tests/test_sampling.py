@@ -1,4 +1,4 @@
-"""Iterative parallel decoding: fills every mask, follows the cosine schedule, keeps known
+"""Iterative parallel sampling: fills every mask, follows the cosine schedule, keeps known
 tokens, applies guidance, and is reproducible from its generator."""
 
 from __future__ import annotations
@@ -8,7 +8,12 @@ import math
 import pytest
 import torch
 
-from vabcli.sampling import SamplingOptions, decode, decode_autoregressive, masked_after
+from vabcli.generation.maskgit import (
+    SamplingOptions,
+    masked_after,
+    sample_autoregressive,
+    sample_maskgit,
+)
 
 V, MASK = 16, 16
 
@@ -28,10 +33,10 @@ def target_logits(target: torch.Tensor, strength: float = 10.0):
     return fn
 
 
-def test_decodes_every_token_to_the_confident_choice():
+def test_samples_every_token_to_the_confident_choice():
     target = torch.randint(0, V, (2, 4, 30), generator=torch.Generator().manual_seed(0))
     start = torch.full_like(target, MASK)
-    out = decode(target_logits(target), start, MASK, SamplingOptions(steps=8), gens(2))
+    out = sample_maskgit(target_logits(target), start, MASK, SamplingOptions(steps=8), gens(2))
     assert not (out == MASK).any()
     assert torch.equal(out, target)
 
@@ -44,7 +49,7 @@ def test_masked_count_follows_the_cosine_schedule():
         seen.append(int((codes[:1] == MASK).sum()))
         return target_logits(target)(codes, null)
 
-    decode(fn, torch.full_like(target, MASK), MASK, SamplingOptions(steps=6), gens(1))
+    sample_maskgit(fn, torch.full_like(target, MASK), MASK, SamplingOptions(steps=6), gens(1))
     total = torch.tensor([200])
     expected = [200] + [int(masked_after(s, 6, total)) for s in range(5)]
     assert seen == expected
@@ -56,7 +61,7 @@ def test_known_tokens_never_change():
     start = torch.randint(0, V, (1, 4, 20), generator=g)
     start[:, :, 10:] = MASK  # a prompt: the first half is known
     noisy = lambda codes, null: torch.randn(codes.shape + (V,), generator=g)  # noqa: E731
-    out = decode(noisy, start, MASK, SamplingOptions(steps=4), gens(1, 2))
+    out = sample_maskgit(noisy, start, MASK, SamplingOptions(steps=4), gens(1, 2))
     assert torch.equal(out[:, :, :10], start[:, :, :10]) and not (out == MASK).any()
 
 
@@ -70,7 +75,7 @@ def test_classifier_free_guidance(guidance, expected):
 
     start = torch.full((2, 4, 10), MASK)
     opts = SamplingOptions(steps=4, guidance=guidance, temperature=0.05)
-    out = decode(fn, start, MASK, opts, gens(2))
+    out = sample_maskgit(fn, start, MASK, opts, gens(2))
     assert (out == expected).float().mean() > 0.95
 
 
@@ -81,9 +86,9 @@ def test_the_generator_makes_it_reproducible():
 
     start = torch.full((1, 4, 40), MASK)
     opts = SamplingOptions(steps=5, top_k=4)
-    a = decode(fn, start, MASK, opts, gens(1, 5))
-    b = decode(fn, start, MASK, opts, gens(1, 5))
-    c = decode(fn, start, MASK, opts, gens(1, 6))
+    a = sample_maskgit(fn, start, MASK, opts, gens(1, 5))
+    b = sample_maskgit(fn, start, MASK, opts, gens(1, 5))
+    c = sample_maskgit(fn, start, MASK, opts, gens(1, 6))
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
@@ -99,8 +104,8 @@ def rowwise_noise(codes: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
 def test_a_row_does_not_depend_on_its_batch_neighbours():
     start = torch.full((3, 4, 12), MASK)
     opts = SamplingOptions(steps=4, guidance=1.0)
-    together = decode(rowwise_noise, start, MASK, opts, gens(3, 10))
-    alone = decode(rowwise_noise, start[1:2], MASK, opts, gens(1, 11))
+    together = sample_maskgit(rowwise_noise, start, MASK, opts, gens(3, 10))
+    alone = sample_maskgit(rowwise_noise, start[1:2], MASK, opts, gens(1, 11))
     assert torch.equal(together[1:2], alone)
 
 
@@ -114,7 +119,7 @@ def test_autoregressive_baseline_fills_left_to_right_and_keeps_known_tokens():
         calls.append(int((codes == MASK).sum()))
         return target_logits(target)(codes, null)
 
-    out = decode_autoregressive(fn, start, MASK, SamplingOptions(guidance=1.0), gens(2))
+    out = sample_autoregressive(fn, start, MASK, SamplingOptions(guidance=1.0), gens(2))
     assert torch.equal(out[0, :, :3], start[0, :, :3])
     assert torch.equal(out[0, :, 3:], target[0, :, 3:]) and torch.equal(out[1], target[1])
     assert len(calls) == 9  # one call per frame that still had a masked token
@@ -123,4 +128,4 @@ def test_autoregressive_baseline_fills_left_to_right_and_keeps_known_tokens():
 
 def test_generators_must_match_the_rows():
     with pytest.raises(ValueError, match="2 generators for 1 rows"):
-        decode(rowwise_noise, torch.full((1, 4, 3), MASK), MASK, SamplingOptions(), gens(2))
+        sample_maskgit(rowwise_noise, torch.full((1, 4, 3), MASK), MASK, SamplingOptions(), gens(2))

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import VAB
-from vabcli import threads
-from vabcli.threads import MAX_TORCH_THREADS, cgroup_cpu_quota, torch_threads
+from vabcli.core import threads
+from vabcli.core.threads import MAX_TORCH_THREADS, cgroup_cpu_quota, torch_threads
 
 CONSOLE_SCRIPT = [str(Path(sys.executable).with_name("vab"))]
 

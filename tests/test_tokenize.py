@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_vab, tmp_entries
-from vabcli.batching import BatchingService
-from vabcli.cache import Cache
 from vabcli.config import ExtractOptions
-from vabcli.latents import (
+from vabcli.core.batcher import BatchingService
+from vabcli.core.cache import Cache
+from vabcli.encoders.tokenize import (
     AUDIO_STAGE,
     CODES_FILE,
     FEATURES_FILE,
     VISUAL_STAGE,
+    ClipTokenizer,
     TokenizeOptions,
-    Tokenizer,
-    audio_windows,
+    audio_chunks,
 )
 
 DEBUG = ["--codec", "debug", "--image-encoder", "debug"]
@@ -97,7 +97,7 @@ def test_arrays_and_damage_recovery(clip, cache_dir):
     reports = []
     cache = Cache(cache_dir, on_damage=reports.append)
     opts = TokenizeOptions(extract=ExtractOptions(fps=FPS), codec="debug", image_encoder="debug")
-    with Tokenizer(opts, cache) as tokenizer:
+    with ClipTokenizer(opts, cache) as tokenizer:
         first = tokenizer.tokenize(path)
         vkey, akey = first["visual_key"], first["audio_key"]
         features = np.load(cache.entry_dir(VISUAL_STAGE, vkey) / FEATURES_FILE)
@@ -178,7 +178,7 @@ def test_batching_service_groups_requests_across_threads():
 
 def test_audio_windows_cover_every_sample_once():
     wav = np.arange(24_000 * 65, dtype=np.float32)
-    windows = audio_windows(wav, 24_000, 320)
+    windows = audio_chunks(wav, 24_000, 320)
     assert sum(keep for _, keep in windows) == len(wav)
     for window, keep in windows:
         assert len(window) - keep in (0, 24_000) and keep % 320 == 0 or window is windows[-1][0]
@@ -212,7 +212,7 @@ def test_frames_are_decoded_at_the_encoder_input_size(cache_dir, from_encoder, e
         codec="debug",
         image_encoder="debug",
     )
-    with Tokenizer(opts, Cache(cache_dir)) as tokenizer:
+    with ClipTokenizer(opts, Cache(cache_dir)) as tokenizer:
         assert (tokenizer.extract_opts.width, tokenizer.extract_opts.height) == (expected, expected)
         assert tokenizer.extract_opts.sample_rate == 24_000
 
@@ -234,8 +234,8 @@ def test_interrupted_tokenize_leaves_no_partial_entry(long_clip, cache_dir):
 
 
 def test_an_interrupt_releases_callers_waiting_on_queued_requests():
-    from vabcli import cancel
-    from vabcli.errors import CancelledError
+    from vabcli.core import cancel
+    from vabcli.core.errors import CancelledError
 
     gate = threading.Event()
     service = BatchingService(lambda items: (gate.wait(), items)[1], 1, "slow")

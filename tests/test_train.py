@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from tests.test_exit import torchrun, torchrun_env
-from vabcli import train as train_module
-from vabcli.checkpoint import load_checkpoint, load_training_state
 from vabcli.config import model_config
-from vabcli.dataset import LatentClip
-from vabcli.train import RunInfo, Trainer, TrainingStopped, TrainOptions
+from vabcli.model.checkpoint import load_checkpoint, load_training_state
+from vabcli.training import trainer as train_module
+from vabcli.training.dataset import LatentClip
+from vabcli.training.trainer import RunInfo, Trainer, TrainingStopped, TrainOptions
 
 VISUAL_DIM = 16
 INFO = RunInfo(codec_id="codec-x", visual_id="visual-y", meta={"note": "synthetic"})
@@ -117,7 +117,7 @@ import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from tests.test_train import trainer
-from vabcli.train import exit_process
+from vabcli.training.trainer import exit_process
 def main():
     t = trainer(Path(sys.argv[1]), steps=2, val_every=2)
     t.run()
@@ -143,7 +143,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
 def test_a_checkpoint_rebuilds_its_model(tmp_path):
     import torch
 
-    from vabcli.checkpoint import load_model
+    from vabcli.model.checkpoint import load_model
 
     run = trainer(tmp_path)
     run.run()

@@ -96,7 +96,7 @@ def test_a_pack_trains_without_the_videos_like_the_manifest_does(manifest, tmp_p
     assert "2 train and 1 val clips" in from_pack.stderr
     cfg = json.loads((tmp_path / "p" / "last" / "config.json").read_text())
     assert cfg["codec_id"].startswith("debug") and cfg["step"] == 2
-    from vabcli.train_run import read_pack
+    from vabcli.training.plan import read_pack
 
     plan = read_pack(pack, "tiny", {})  # the labels travel too (classification trains on them)
     assert [c.label for c in plan.train] == ["l0", "l1"] and plan.val[0].label == "l3"
@@ -179,7 +179,7 @@ def test_ctrl_c_saves_the_run(manifest, tmp_path, cache_dir):
     import time
 
     from tests.conftest import start_vab
-    from vabcli.checkpoint import load_checkpoint
+    from vabcli.model.checkpoint import load_checkpoint
 
     out = tmp_path / "run"
     endless = ["--steps", "100000", "--val-every", "100000"]
@@ -365,7 +365,7 @@ def classify_round_trip(tmp_path, manifest, lines, silent, cache_dir):
 def test_only_the_first_rank_says_what_an_interrupt_kept(tmp_path, monkeypatch, capsys, rank, says):
     import typer
 
-    from vabcli.cli_train import interrupted
+    from vabcli.cli.train import interrupted
 
     monkeypatch.setenv("RANK", rank)
     (tmp_path / "last").mkdir()  # saved by rank 0; another rank may look before it is there

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from vabcli.codecs import load_codec
-from vabcli.train_codec import WORLD_CODEC, CodecTrainOptions, WorldAudio, train_codec
+from vabcli.encoders.audio_codec import load_codec
+from vabcli.world.train_codec import WORLD_CODEC, CodecTrainOptions, WorldAudio, train_codec
 
 
 def test_world_audio_batches_are_repeatable_and_hold_sound():
@@ -33,4 +33,4 @@ def test_a_few_steps_write_a_codec_that_loads_and_codes(tmp_path):
     wav = torch.from_numpy(np.sin(np.linspace(0, 900, 3200, dtype=np.float32)))[None, None]
     codes = codec.encode(wav)
     assert codes.shape[-2] == 2 and 0 <= int(codes.min()) and int(codes.max()) < 16
-    assert codec.decode(codes).shape[-1] >= 3200
+    assert codec.synthesize(codes).shape[-1] >= 3200

@@ -16,8 +16,8 @@ import safetensors.torch
 import torch
 from huggingface_hub import constants as hf_constants
 
-from vabcli import vision
-from vabcli.vision import (
+from vabcli.encoders import image as vision
+from vabcli.encoders.image import (
     DEBUG_MODEL_CFG,
     OpenClipVisualEncoder,
     VisualEncoder,
@@ -115,7 +115,10 @@ def test_debug_id_is_stable_and_follows_the_weights(debug_encoder):
 
 
 def test_debug_id_is_the_same_in_another_process(debug_encoder):
-    code = "from vabcli.vision import load_visual_encoder; print(load_visual_encoder('debug').id)"
+    code = (
+        "from vabcli.encoders.image import load_visual_encoder; "
+        "print(load_visual_encoder('debug').id)"
+    )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from vabcli.windows import Span, WindowPlan
+from vabcli.generation.windows import Span, WindowPlan
 
 PLAN = WindowPlan(seconds=4.0, context=1.0, visual_fps=8.0, audio_frame_rate=75.0)
 

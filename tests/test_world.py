@@ -7,11 +7,11 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from vabcli.decode import decode_audio
-from vabcli.manifest import read_manifest
-from vabcli.metrics import detect_onsets, mel_db
-from vabcli.probe import probe
-from vabcli.world import (
+from vabcli.data.manifest import read_manifest
+from vabcli.evaluation.metrics import detect_onsets, mel_db
+from vabcli.media.decode import decode_audio
+from vabcli.media.probe import probe
+from vabcli.world.scenes import (
     CLASS_NAMES,
     CLASSES,
     MIN_EVENT_GAP,
@@ -85,7 +85,7 @@ def test_moment_targets():
 
 @pytest.fixture(scope="module")
 def synth_set(tmp_path_factory):
-    from vabcli.synth_set import SynthOptions, synthesize
+    from vabcli.world.synth import SynthOptions, synthesize
 
     out = tmp_path_factory.mktemp("synth")
     synthesize(out, SynthOptions(n=6, seed=11, min_duration=2.0, max_duration=3.5))
@@ -112,7 +112,7 @@ def test_synth_writes_playable_clips_whose_audio_matches_the_manifest(synth_set)
 
 
 def test_vab_synth_cli_is_deterministic(tmp_path, runner):
-    from vabcli.cli import app
+    from vabcli.cli.main import app
 
     args = ["--n", "2", "--seed", "4", "--duration", "2", "-q"]
     first = runner.invoke(app, ["synth", str(tmp_path / "a"), *args])

@@ -8,12 +8,12 @@ from typing import Any
 
 import torch
 
-from vabcli.checkpoint import save_checkpoint
-from vabcli.codecs import DEBUG_CODEC, build_model, load_codec, save_codec_dir
 from vabcli.config import ModelConfig
-from vabcli.latents import TokenizeOptions, encoder_spec
-from vabcli.model import VabModel
-from vabcli.vision import load_visual_encoder
+from vabcli.encoders.audio_codec import DEBUG_CODEC, build_model, load_codec, save_codec_dir
+from vabcli.encoders.image import load_visual_encoder
+from vabcli.encoders.tokenize import TokenizeOptions, encoder_spec
+from vabcli.model.checkpoint import save_checkpoint
+from vabcli.model.transformer import VabModel
 
 COLOURS_AND_TONES = [("red", 220.0), ("green", 440.0), ("blue", 880.0), ("white", 1320.0)]
 

@@ -1,5 +1,5 @@
 """`python -m vabcli` runs the `vab` command line."""
 
-from .cli import main
+from vabcli.cli.main import main
 
 main()

@@ -1,0 +1,245 @@
+"""What every `vab` command shares: the app, common options, and running a batch with a display."""
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from vabcli import __version__
+from vabcli.cli.console import JobsDisplay, print_error, print_warning
+from vabcli.config import (
+    CODEC_SAMPLE_RATE,
+    FRAME_SIZE,
+    VISUAL_FPS,
+    ExtractOptions,
+    check_number,
+    parse_size,
+)
+from vabcli.core.cache import Cache, default_cache_dir, sweep
+from vabcli.core.errors import VabError
+from vabcli.core.jobs import Job, Outcome, run_jobs
+
+EXIT_INTERRUPTED = 130
+
+# Commands listed in pipeline order rather than in the order their modules register them.
+COMMAND_ORDER = (
+    "extract",
+    "tokenize",
+    "train",
+    "finetune",
+    "embed",
+    "retrieve",
+    "classify",
+    "generate",
+    "mux",
+    "synth",
+    "eval",
+    "models",
+    "cache",
+)
+
+
+class _PipelineOrderGroup(TyperGroup):
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(super().list_commands(ctx), key=lambda name: rank.get(name, len(rank)))
+
+
+app = typer.Typer(
+    name="vab",
+    cls=_PipelineOrderGroup,
+    help="Dub videos with audio generated from their pictures (VAB).\n\n"
+    "Results go to stdout (--json: one JSON object per input); progress and errors to stderr. "
+    "Exit code: 0 all inputs ok, 1 some input failed, 2 usage error, 130 interrupted.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def in_range(low: float, high: float, *, low_open: bool = False) -> Callable:
+    """A typer callback refusing NaN, infinities and numbers outside [low, high] (or (low, high])
+    as usage errors, for options no options dataclass checks. None (unset) passes."""
+
+    def check(param: typer.CallbackParam, value: float | None) -> float | None:
+        if value is not None:
+            try:
+                check_number(param.opts[0], value, low, high, low_open=low_open)
+            except ValueError as exc:  # "--opt must be ...": typer names the option itself
+                raise typer.BadParameter(str(exc).split(" ", 1)[1]) from None
+        return value
+
+    return check
+
+
+# Options shared by several commands: one definition each, so names and help never drift.
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache",
+        metavar="DIR",
+        envvar="VAB_CACHE",
+        show_envvar=True,
+        help=f"Cache folder [default: {default_cache_dir()}].",
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object per input on stdout (JSON Lines).")
+]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--workers", "-j", metavar="N", min=1, max=64, help="Inputs processed at the same time."
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"vab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Dub videos with audio generated from their pictures (VAB)."""
+
+
+def run_command(
+    items: list,
+    job: Job,
+    workers: int,
+    verb: str,
+    as_json: bool,
+    quiet: bool,
+    describe: Callable[[Outcome], str],
+) -> None:
+    """Run a batch with progress and per-item results; exit 1 if any item failed."""
+    display = JobsDisplay(len(items), verb, as_json, quiet, describe)
+    show_jobs(display, lambda: run_jobs(items, job, workers, display))
+
+
+def show_jobs(display: JobsDisplay, run: Callable[[], list[Outcome]]) -> None:
+    """Run a batch under `display` and exit: 0 all ok, 1 some item (or the run) failed, 130 on
+    Ctrl-C or SIGTERM."""
+    try:
+        with display:
+            outcomes = run()
+    except KeyboardInterrupt:
+        print_error("interrupted; unfinished outputs were removed")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except VabError as exc:  # the whole run failed (e.g. a model that cannot load)
+        print_error(str(exc))
+        raise typer.Exit(1) from None
+    raise typer.Exit(display.summary(outcomes))
+
+
+FpsOpt = Annotated[float, typer.Option(metavar="F", help="Frames per second to decode.")]
+SizeOpt = Annotated[
+    str,
+    typer.Option(
+        metavar="S",
+        help="Frame size: N for NxN or WxH; frames are scaled to cover it and centre-cropped.",
+    ),
+]
+SampleRateOpt = Annotated[
+    int, typer.Option("--sample-rate", metavar="SR", help="Audio sample rate in Hz (mono).")
+]
+DEFAULT_FPS, DEFAULT_SIZE, DEFAULT_SAMPLE_RATE = VISUAL_FPS, str(FRAME_SIZE), CODEC_SAMPLE_RATE
+
+
+def bad_options(exc: ValueError, names: dict[str, str]) -> typer.BadParameter:
+    """The usage error for an options dataclass's ValueError, its field named as the option
+    the user typed (`window_seconds must ...` -> `--window must ...`)."""
+    message = str(exc)
+    field_name = message.split(" ", 1)[0]
+    if field_name in names:
+        message = names[field_name] + message[len(field_name) :]
+    return typer.BadParameter(message)
+
+
+def extract_options(fps: float, size: str, sample_rate: int) -> ExtractOptions:
+    """The options object for --fps/--size/--sample-rate; a bad value is a usage error."""
+    try:
+        width, height = parse_size(size)
+        return ExtractOptions(fps=fps, width=width, height=height, sample_rate=sample_rate)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def check_writable_folder(folder: Path, what: str = "output folder") -> None:
+    """Create `folder` if needed and prove a file can be written there, before any model loads:
+    VabError (one line) otherwise, rather than a failure per clip after minutes of work."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".vab-write-test-"):
+            pass
+    except OSError as exc:
+        raise VabError(f"cannot write to {what} {folder}: {exc.strerror or exc}") from None
+
+
+def open_cache(root: Path | None, sweep_leftovers: bool = True) -> Cache:
+    """The cache, reporting damaged entries it finds (and recomputes) as warnings on stderr,
+    with the leftovers of killed runs at its root swept first: a run that finds everything
+    cached writes nothing, so no write would ever meet them. `vab cache` itself reports them
+    (and prunes them when asked), so it opens the cache with `sweep_leftovers=False`."""
+    cache = Cache(root, on_damage=print_warning)
+    if sweep_leftovers:
+        sweep(cache.root)
+    return cache
+
+
+# The frozen encoders (tokenize, train): one definition each.
+CodecOpt = Annotated[
+    str,
+    typer.Option(
+        metavar="NAME",
+        help="Audio tokenizer: encodec_24khz, builtin (the bundled 16 kHz codec, trained on "
+        "vab synth sounds), a folder holding config.json and weights.safetensors, or debug "
+        "(random weights: its tokens carry no meaning).",
+    ),
+]
+CodecWeightsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--codec-weights",
+        metavar="FILE",
+        help="Weights for encodec_24khz (e.g. encodec_24khz-d7cc33bc.th) instead of the "
+        "torch hub cache.",
+    ),
+]
+BandwidthOpt = Annotated[
+    float | None,
+    typer.Option(
+        metavar="KBPS",
+        callback=in_range(0, 1000, low_open=True),
+        help="Codec bandwidth: for encodec_24khz 1.5, 3 (default), 6, 12 or 24 kbps; other "
+        "codecs default to all their codebooks.",
+    ),
+]
+ImageEncoderOpt = Annotated[
+    str,
+    typer.Option(
+        "--image-encoder",
+        metavar="SPEC",
+        help="open_clip MODEL:PRETRAINED (tag or weights file), local-dir:PATH, builtin (the "
+        "bundled tower, trained on vab synth scenes), or debug (random weights: its features "
+        "carry no meaning).",
+    ),
+]
+DeviceOpt = Annotated[
+    str, typer.Option(metavar="DEVICE", help="auto (cuda, then mps, then cpu), cpu, cuda.")
+]

@@ -1,0 +1,146 @@
+"""What the CLI shows: results on stdout (text or JSON lines), progress and summaries on stderr.
+
+Invariant: one line per input in text output. File names may hold newlines and other control
+characters, so every name and message shown as text passes through `printable` (JSON output
+escapes them itself and keeps the real name).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from vabcli.core.jobs import JobEvents, Outcome
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+# C0 and C1 control characters and DEL, each as its Python escape (\n, \r, \t, \x1b, ...).
+_CONTROL = {c: repr(chr(c))[1:-1] for c in (*range(32), *range(127, 160))}
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped, so it stays on one line and moves no cursor."""
+    return text.translate(_CONTROL)
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("VAB_DEBUG", "") not in ("", "0")
+
+
+def print_error(message: str) -> None:
+    stderr.print(f"[bold red]error:[/] {escape(printable(message))}", markup=True, highlight=False)
+
+
+def print_warning(message: str) -> None:
+    stderr.print(f"[yellow]warning:[/] {escape(printable(message))}", markup=True, highlight=False)
+
+
+def progress_bars(quiet: bool, redirect_stdout: bool = False) -> Progress:
+    """Bars on stderr (label, bar, done/total, elapsed), shown only when stderr is a terminal."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+        disable=quiet or not stderr.is_terminal,
+        redirect_stdout=redirect_stdout,
+    )
+
+
+class JobsDisplay(JobEvents):
+    """Progress bars on stderr (only when it is a terminal) and one result line per item on stdout.
+
+    `describe` turns an ok outcome's figures into the human-readable tail of its result line.
+    """
+
+    def __init__(
+        self, total: int, verb: str, as_json: bool, quiet: bool, describe: Callable[[Outcome], str]
+    ) -> None:
+        self.total = total
+        self.verb = verb
+        self.as_json = as_json
+        self.quiet = quiet
+        self.describe = describe
+        self.started_at = time.monotonic()
+        self._lock = threading.Lock()
+        self._tasks: dict[str, int] = {}
+        self._finished = 0
+        # Results printed while the bars are live go through rich, which draws them above the
+        # bars, but onto stderr: only right when stdout is that same terminal, never when
+        # stdout is a file or a pipe.
+        self.bars = progress_bars(quiet, redirect_stdout=sys.stdout.isatty())
+        self.overall = self.bars.add_task(self._overall_label(), total=total)
+
+    def __enter__(self) -> JobsDisplay:
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+    def _overall_label(self) -> str:
+        return f"{self.verb} {self._finished}/{self.total}"
+
+    def started(self, name: str) -> None:
+        with self._lock:
+            self._tasks[name] = self.bars.add_task(f"  {_short(name)}", total=None)
+
+    def progress(self, name: str, done: int, total: int) -> None:
+        with self._lock:
+            task = self._tasks.get(name)
+        if task is not None:
+            self.bars.update(task, completed=done, total=total)
+
+    def finished(self, outcome: Outcome) -> None:
+        with self._lock:
+            task = self._tasks.pop(outcome.input, None)
+            self._finished += 1
+        if task is not None:
+            self.bars.remove_task(task)
+        self.bars.update(self.overall, advance=1, description=self._overall_label())
+        self._report(outcome)
+
+    def _report(self, outcome: Outcome) -> None:
+        if self.as_json:
+            print(json.dumps(outcome.to_json(), ensure_ascii=False), flush=True)
+        elif outcome.status == "ok":
+            print(f"ok       {printable(outcome.input)}  {self.describe(outcome)}", flush=True)
+        elif outcome.status == "skipped":
+            reason = printable(outcome.figures.get("reason", ""))
+            print(f"skipped  {printable(outcome.input)}  ({reason})", flush=True)
+        if outcome.status == "error":
+            print_error(outcome.error or "failed")
+            if outcome.traceback and debug_enabled():
+                stderr.print(outcome.traceback, markup=False)
+
+    def summary(self, outcomes: list[Outcome]) -> int:
+        """Print the closing line on stderr; return the exit code (1 if any item failed)."""
+        counts = {s: sum(o.status == s for o in outcomes) for s in ("ok", "skipped", "error")}
+        seconds = time.monotonic() - self.started_at
+        if not self.quiet:
+            stderr.print(
+                f"{self.verb}: {counts['ok']} ok, {counts['skipped']} skipped, "
+                f"{counts['error']} failed in {seconds:.1f} s",
+                markup=False,
+            )
+            # The failures again, together: in a long batch their error lines scrolled away.
+            for outcome in outcomes:
+                if outcome.status == "error":
+                    stderr.print(f"  failed: {printable(outcome.input)}", markup=False)
+        return 1 if counts["error"] else 0
+
+
+def _short(name: str, width: int = 48) -> str:
+    name = printable(name)
+    return name if len(name) <= width else "…" + name[-(width - 1) :]

@@ -1,0 +1,115 @@
+"""From a token grid to an audio file exactly as long as the video.
+
+The codec synthesizes in chunks with a little left context (dropped), so memory stays bounded for a
+10-minute clip and chunk seams see the same receptive field as the inside of a chunk. Samples go
+straight into the file: `n_samples` of them, the last chunk cut, silence added if the tokens
+fall short. With `original` and `regenerate` (fill-gaps), the generated sound replaces the
+original only where asked, cross-faded over one token frame at each edge. A write the system
+refused (a full disk) is raised as the OSError it was, not as libsndfile's bare "System error".
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+
+from vabcli.core.atomic import Check
+from vabcli.encoders.audio_codec import AudioCodec
+
+SYNTHESIS_CHUNK_SECONDS = 30.0
+SYNTHESIS_CONTEXT_SECONDS = 1.0
+AUDIO_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16")}
+
+
+def write_tokens_as_audio(
+    codec: AudioCodec,
+    codes: torch.Tensor,
+    path: Path,
+    n_samples: int,
+    audio_format: str = "wav",
+    original: np.ndarray | None = None,
+    regenerate: np.ndarray | None = None,
+) -> None:
+    """Synthesize `codes` `[K, T]` and write `n_samples` mono samples at the codec's rate to `path`.
+
+    `original` `[n_samples]` float and `regenerate` `[T]` bool: keep the original audio except
+    in the token frames marked True.
+    """
+    fmt, subtype = AUDIO_FORMATS[audio_format]
+    splicing = original is not None and regenerate is not None
+    try:
+        with soundfile.SoundFile(
+            str(path), "w", samplerate=codec.sample_rate, channels=1, format=fmt, subtype=subtype
+        ) as out:
+            written = 0
+            for start, chunk in synthesized_chunks(codec, codes):
+                chunk = chunk[: max(0, n_samples - start)]
+                if splicing:
+                    chunk = _splice(chunk, start, original, regenerate, codec.hop_length)
+                # Clip explicitly: integer PCM conversion of out-of-range floats is not
+                # guaranteed to saturate.
+                out.write(np.clip(chunk, -1.0, 1.0))
+                written += len(chunk)
+            if written < n_samples:
+                tail = np.zeros(n_samples - written, dtype=np.float32)
+                if splicing:
+                    tail = _splice(tail, written, original, regenerate, codec.hop_length)
+                out.write(tail)
+    except soundfile.LibsndfileError as exc:
+        raise _system_error(exc, path) from exc
+
+
+_SFE_SYSTEM = 2  # libsndfile's code for "the system refused": the reason is in errno
+
+
+def _system_error(exc: soundfile.LibsndfileError, path: Path) -> Exception:
+    if exc.code != _SFE_SYSTEM:
+        return exc
+    # soundfile drops the errno; cffi keeps the last one per thread (private, hence getattr).
+    ffi = getattr(soundfile, "_ffi", None)
+    code = getattr(ffi, "errno", 0) or errno.EIO
+    return OSError(code, os.strerror(code), str(path))
+
+
+def samples_short(n_samples: int) -> Check:
+    """A check for `atomic.output_group`: why an audio file does not hold `n_samples`, or None."""
+
+    def check(path: Path) -> str | None:
+        try:
+            frames = soundfile.info(str(path)).frames
+        except soundfile.LibsndfileError as exc:
+            return str(exc)
+        return None if frames == n_samples else f"{frames} of {n_samples} samples"
+
+    return check
+
+
+def synthesized_chunks(codec: AudioCodec, codes: torch.Tensor):
+    """Yield (first sample index, samples `[n] float32`) covering `codes` `[K, T]` in order."""
+    chunk = max(1, round(SYNTHESIS_CHUNK_SECONDS * codec.frame_rate))
+    context = round(SYNTHESIS_CONTEXT_SECONDS * codec.frame_rate)
+    hop, total = codec.hop_length, codes.shape[1]
+    for start in range(0, total, chunk):
+        first = max(0, start - context)
+        with torch.inference_mode():
+            wav = codec.synthesize(codes[None, :, first : start + chunk])[0, 0]
+        yield start * hop, wav[(start - first) * hop :].float().cpu().numpy()
+
+
+def _splice(
+    generated: np.ndarray, start: int, original: np.ndarray, regenerate: np.ndarray, hop: int
+) -> np.ndarray:
+    """Mix generated samples `[start, start + n)` into the original, weighted per sample by the
+    regenerate mask interpolated between token-frame centres (a one-frame cross-fade)."""
+    idx = np.arange(start, start + len(generated))
+    centres = (np.arange(len(regenerate)) + 0.5) * hop
+    weight = np.interp(idx, centres, regenerate.astype(np.float32)).astype(np.float32)
+    base = np.zeros(len(generated), dtype=np.float32)
+    inside = idx < len(original)
+    base[inside] = original[idx[inside]]
+    return base + weight * (generated - base)

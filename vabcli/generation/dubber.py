@@ -1,0 +1,211 @@
+"""One clip through `vab generate`: prepare (features + token grid), sample, finish (audio file,
+muxed video, sidecar JSON). `Dubber` holds what every clip shares: the model, its encoders, the
+window plan and the sampler; `dub.py` runs many clips through it at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from vabcli import __version__
+from vabcli.config import DubOptions
+from vabcli.core.atomic import output_group
+from vabcli.core.cache import Cache
+from vabcli.core.errors import MediaError, OutputExistsError
+from vabcli.encoders.tokenize import ClipTokenizer, latent_files, options_from_spec, resolve_device
+from vabcli.generation.audio_file import samples_short, write_tokens_as_audio
+from vabcli.generation.outputs import DubTarget, OutputLock
+from vabcli.generation.prompts import fill_gaps, keep_prompt, silent_frames, token_grid
+from vabcli.generation.windowed import ClipTokens, WindowSampler, clip_seed
+from vabcli.generation.windows import WindowPlan
+from vabcli.media.decode import decode_audio
+from vabcli.media.extract import WHOLE
+from vabcli.media.mux import MuxOptions, incomplete_media, mux_into
+from vabcli.media.probe import probe
+from vabcli.model.checkpoint import (
+    WEIGHTS_FILE,
+    check_encoders,
+    load_model,
+    read_meta,
+    resolve_checkpoint,
+)
+
+
+@dataclass
+class ClipJob:
+    target: DubTarget
+    lock: OutputLock
+    duration: float
+    features: np.ndarray  # [T_v, D]
+    grid: np.ndarray  # [K, T_a], mask id where audio is to be generated
+    seed: int
+    timings: dict[str, float]
+    original: np.ndarray | None = None  # fill-gaps: the clip's own audio, kept outside the gaps
+    regenerate: np.ndarray | None = None  # fill-gaps: [T_a] bool
+    tokens: ClipTokens | None = None
+
+    def release(self) -> None:
+        self.lock.release()
+
+
+class Dubber:
+    """Loads the checkpoint and the encoders it was trained with; fails fast if they are missing."""
+
+    def __init__(self, opts: DubOptions, cache: Cache) -> None:
+        self.opts, self.cache = opts, cache
+        self.checkpoint = resolve_checkpoint(opts.model)
+        meta = read_meta(self.checkpoint)  # a foreign file fails before any encoder loads
+        spec = meta.get("encoders") or {}
+        self.tok_opts = options_from_spec(
+            spec, codec=opts.codec, codec_weights=opts.codec_weights, bandwidth=opts.bandwidth,
+            image_encoder=opts.image_encoder, device=opts.device,
+        )  # fmt: skip
+        self.tokenizer = ClipTokenizer(self.tok_opts, cache)
+        self.tokenizer.load()  # every clip needs the codec: load it even if features are cached
+        check_encoders(meta, self.tokenizer.codec_id, self.tokenizer.visual_id, self.checkpoint)
+        device = resolve_device(opts.device)
+        self.model, _ = load_model(self.checkpoint, device)
+        cfg = self.model.cfg
+        window = opts.window_seconds or (meta.get("options") or {}).get("clip_seconds", 4.0)
+        context = min(opts.context_seconds, window / 2)  # at least half of each window is new
+        self.plan = WindowPlan(window, context, cfg.visual_fps, cfg.audio_frame_rate)
+        self.sampler = WindowSampler(self.model, opts.sampling, opts.sampler)
+        self.codec = self.tokenizer.codec
+        self.model_id = {
+            "path": str(self.checkpoint.resolve()),
+            "step": meta.get("step"),
+            "weights_sha256": cache.content_digest(self.checkpoint / WEIGHTS_FILE)[:16],
+        }
+
+    def close(self) -> None:
+        self.tokenizer.__exit__(None, None, None)
+
+    def prepare(self, target: DubTarget) -> ClipJob:
+        lock = OutputLock(target.sidecar)
+        lock.acquire()
+        try:
+            if not self.opts.overwrite and target.complete():  # another run just finished it
+                raise OutputExistsError("done")
+            return self._prepared(target, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    def _prepared(self, target: DubTarget, lock: OutputLock) -> ClipJob:
+        item, opts, cfg = target.item, self.opts, self.model.cfg
+        figures = self.tokenizer.tokenize(item.path, item.segment, with_audio=opts.needs_own_audio)
+        features_file, codes_file = latent_files(self.cache, figures)
+        duration = figures["duration"]
+        n_audio = max(1, math.ceil(duration * cfg.audio_frame_rate - 1e-9))
+        grid = token_grid(cfg.n_codebooks, n_audio, cfg.mask_id)
+        seed = clip_seed(opts.seed, self._clip_key(target))
+        job = ClipJob(target, lock, duration, np.load(features_file), grid, seed,
+                      dict(figures["timings"]))  # fmt: skip
+        if opts.needs_own_audio:
+            if codes_file is None:
+                raise MediaError(f"{item.path}: no audio to keep or fill (it has no audio stream)")
+            own = np.load(codes_file).astype(np.int64)
+            if opts.keep_audio > 0:
+                job.grid = keep_prompt(job.grid, own, round(opts.keep_audio * cfg.audio_frame_rate))
+            if opts.fill_gaps:
+                self._mark_gaps(job, own)
+        return job
+
+    def _mark_gaps(self, job: ClipJob, own: np.ndarray) -> None:
+        item, opts, hop = job.target.item, self.opts, self.codec.hop_length
+        wav = decode_audio(probe(item.path), self.codec.sample_rate, item.segment.start,
+                           job.duration)  # fmt: skip
+        min_frames = max(1, round(opts.min_gap_seconds * self.codec.frame_rate))
+        gaps = silent_frames(wav, hop, job.grid.shape[1], opts.gap_threshold_db, min_frames)
+        regenerate = gaps & (job.grid == self.model.cfg.mask_id).all(axis=0)  # not a kept prompt
+        job.grid = fill_gaps(job.grid, own, regenerate)
+        job.original, job.regenerate = wav, regenerate
+
+    def _clip_key(self, target: DubTarget) -> str:
+        segment = target.item.segment
+        part = "" if segment == WHOLE else f"@{segment.start}-{segment.end}"
+        return self.cache.content_digest(target.item.path) + part
+
+    def start_sampling(self, job: ClipJob) -> ClipJob:
+        features, grid = torch.from_numpy(job.features), torch.from_numpy(job.grid)
+        job.tokens = self.sampler.new_clip(features, grid, self.plan, job.seed)
+        return job
+
+    def sample(self, jobs: list[ClipJob]) -> None:
+        self.sampler.advance([job.tokens for job in jobs])
+
+    def finish(self, job: ClipJob) -> dict[str, Any]:
+        """Write the audio, the muxed video and then the sidecar (which marks the clip done).
+
+        The three are renamed into place together once all are written and whole; if any
+        fails, none of them stays (see `atomic.output_group`).
+        """
+        target, opts = job.target, self.opts
+        codes = job.tokens.codes.cpu()
+        assert not (codes == self.model.cfg.mask_id).any(), "a token was left masked"
+        n_samples = round(job.duration * self.codec.sample_rate)
+        timings = {**job.timings, "sampling": job.tokens.seconds}
+        with output_group(overwrite=True) as group:
+            temps = {target.audio: group.add(target.audio, samples_short(n_samples))}
+            began = time.perf_counter()
+            write_tokens_as_audio(self.codec, codes, temps[target.audio], n_samples,
+                                  opts.audio_format, job.original, job.regenerate)  # fmt: skip
+            timings["synthesis"] = time.perf_counter() - began
+            if target.video is not None:
+                temps[target.video] = group.add(target.video, incomplete_media)
+                began = time.perf_counter()
+                mux_into(target.item.path, temps[target.audio], temps[target.video],
+                         MuxOptions(reencode=opts.reencode))  # fmt: skip
+                timings["mux"] = time.perf_counter() - began
+            figures = self._figures(job, n_samples, timings)
+            # Sizes let a later run tell a whole output from one damaged since (`complete`).
+            figures["output_bytes"] = {f.name: tmp.stat().st_size for f, tmp in temps.items()}
+            sidecar_tmp = group.add(target.sidecar)
+            sidecar_tmp.write_text(json.dumps(self._sidecar(job, figures), indent=2) + "\n")
+        return figures
+
+    def _figures(self, job: ClipJob, n_samples: int, timings: dict[str, float]) -> dict[str, Any]:
+        target = job.target
+        outputs = {"audio": target.audio.name, "sidecar": target.sidecar.name}
+        if target.video is not None:
+            outputs["video"] = target.video.name
+        return {
+            "audio": str(target.audio),
+            "video": str(target.video) if target.video else None,
+            "duration": round(job.duration, 6),
+            "sample_rate": self.codec.sample_rate,
+            "n_samples": n_samples,
+            "n_windows": len(job.tokens.spans),
+            "seed": self.opts.seed,
+            "timings": {k: round(v, 4) for k, v in timings.items()},
+            "outputs": outputs,
+        }
+
+    def _sidecar(self, job: ClipJob, figures: dict[str, Any]) -> dict[str, Any]:
+        opts, item = self.opts, job.target.item
+        generated = int((job.grid == self.model.cfg.mask_id).all(axis=0).sum())
+        return {
+            "vab_version": __version__,
+            "input": str(item.path.resolve()),
+            "segment": None if item.segment == WHOLE else asdict(item.segment),
+            "model": self.model_id,
+            "codec_id": self.tokenizer.codec_id,
+            "visual_id": self.tokenizer.visual_id,
+            "device": str(self.sampler.device),
+            "sampler": opts.sampler,
+            "sampling": asdict(opts.sampling),
+            "clip_seed": job.seed,
+            "window_seconds": self.plan.seconds,
+            "context_seconds": self.plan.context,
+            "keep_audio_seconds": opts.keep_audio,
+            "fill_gaps": opts.fill_gaps,
+            "generated_token_frames": generated,
+            **figures,
+        }

@@ -1,0 +1,9 @@
+"""What the pre-trained backbone is fine-tuned into (VAB's "beyond").
+
+contrastive (audio-visual embeddings by InfoNCE), classify (a linear head on the first layers),
+embedding (whole clips to unit vectors), embedding_file (the `.npz` of `vab embed`), retrieval
+(top-k search in chunks, recall@k).
+
+May import: vabcli.training, vabcli.model, vabcli.encoders, vabcli.data, vabcli.media, vabcli.core,
+vabcli.config.
+"""
