@@ -38,6 +38,7 @@ bench: install
 lint: install
 	$(BIN)/ruff check vabcli tests benchmarks
 	$(BIN)/ruff format --check vabcli tests benchmarks
+	$(BIN)/lint-imports --no-logo
 
 completions: install
 	$(BIN)/python -m vabcli.cli.completions completions
