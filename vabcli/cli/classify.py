@@ -37,7 +37,7 @@ def classify(
     multi-label model), most likely first. Clips are pooled window by window at the length the
     model was trained on. JSON lines: input, status, error, label (the top one), scores
     {label: probability} of the top K. Exit code 1 if a clip failed."""
-    from vabcli.encoders.tokenize import resolve_device
+    from vabcli.core.device import resolve_device
     from vabcli.tasks.classify import load_classifier
 
     if not inputs and data is None:

@@ -76,7 +76,7 @@ def embed(
     """Embeddings of clips into one .npz (embeddings [N, D] float32 unit vectors, ids, model,
     modality) that numpy reads as is. Cached clips are not decoded again. Exit code 1 if a clip
     could not be embedded (it is left out of FILE)."""
-    from vabcli.encoders.tokenize import resolve_device
+    from vabcli.core.device import resolve_device
     from vabcli.tasks.embedding import load_embedder
     from vabcli.tasks.embedding_file import EmbeddingIndex, save_index
 
@@ -142,7 +142,7 @@ def retrieve(
     query failed (for example a2v with a clip without audio)."""
     import torch
 
-    from vabcli.encoders.tokenize import resolve_device
+    from vabcli.core.device import resolve_device
     from vabcli.tasks.embedding import load_embedder
     from vabcli.tasks.embedding_file import load_index
     from vabcli.tasks.retrieval import top_k as search

@@ -181,8 +181,8 @@ def _eval_retrieval(
     import torch
 
     from vabcli.cli.embed import _latents
+    from vabcli.core.device import resolve_device
     from vabcli.data.clips import clip_items
-    from vabcli.encoders.tokenize import resolve_device
     from vabcli.tasks.embedding import load_embedder
     from vabcli.tasks.retrieval import retrieval_scores
 
@@ -223,8 +223,8 @@ def _eval_classify(
     quiet: bool,
 ) -> None:
     from vabcli.cli.embed import _latents
+    from vabcli.core.device import resolve_device
     from vabcli.data.clips import clip_items
-    from vabcli.encoders.tokenize import resolve_device
     from vabcli.tasks.classify import classification_scores, label_targets, load_classifier
 
     with _one_line_failures():

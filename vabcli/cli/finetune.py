@@ -207,9 +207,10 @@ def _finetune(
 ) -> None:
     """The steps every fine-tune shares: read the init, prepare the run folder, tokenize (or
     read the pack) with the init's encoders, train, report."""
-    from vabcli.encoders.tokenize import options_from_spec, resolve_device
+    from vabcli.core.device import rank_device, resolve_device
+    from vabcli.encoders.tokenize import options_from_spec
     from vabcli.model.checkpoint import load_checkpoint, resolve_checkpoint
-    from vabcli.training.trainer import RunInfo, distributed_rank, rank_device
+    from vabcli.training.trainer import RunInfo, distributed_rank
 
     size_torch_threads()  # one steady caller: the training loop (loader workers are processes)
     _check_sources(data, pack, None, out)
@@ -228,8 +229,8 @@ def _finetune(
                                  param_hint="--out")  # fmt: skip
     prepare_run_dir(out, resume, overwrite)
     with training_failures(out):
-        ranks = distributed_rank(resolve_device(device))
-        run_device = rank_device(resolve_device(device), ranks)
+        run_device = rank_device(resolve_device(device))
+        ranks = distributed_rank(run_device)
         quiet = quiet or not ranks.leader
         n_layers = int(meta.get("n_layers") or cfg.n_multiway) if layers is None else layers
         if n_layers > cfg.n_multiway:

@@ -1,6 +1,5 @@
 """`vab generate`: dub videos with audio generated from their pictures, in batches."""
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +21,7 @@ from vabcli.cli.common import (
 from vabcli.cli.console import JobsDisplay, print_error
 from vabcli.config import DubOptions, SamplingOptions
 from vabcli.core.builtin import BUILTIN
+from vabcli.core.device import launch, rank_device
 from vabcli.core.errors import VabError
 from vabcli.core.threads import size_torch_threads
 from vabcli.data.clips import clip_items
@@ -52,22 +52,8 @@ def _shard_of_run(shard: str | None) -> tuple[int, int] | None:
             return parse_shard(shard)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--shard") from None
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:
-        return int(os.environ.get("RANK", "0")) + 1, world
-    return None
-
-
-def _rank_device(device: str) -> str:
-    """Under torchrun with GPUs, each process takes the GPU of its local rank."""
-    local = os.environ.get("LOCAL_RANK")
-    spread = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if device in ("auto", "cuda") and local is not None and spread:
-        import torch
-
-        if torch.cuda.is_available():
-            return f"cuda:{int(local) % torch.cuda.device_count()}"
-    return device
+    run = launch()
+    return (run.rank + 1, run.world_size) if run.spread else None
 
 
 @app.command()
@@ -225,7 +211,7 @@ def generate(
                           keep_audio=keep_audio, fill_gaps=fill_gaps,
                           gap_threshold_db=gap_threshold, min_gap_seconds=min_gap,
                           window_seconds=window, context_seconds=context,
-                          device=_rank_device(device), codec=codec, codec_weights=codec_weights,
+                          device=rank_device(device), codec=codec, codec_weights=codec_weights,
                           image_encoder=image_encoder)  # fmt: skip
     except ValueError as exc:
         raise bad_options(exc, _OPTION_NAMES) from None

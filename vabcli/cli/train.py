@@ -1,7 +1,6 @@
 """`vab train`: masked audio-token pre-training on a manifest's clips."""
 
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from vabcli.config import (
     MaskingConfig,
     model_config,
 )
+from vabcli.core.device import launch
 from vabcli.core.errors import VabError
 from vabcli.core.jobs import Job, Outcome, run_jobs
 from vabcli.core.threads import size_torch_threads
@@ -166,8 +166,9 @@ def train(
     `--data M --write-pack P` there, then `--pack P --out RUN_DIR` here.
     """
     # Imported here: torch takes seconds to import, and `vab --help` needs none of it.
-    from vabcli.encoders.tokenize import TokenizeOptions, resolve_device
-    from vabcli.training.trainer import distributed_rank, rank_device
+    from vabcli.core.device import rank_device, resolve_device
+    from vabcli.encoders.tokenize import TokenizeOptions
+    from vabcli.training.trainer import distributed_rank
 
     size_torch_threads()  # one steady caller: the training loop (loader workers are processes)
     _check_sources(data, pack, write_pack, out)
@@ -195,8 +196,8 @@ def train(
     if out is not None:
         prepare_run_dir(out, resume, overwrite)
     with training_failures(out):
-        ranks = distributed_rank(resolve_device(device))
-        run_device = rank_device(resolve_device(device), ranks)
+        run_device = rank_device(resolve_device(device))
+        ranks = distributed_rank(run_device)
         quiet = quiet or not ranks.leader  # one process speaks for the whole run
         plan = load_plan(data, pack, cache, tok_opts, preset, dims, workers, quiet)
         if write_pack is not None:
@@ -260,7 +261,7 @@ def interrupted(out: Path | None) -> NoReturn:
 
 def _speaks_for_the_run() -> bool:
     """The process that reports for a run: the only one, or torchrun's rank 0."""
-    return int(os.environ.get("RANK", "0")) == 0
+    return launch().leader
 
 
 @contextmanager
@@ -370,7 +371,7 @@ def _tokenize_all(
     import torch.distributed as dist
 
     spread = dist.is_initialized() and dist.get_world_size() > 1
-    first_on_machine = int(os.environ.get("LOCAL_RANK", "0")) == 0
+    first_on_machine = launch().local_rank == 0
     if spread and not first_on_machine:
         dist.barrier()
     with make_tokenizer() as tokenizer:

@@ -24,6 +24,7 @@ from vabcli.config import DEFAULT_CODEC, DEFAULT_IMAGE_ENCODER, ExtractOptions
 from vabcli.core.batcher import BatchingService
 from vabcli.core.builtin import BUILTIN
 from vabcli.core.cache import Cache, make_key
+from vabcli.core.device import resolve_device
 from vabcli.encoders.ids import EncoderIds, codec_stamp, preflight_codec, visual_stamp
 from vabcli.media.decode import ProgressFn
 from vabcli.media.extract import STAGE, WHOLE, ExtractResult, Segment, extract_clip, extract_key
@@ -55,19 +56,6 @@ class TokenizeOptions:
     visual_batch: int = 64  # frames per image-encoder call, gathered across clips
     audio_batch_seconds: float = 120.0  # seconds of audio per codec call, across clips
     keep_frames: bool = False  # keep decoded frames in the cache after encoding them
-
-
-def resolve_device(device: str) -> str:
-    """`auto` picks cuda, then mps, then cpu."""
-    import torch
-
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 class ClipTokenizer:

@@ -18,8 +18,9 @@ from vabcli import __version__
 from vabcli.config import DubOptions
 from vabcli.core.atomic import output_group
 from vabcli.core.cache import Cache
+from vabcli.core.device import resolve_device
 from vabcli.core.errors import MediaError, OutputExistsError
-from vabcli.encoders.tokenize import ClipTokenizer, latent_files, options_from_spec, resolve_device
+from vabcli.encoders.tokenize import ClipTokenizer, latent_files, options_from_spec
 from vabcli.generation.audio_file import samples_short, write_tokens_as_audio
 from vabcli.generation.outputs import DubTarget, OutputLock
 from vabcli.generation.prompts import fill_gaps, keep_prompt, silent_frames, token_grid

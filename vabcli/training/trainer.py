@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from vabcli.config import MaskingConfig, ModelConfig, check_number
+from vabcli.core.device import launch, rank_device
 from vabcli.core.errors import VabError
 from vabcli.model.checkpoint import (
     check_encoders,
@@ -142,16 +143,17 @@ _joined_group = False
 def distributed_rank(device: str) -> _Rank:
     """Join the torchrun process group if launched by torchrun (gloo on CPU, nccl on CUDA).
 
-    On CUDA each process takes the GPU of its LOCAL_RANK (see `rank_device`). A process that
+    On CUDA each process takes the GPU of its local rank (see `rank_device`). A process that
     joins must end with `exit_process`.
     """
     global _joined_group
-    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+    run = launch()
+    if not run.spread:
         return _Rank()
     _joined_group = True
     if not dist.is_initialized():
         if device.startswith("cuda"):
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(torch.device(rank_device(device, run)))
         # Long timeout: the other ranks wait at a barrier while the first tokenizes the data.
         backend = "nccl" if device.startswith("cuda") else "gloo"
         dist.init_process_group(backend, timeout=datetime.timedelta(hours=24))
@@ -186,13 +188,6 @@ def exit_process(code: int) -> NoReturn:
         except (OSError, ValueError):  # a reader gone or a stream closed: nothing more to say
             pass
     os._exit(code)
-
-
-def rank_device(device: str, ranks: _Rank) -> str:
-    """`cuda` means this process's own GPU when several processes share a machine."""
-    if device == "cuda" and ranks.world > 1:
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return device
 
 
 def _sum_across_ranks(values: dict[str, float], ranks: _Rank, device: str) -> dict[str, float]:

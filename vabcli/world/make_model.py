@@ -84,7 +84,7 @@ def build(
     stages: tuple[str, ...] = DEFAULT_STAGES,
     from_pack: bool = False,
 ) -> None:
-    from vabcli.encoders.tokenize import resolve_device
+    from vabcli.core.device import resolve_device
     from vabcli.world.train_codec import CodecTrainOptions, train_codec
     from vabcli.world.train_vision import train_tower
 
