@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from tests.conftest import VAB, run_vab, tmp_entries
 TEARDOWN_TRAP = """\
 import atexit
 import os
+import signal
 
 if "LOCAL_RANK" in os.environ:
     atexit.register(os.abort)
@@ -122,3 +124,31 @@ def test_an_interrupt_outside_a_batch_is_exit_130_with_one_line(monkeypatch, cap
     monkeypatch.setattr(cli, "app", interrupted_while_starting)
     assert cli._command_status() == 130
     assert capsys.readouterr().err.strip().splitlines() == ["error: interrupted"]
+
+
+# A command interrupted while Python runs code through eval (a namedtuple or dataclass being made
+# as a module imports, where a SIGTERM in start-up often lands): CPython 3.11 then marks the
+# KeyboardInterrupt unhandled even though vab caught it, and ends the process by SIGINT.
+INTERRUPTED_IN_EVAL = """\
+import vabcli.cli.main as cli
+
+def app(prog_name):
+    eval("(_ for _ in ()).throw(KeyboardInterrupt())")
+
+cli.app = app
+cli.main()
+"""
+
+
+def test_a_run_interrupted_inside_eval_still_exits_130(tmp_path):
+    (tmp_path / "interrupted_in_eval.py").write_text(INTERRUPTED_IN_EVAL)
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "interrupted_in_eval"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert done.returncode == 130 and done.stderr == "error: interrupted\n", done

@@ -3,12 +3,13 @@
 Commands live in small modules (`cli_*.py`) that register on the one app defined in cli_common.
 """
 
+import atexit
 import os
 import select
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -179,11 +180,30 @@ def main() -> None:
     # The command is over: a SIGTERM from here on (threads joining, teardown) ends the process as
     # SIGTERM does, not as a KeyboardInterrupt escaping at exit.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    # only a process that imported the trainer joined a process group
-    trainer = sys.modules.get("vabcli.training.trainer")
-    if trainer is not None:
-        trainer.exit_process(code)
+    # only a process that imported the distributed plumbing joined a process group
+    distributed = sys.modules.get("vabcli.training.distributed")
+    if distributed is not None:
+        distributed.exit_process(code)
+    if code == EXIT_INTERRUPTED:
+        _leave_interrupted()
     sys.exit(code)
+
+
+def _leave_interrupted() -> NoReturn:
+    """End an interrupted run with exit 130 for certain.
+
+    CPython 3.11 marks a KeyboardInterrupt raised inside code run by eval/exec (namedtuple and
+    dataclass creation while a module imports) as unhandled even when vab caught it, and then ends
+    the process by SIGINT (-2) after a clean exit 130. So an interrupted run does the usual exit
+    work itself (atexit handlers, flushing) and leaves through os._exit.
+    """
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader gone or a stream closed: nothing more to say
+            pass
+    os._exit(EXIT_INTERRUPTED)
 
 
 def _command_status() -> int:
