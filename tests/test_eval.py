@@ -110,3 +110,22 @@ def test_vab_eval_cli(clips, reference, tmp_path, runner):
     missing = runner.invoke(app, ["eval", "--generated", str(tmp_path / "nope"),
                                   "--reference", str(reference)])  # fmt: skip
     assert missing.exit_code == 2
+
+
+def test_evaluate_generated_is_the_library_call_behind_vab_eval(clips, reference, tmp_path):
+    from vabcli.evaluation.generated_audio import READING, SCORING, evaluate_generated
+
+    generated = tmp_path / "generated"
+    generated.mkdir()
+    for clip in clips[:-1]:
+        soundfile.write(generated / f"{clip.entry.video.stem}.wav", clip.real, EVAL_SAMPLE_RATE)
+    steps = []
+    result = evaluate_generated(generated, reference, EvalOptions(), None, 2, steps.append)
+    assert result.missing == [clips[-1].entry.video]
+    assert (result.scores["clips"], result.scores["missing"]) == (9, 1)
+    assert steps == [READING] * len(clips) + [SCORING]
+    # The judge fitted on other clips: read as well, and still a judge that hears classes.
+    steps.clear()
+    judged = evaluate_generated(generated, reference, judge_data=reference, on_step=steps.append)
+    assert judged.scores["class_acc"] == result.scores["class_acc"]
+    assert steps == [READING] * 2 * len(clips) + [SCORING]

@@ -41,17 +41,17 @@ def info(cache: CacheOpt = None, as_json: JsonOpt = False) -> None:
         )
 
 
+_MAX_SIZE_HELP = (
+    "Remove least recently used entries until the cache is at most SIZE (e.g. 20G, 500M; 0 "
+    "empties it)."
+)
+
+
 @cache_app.command(name="prune")
 def prune_command(
     cache: CacheOpt = None,
     max_size: Annotated[
-        str | None,
-        typer.Option(
-            "--max-size",
-            metavar="SIZE",
-            help="Remove least recently used entries until the cache is at most SIZE "
-            "(e.g. 20G, 500M; 0 empties it).",
-        ),
+        str | None, typer.Option("--max-size", metavar="SIZE", help=_MAX_SIZE_HELP)
     ] = None,
     unused_days: Annotated[
         float | None,

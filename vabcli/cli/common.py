@@ -1,15 +1,29 @@
-"""What every `vab` command shares: the app, common options, and running a batch with a display."""
+"""What every `vab` command shares: the app; the option types used by more than one command
+(one declaration each, and `shared_options` for the tail every command that runs a checkpoint
+over clips ends with); running a batch with a display; and `one_line_failures`, the one way a
+command's failure becomes an `error:` line and its exit code."""
 
+import functools
+import inspect
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from vabcli import __version__
-from vabcli.cli.console import JobsDisplay, print_error, print_warning
+from vabcli.cli.console import (
+    AnswerRows,
+    JobsDisplay,
+    TokenizeBars,
+    print_answers,
+    print_error,
+    print_warning,
+)
 from vabcli.config import (
     CODEC_SAMPLE_RATE,
     FRAME_SIZE,
@@ -20,9 +34,13 @@ from vabcli.config import (
 )
 from vabcli.core.cache import Cache, default_cache_dir, sweep
 from vabcli.core.errors import VabError
-from vabcli.core.jobs import Job, Outcome, run_jobs
+from vabcli.core.jobs import Job, JobEvents, Outcome, run_jobs
+from vabcli.data.clips import ClipItem, clip_items
+from vabcli.tasks.latents import ClipAnswer
+from vabcli.tasks.options import ClipOptions
 
 EXIT_INTERRUPTED = 130
+_KEYWORD = inspect.Parameter.KEYWORD_ONLY
 
 # Commands listed in pipeline order rather than in the order their modules register them.
 COMMAND_ORDER = (
@@ -59,6 +77,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"vab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Dub videos with audio generated from their pictures (VAB)."""
 
 
 def in_range(low: float, high: float, *, low_open: bool = False) -> Callable:
@@ -99,53 +135,19 @@ WorkersOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist.")]
 
-
-def _version(value: bool) -> None:
-    if value:
-        print(f"vab {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", "-V", callback=_version, is_eager=True, help="Show the version and exit."
-        ),
-    ] = False,
-) -> None:
-    """Dub videos with audio generated from their pictures (VAB)."""
-
-
-def run_command(
-    items: list,
-    job: Job,
-    workers: int,
-    verb: str,
-    as_json: bool,
-    quiet: bool,
-    describe: Callable[[Outcome], str],
-) -> None:
-    """Run a batch with progress and per-item results; exit 1 if any item failed."""
-    display = JobsDisplay(len(items), verb, as_json, quiet, describe)
-    show_jobs(display, lambda: run_jobs(items, job, workers, display))
-
-
-def show_jobs(display: JobsDisplay, run: Callable[[], list[Outcome]]) -> None:
-    """Run a batch under `display` and exit: 0 all ok, 1 some item (or the run) failed, 130 on
-    Ctrl-C or SIGTERM."""
-    try:
-        with display:
-            outcomes = run()
-    except KeyboardInterrupt:
-        print_error("interrupted; unfinished outputs were removed")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except VabError as exc:  # the whole run failed (e.g. a model that cannot load)
-        print_error(str(exc))
-        raise typer.Exit(1) from None
-    raise typer.Exit(display.summary(outcomes))
-
+# The clips of the commands that read videos or a manifest (tokenize, train, embed, ...).
+InputsArg = Annotated[
+    list[str] | None,
+    typer.Argument(metavar="INPUT", help="Video files, folders or globs (or use --data)."),
+]
+DataOpt = Annotated[
+    Path | None,
+    typer.Option("--data", metavar="MANIFEST", help="Clips: manifest.jsonl (README)."),
+]
+ModelOpt = Annotated[
+    Path,
+    typer.Option("--model", metavar="CKPT", help="A contrastive fine-tune or pre-trained model."),
+]
 
 FpsOpt = Annotated[float, typer.Option(metavar="F", help="Frames per second to decode.")]
 SizeOpt = Annotated[
@@ -159,48 +161,6 @@ SampleRateOpt = Annotated[
     int, typer.Option("--sample-rate", metavar="SR", help="Audio sample rate in Hz (mono).")
 ]
 DEFAULT_FPS, DEFAULT_SIZE, DEFAULT_SAMPLE_RATE = VISUAL_FPS, str(FRAME_SIZE), CODEC_SAMPLE_RATE
-
-
-def bad_options(exc: ValueError, names: dict[str, str]) -> typer.BadParameter:
-    """The usage error for an options dataclass's ValueError, its field named as the option
-    the user typed (`window_seconds must ...` -> `--window must ...`)."""
-    message = str(exc)
-    field_name = message.split(" ", 1)[0]
-    if field_name in names:
-        message = names[field_name] + message[len(field_name) :]
-    return typer.BadParameter(message)
-
-
-def extract_options(fps: float, size: str, sample_rate: int) -> ExtractOptions:
-    """The options object for --fps/--size/--sample-rate; a bad value is a usage error."""
-    try:
-        width, height = parse_size(size)
-        return ExtractOptions(fps=fps, width=width, height=height, sample_rate=sample_rate)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
-def check_writable_folder(folder: Path, what: str = "output folder") -> None:
-    """Create `folder` if needed and prove a file can be written there, before any model loads:
-    VabError (one line) otherwise, rather than a failure per clip after minutes of work."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".vab-write-test-"):
-            pass
-    except OSError as exc:
-        raise VabError(f"cannot write to {what} {folder}: {exc.strerror or exc}") from None
-
-
-def open_cache(root: Path | None, sweep_leftovers: bool = True) -> Cache:
-    """The cache, reporting damaged entries it finds (and recomputes) as warnings on stderr,
-    with the leftovers of killed runs at its root swept first: a run that finds everything
-    cached writes nothing, so no write would ever meet them. `vab cache` itself reports them
-    (and prunes them when asked), so it opens the cache with `sweep_leftovers=False`."""
-    cache = Cache(root, on_damage=print_warning)
-    if sweep_leftovers:
-        sweep(cache.root)
-    return cache
-
 
 # The frozen encoders (tokenize, train): one definition each.
 CodecOpt = Annotated[
@@ -243,3 +203,148 @@ ImageEncoderOpt = Annotated[
 DeviceOpt = Annotated[
     str, typer.Option(metavar="DEVICE", help="auto (cuda, then mps, then cpu), cpu, cuda.")
 ]
+
+
+@dataclass(frozen=True)
+class SharedOptions:
+    """The options every command that runs a checkpoint over clips (embed, retrieve, classify,
+    eval) ends with: --cache, --device, --workers, --json, --quiet."""
+
+    cache: Path | None
+    device: str
+    workers: int
+    as_json: bool
+    quiet: bool
+
+
+_CLIP_DEFAULTS = ClipOptions()
+_SHARED = (
+    inspect.Parameter("cache", _KEYWORD, annotation=CacheOpt, default=None),
+    inspect.Parameter("device", _KEYWORD, annotation=DeviceOpt, default=_CLIP_DEFAULTS.device),
+    inspect.Parameter("workers", _KEYWORD, annotation=WorkersOpt, default=_CLIP_DEFAULTS.workers),
+    inspect.Parameter("as_json", _KEYWORD, annotation=JsonOpt, default=False),
+    inspect.Parameter("quiet", _KEYWORD, annotation=QuietOpt, default=False),
+)
+
+
+def shared_options(command: Callable[..., None]) -> Callable[..., None]:
+    """`command`, whose last parameter is `shared: SharedOptions`, as typer is to see it: that
+    parameter replaced by the shared options, in their place at the end of `--help`, and
+    gathered into a SharedOptions for the call (one declaration of them, not one per command)."""
+    signature = inspect.signature(command)
+    *own, _shared = signature.parameters.values()
+
+    @functools.wraps(command)
+    def with_shared(**values: Any) -> None:
+        shared = SharedOptions(**{p.name: values.pop(p.name) for p in _SHARED})
+        command(**values, shared=shared)
+
+    with_shared.__signature__ = signature.replace(parameters=[*own, *_SHARED])  # type: ignore[attr-defined]
+    return with_shared
+
+
+def run_command(
+    items: list,
+    job: Job,
+    workers: int,
+    verb: str,
+    as_json: bool,
+    quiet: bool,
+    describe: Callable[[Outcome], str],
+) -> None:
+    """Run a batch with progress and per-item results; exit 1 if any item failed."""
+    display = JobsDisplay(len(items), verb, as_json, quiet, describe)
+    show_jobs(display, lambda: run_jobs(items, job, workers, display))
+
+
+def show_jobs(display: JobsDisplay, run: Callable[[], list[Outcome]]) -> None:
+    """Run a batch under `display` and exit: 0 all ok, 1 some item (or the run: e.g. a model
+    that cannot load) failed, 130 on Ctrl-C or SIGTERM."""
+    with one_line_failures(interrupted="interrupted; unfinished outputs were removed"), display:
+        outcomes = run()
+    raise typer.Exit(display.summary(outcomes))
+
+
+@contextmanager
+def one_line_failures(interrupted: str = "interrupted") -> Iterator[None]:
+    """How a command ends when its work fails as a whole: a VabError or OSError (a model that
+    cannot load, an unreadable file) is one `error:` line and exit 1; Ctrl-C or SIGTERM is
+    `error: {interrupted}` and exit 130. A reader of stdout that left is no failure of the
+    command: that passes on to `main`, which exits with the pipe's status (141)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print_error(interrupted)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BrokenPipeError:  # stdout's reader left (`| head`): main gives the pipe's status
+        raise
+    except (VabError, OSError) as exc:
+        print_error(str(exc))
+        raise typer.Exit(1) from None
+
+
+def print_clip_answers(
+    inputs: list[str] | None,
+    data: Path | None,
+    answer: Callable[[list[ClipItem], Cache, JobEvents], Iterable[ClipAnswer]],
+    rows: AnswerRows,
+    shared: SharedOptions,
+) -> None:
+    """The clips of INPUT... and --data, `answer`ed (tokenizing under progress bars) and
+    printed as they come; exit 1 if a clip failed (one `error:` line if the whole run did)."""
+    with one_line_failures():
+        items = clip_items(inputs, data)
+        with TokenizeBars(shared.quiet) as bars:
+            answers = answer(items, open_cache(shared.cache), bars)
+            failed = print_answers(answers, rows, shared.as_json)
+    if failed:
+        raise typer.Exit(1)
+
+
+def clips_given(
+    inputs: list[str] | None, data: Path | None, usage: str = "give INPUT... or --data MANIFEST"
+) -> None:
+    """Refuse (usage error `usage`) a command given neither INPUT paths nor --data."""
+    if not inputs and data is None:
+        raise typer.BadParameter(usage)
+
+
+def bad_options(exc: ValueError, names: dict[str, str]) -> typer.BadParameter:
+    """The usage error for an options dataclass's ValueError, its field named as the option
+    the user typed (`window_seconds must ...` -> `--window must ...`)."""
+    message = str(exc)
+    field_name = message.split(" ", 1)[0]
+    if field_name in names:
+        message = names[field_name] + message[len(field_name) :]
+    return typer.BadParameter(message)
+
+
+def extract_options(fps: float, size: str, sample_rate: int) -> ExtractOptions:
+    """The options object for --fps/--size/--sample-rate; a bad value is a usage error."""
+    try:
+        width, height = parse_size(size)
+        return ExtractOptions(fps=fps, width=width, height=height, sample_rate=sample_rate)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def check_writable_folder(folder: Path, what: str = "output folder") -> None:
+    """Create `folder` if needed and prove a file can be written there, before any model loads:
+    VabError (one line) otherwise, rather than a failure per clip after minutes of work."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".vab-write-test-"):
+            pass
+    except OSError as exc:
+        raise VabError(f"cannot write to {what} {folder}: {exc.strerror or exc}") from None
+
+
+def open_cache(root: Path | None, sweep_leftovers: bool = True) -> Cache:
+    """The cache, reporting damaged entries it finds (and recomputes) as warnings on stderr,
+    with the leftovers of killed runs at its root swept first: a run that finds everything
+    cached writes nothing, so no write would ever meet them. `vab cache` itself reports them
+    (and prunes them when asked), so it opens the cache with `sweep_leftovers=False`."""
+    cache = Cache(root, on_damage=print_warning)
+    if sweep_leftovers:
+        sweep(cache.root)
+    return cache

@@ -12,13 +12,19 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vabcli.core.jobs import JobEvents, Outcome
+from vabcli.encoders.tokenize_clips import TokenizeEvents
+
+if TYPE_CHECKING:
+    from vabcli.tasks.latents import ClipAnswer
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -139,6 +145,65 @@ class JobsDisplay(JobEvents):
                 if outcome.status == "error":
                     stderr.print(f"  failed: {printable(outcome.input)}", markup=False)
         return 1 if counts["error"] else 0
+
+
+class TokenizeBars(JobsDisplay, TokenizeEvents):
+    """Progress bars of tokenizing clips before the command's own work, from when it starts
+    until every clip is done: their results are not the output, but a clip that failed is a
+    warning (what follows leaves it out)."""
+
+    def __init__(self, quiet: bool) -> None:
+        super().__init__(0, "tokenize", as_json=False, quiet=quiet, describe=str)
+
+    def __enter__(self) -> TokenizeBars:
+        return self  # the bars start with the tokenizing
+
+    def tokenizing(self, total: int) -> None:
+        self.total = total
+        self.bars.update(self.overall, total=total, description=self._overall_label())
+        if total:
+            self.bars.start()
+
+    def finished(self, outcome: Outcome) -> None:
+        super().finished(outcome)
+        if self._finished == self.total:
+            self.bars.stop()
+
+    def _report(self, outcome: Outcome) -> None:
+        if outcome.status == "error" and not self.quiet:
+            print_warning(f"skipped: {outcome.error}")
+
+
+@dataclass(frozen=True)
+class AnswerRows:
+    """How a command prints its answer for each clip: `fields` of an answer's value make its
+    row, `failure` the fields of a failed clip's row (its error followed by `note`), and
+    `shown(row)` the text after `ok  INPUT  ->`."""
+
+    fields: Callable[[Any], dict[str, Any]]
+    failure: dict[str, Any]
+    shown: Callable[[dict[str, Any]], str]
+    note: str = ""
+
+
+def print_answers(answers: Iterable[ClipAnswer], rows: AnswerRows, as_json: bool) -> int:
+    """Print each clip's answer as it comes: a JSON line (input, status, error, then the
+    row's fields), or one text line. Returns how many clips failed."""
+    failed = 0
+    for answer in answers:
+        row: dict[str, Any] = {"input": answer.item.name(), "status": "ok", "error": None}
+        if answer.error is None:
+            row.update(rows.fields(answer.value))
+        else:
+            failed += 1
+            row.update(status="error", error=f"{answer.error}{rows.note}", **rows.failure)
+        if as_json:
+            print(json.dumps(row))
+        elif row["status"] == "error":
+            print(f"error    {printable(row['input'])}  {printable(row['error'])}")
+        else:
+            print(f"ok       {printable(row['input'])}  -> {printable(rows.shown(row))}")
+    return failed
 
 
 def _short(name: str, width: int = 48) -> str:

@@ -6,10 +6,12 @@ from typing import Annotated
 
 import typer
 
-from vabcli.cli.common import EXIT_INTERRUPTED, QuietOpt, WorkersOpt, app
-from vabcli.cli.console import print_error, progress_bars, stderr
-from vabcli.core.errors import VabError
+from vabcli.cli.common import QuietOpt, WorkersOpt, app, one_line_failures
+from vabcli.cli.console import progress_bars, stderr
 from vabcli.world.scenes import CLASS_NAMES
+from vabcli.world.synth import SynthOptions
+
+_DEFAULTS = SynthOptions()
 
 
 @app.command()
@@ -17,26 +19,28 @@ def synth(
     out_dir: Annotated[
         Path, typer.Argument(metavar="OUT_DIR", help="Folder for the clips and manifest.jsonl.")
     ],
-    n: Annotated[int, typer.Option("--n", metavar="N", min=1, help="Number of clips.")] = 100,
+    n: Annotated[
+        int, typer.Option("--n", metavar="N", min=1, help="Number of clips.")
+    ] = _DEFAULTS.n,
     seed: Annotated[
         int, typer.Option(metavar="S", help="Data-set seed: the same seed gives the same clips.")
-    ] = 0,
+    ] = _DEFAULTS.seed,
     duration: Annotated[
         float | None,
         typer.Option(metavar="D", help="Every clip D seconds (instead of a random length)."),
     ] = None,
     min_duration: Annotated[
         float, typer.Option(metavar="D", help="Shortest random clip length, seconds.")
-    ] = 2.0,
+    ] = _DEFAULTS.min_duration,
     max_duration: Annotated[
         float, typer.Option(metavar="D", help="Longest random clip length, seconds.")
-    ] = 20.0,
+    ] = _DEFAULTS.max_duration,
     split: Annotated[
         str,
         typer.Option(
             metavar="SPLIT", help="Split of every clip: train, val, test, or auto (8:1:1)."
         ),
-    ] = "auto",
+    ] = _DEFAULTS.split,
     workers: WorkersOpt = 2,
     quiet: QuietOpt = False,
 ) -> None:
@@ -44,7 +48,7 @@ def synth(
 
     Each MP4 (H.264 + AAC, varied frame rates, sizes and lengths) shows one to three objects
     of these classes:"""  # the class list is appended below
-    from vabcli.world.synth import SynthOptions, synthesize
+    from vabcli.world.synth import synthesize
 
     low, high = (duration, duration) if duration is not None else (min_duration, max_duration)
     try:
@@ -54,15 +58,9 @@ def synth(
     bars = progress_bars(quiet)
     task = bars.add_task("synth", total=n)
     started = time.monotonic()
-    try:
-        with bars:
-            manifest = synthesize(out_dir, opts, workers, on_clip=lambda _: bars.advance(task))
-    except KeyboardInterrupt:
-        print_error("interrupted; the clips written so far are complete, the manifest is not")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except (VabError, OSError) as exc:
-        print_error(str(exc))
-        raise typer.Exit(1) from None
+    interrupted = "interrupted; the clips written so far are complete, the manifest is not"
+    with one_line_failures(interrupted), bars:
+        manifest = synthesize(out_dir, opts, workers, on_clip=lambda _: bars.advance(task))
     print(manifest)
     if not quiet:
         stderr.print(f"{n} clips in {out_dir} ({time.monotonic() - started:.1f} s)")

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,11 +28,15 @@ from vabcli.evaluation.metrics import (
     mel_db,
     silence_ratio,
 )
+from vabcli.evaluation.options import EvalOptions
 from vabcli.generation.outputs import output_stem
 from vabcli.media.decode import decode_audio, decode_audio_file
 from vabcli.media.probe import probe
+from vabcli.tasks.options import ClipOptions
 
 GENERATED_SUFFIXES = (".wav", ".flac", ".mp4")
+# The stages `evaluate_generated` reports: once per clip read, then once.
+READING, SCORING = "reading audio", "scoring"
 
 
 class EvalError(VabError):
@@ -66,7 +71,7 @@ def real_audio(entry: ManifestEntry) -> np.ndarray:
 def load_pairs(
     generated: Path | None,
     reference: Path,
-    workers: int = 2,
+    workers: int = ClipOptions.workers,
     on_clip: Callable[[], None] | None = None,
 ) -> list[ClipAudio]:
     """Real (and, with `generated`, generated) audio of every line of `reference`."""
@@ -84,11 +89,6 @@ def load_pairs(
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         return list(pool.map(load, zip(entries, items, strict=True)))
-
-
-@dataclass(frozen=True)
-class EvalOptions:
-    tolerance: float = 0.1  # seconds within which a detected onset matches a true one
 
 
 @dataclass
@@ -174,3 +174,30 @@ def fit_judge(clips: list[ClipAudio]) -> ClassJudge | None:
     if not labels:
         return None
     return ClassJudge(np.concatenate(features), labels)
+
+
+@dataclass(frozen=True)
+class GeneratedAudioScores:
+    scores: dict[str, Any]  # see `score`
+    missing: list[Path]  # the reference videos without generated audio
+
+
+def evaluate_generated(
+    generated: Path,
+    reference: Path,
+    opts: EvalOptions | None = None,
+    judge_data: Path | None = None,
+    workers: int = ClipOptions.workers,
+    on_step: Callable[[str], None] | None = None,
+) -> GeneratedAudioScores:
+    """`vab eval`: every measure of the audio in `generated` against the clips of `reference`,
+    with the class judge fitted on the real audio of `judge_data`'s clips (default: the
+    reference's). `on_step` hears READING once per clip read, then SCORING once."""
+    step = on_step or (lambda stage: None)
+    clips = load_pairs(generated, reference, workers, lambda: step(READING))
+    judge_clips = clips
+    if judge_data is not None:
+        judge_clips = load_pairs(None, judge_data, workers, lambda: step(READING))
+    step(SCORING)
+    scores = score(clips, fit_judge(judge_clips), opts or EvalOptions())
+    return GeneratedAudioScores(scores, [c.entry.video for c in clips if c.generated is None])
