@@ -39,7 +39,7 @@ import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from tests.test_finetune_ddp import contrastive_trainer
-from vabcli.training.trainer import exit_process
+from vabcli.training.distributed import exit_process
 contrastive_trainer(Path(sys.argv[1]), batch_size=2, out="ddp").run()
 exit_process(0)
 """

@@ -117,12 +117,13 @@ import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from tests.test_train import trainer
-from vabcli.training.trainer import exit_process
+from vabcli.training.distributed import exit_process
 def main():
     t = trainer(Path(sys.argv[1]), steps=2, val_every=2)
     t.run()
     # One file per rank: two processes printing to one stdout can interleave their lines.
-    Path(sys.argv[1], f"rank{t.ranks.rank}.txt").write_text(f"of {t.ranks.world} step {t.step}")
+    run = t.launch
+    Path(sys.argv[1], f"rank{run.rank}.txt").write_text(f"of {run.world_size} step {t.step}")
 main()
 exit_process(0)
 """
@@ -151,3 +152,14 @@ def test_a_checkpoint_rebuilds_its_model(tmp_path):
     assert meta["step"] == 6 and not model.training
     for name, value in run.model.state_dict().items():
         assert torch.equal(value.cpu(), model.state_dict()[name])
+
+
+def test_a_process_alone_joins_no_group_and_leads(monkeypatch):
+    from vabcli.core.device import Launch
+    from vabcli.training.distributed import join_process_group, sum_across_ranks
+
+    monkeypatch.setenv("RANK", "1")  # a stray variable without torchrun's WORLD_SIZE
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    alone = join_process_group("cpu")
+    assert alone == Launch() and alone.leader
+    assert sum_across_ranks({"loss": 2.5}, alone, "cpu") == {"loss": 2.5}

@@ -210,7 +210,8 @@ def _finetune(
     from vabcli.core.device import rank_device, resolve_device
     from vabcli.encoders.tokenize import options_from_spec
     from vabcli.model.checkpoint import load_checkpoint, resolve_checkpoint
-    from vabcli.training.trainer import RunInfo, distributed_rank
+    from vabcli.training.distributed import join_process_group
+    from vabcli.training.trainer import RunInfo
 
     size_torch_threads()  # one steady caller: the training loop (loader workers are processes)
     _check_sources(data, pack, None, out)
@@ -230,7 +231,7 @@ def _finetune(
     prepare_run_dir(out, resume, overwrite)
     with training_failures(out):
         run_device = rank_device(resolve_device(device))
-        ranks = distributed_rank(run_device)
+        ranks = join_process_group(run_device)
         quiet = quiet or not ranks.leader
         n_layers = int(meta.get("n_layers") or cfg.n_multiway) if layers is None else layers
         if n_layers > cfg.n_multiway:

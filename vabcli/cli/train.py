@@ -168,7 +168,7 @@ def train(
     # Imported here: torch takes seconds to import, and `vab --help` needs none of it.
     from vabcli.core.device import rank_device, resolve_device
     from vabcli.encoders.tokenize import TokenizeOptions
-    from vabcli.training.trainer import distributed_rank
+    from vabcli.training.distributed import join_process_group
 
     size_torch_threads()  # one steady caller: the training loop (loader workers are processes)
     _check_sources(data, pack, write_pack, out)
@@ -197,7 +197,7 @@ def train(
         prepare_run_dir(out, resume, overwrite)
     with training_failures(out):
         run_device = rank_device(resolve_device(device))
-        ranks = distributed_rank(run_device)
+        ranks = join_process_group(run_device)
         quiet = quiet or not ranks.leader  # one process speaks for the whole run
         plan = load_plan(data, pack, cache, tok_opts, preset, dims, workers, quiet)
         if write_pack is not None:
@@ -269,7 +269,8 @@ def training_failures(out: Path | None) -> Iterator[None]:
     """How a training run (`vab train`, `vab finetune`) ends when it does not finish: Ctrl-C
     says what was kept (exit 130), a failure is one line (exit 1); the torchrun process group is
     always torn down."""
-    from vabcli.training.trainer import TrainingStopped, end_distributed
+    from vabcli.training.distributed import end_distributed
+    from vabcli.training.trainer import TrainingStopped
 
     try:
         yield

@@ -1,8 +1,9 @@
 """Symmetric InfoNCE between paired visual and audio embeddings (VAB's contrastive stage).
 
-Row i of each batch is a pair; every other row is a negative. Under torchrun the embeddings of
-all ranks are gathered (with their gradients), so each rank sees the whole global batch as
-negatives. The temperature is learnt, as a log inverse temperature clamped like CLIP's.
+Row i of each batch is a pair; every other row is a negative. Under torchrun the trainer gathers
+the embeddings of all ranks first (`vabcli.training.distributed.gather_batch`), so each rank sees
+the whole global batch as negatives. The temperature is learnt, as a log inverse temperature
+clamped like CLIP's.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -35,13 +35,3 @@ def info_nce(visual: torch.Tensor, audio: torch.Tensor, scale: torch.Tensor) -> 
     logits = scale * visual @ audio.T
     targets = torch.arange(len(visual), device=visual.device)
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
-
-
-def gather_batch(x: torch.Tensor) -> torch.Tensor:
-    """`x` from every rank, concatenated in rank order, gradients flowing back to each rank's
-    own rows; `x` itself when not distributed."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x), dim=0)

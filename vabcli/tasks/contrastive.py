@@ -16,11 +16,12 @@ from torch import nn
 
 from vabcli.config import ModelConfig
 from vabcli.model.checkpoint import unwrap
-from vabcli.model.contrastive_loss import LogitScale, gather_batch, info_nce
+from vabcli.model.contrastive_loss import LogitScale, info_nce
 from vabcli.model.losses import LossResult
 from vabcli.model.towers import EmbeddingModel, Towers
 from vabcli.model.transformer import AUDIO, VISUAL, VabModel
 from vabcli.tasks.retrieval import recall_at_k
+from vabcli.training.distributed import gather_batch
 from vabcli.training.trainer import Trainer
 
 CONTRASTIVE_TASK = "contrastive"

@@ -8,25 +8,20 @@ own slice of every global batch; rank 0 alone writes checkpoints and metrics.
 
 from __future__ import annotations
 
-import datetime
 import json
 import math
-import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from vabcli.config import MaskingConfig, ModelConfig, check_number
-from vabcli.core.device import launch, rank_device
 from vabcli.core.errors import VabError
 from vabcli.model.checkpoint import (
     check_encoders,
@@ -38,6 +33,7 @@ from vabcli.model.checkpoint import (
 from vabcli.model.losses import masked_token_loss
 from vabcli.model.transformer import VabModel
 from vabcli.training.dataset import CropDataset, EpochBatches, LatentClip, WindowLength, collate
+from vabcli.training.distributed import join_process_group, sum_across_ranks
 
 
 @dataclass(frozen=True)
@@ -126,79 +122,6 @@ def load_optimizer_tensors(optimizer: torch.optim.Optimizer, flat: dict[str, tor
     optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
 
 
-@dataclass
-class _Rank:
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def leader(self) -> bool:
-        return self.rank == 0
-
-
-# Set once this process joins a torchrun group: it must then leave through `exit_process`.
-_joined_group = False
-
-
-def distributed_rank(device: str) -> _Rank:
-    """Join the torchrun process group if launched by torchrun (gloo on CPU, nccl on CUDA).
-
-    On CUDA each process takes the GPU of its local rank (see `rank_device`). A process that
-    joins must end with `exit_process`.
-    """
-    global _joined_group
-    run = launch()
-    if not run.spread:
-        return _Rank()
-    _joined_group = True
-    if not dist.is_initialized():
-        if device.startswith("cuda"):
-            torch.cuda.set_device(torch.device(rank_device(device, run)))
-        # Long timeout: the other ranks wait at a barrier while the first tokenizes the data.
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend, timeout=datetime.timedelta(hours=24))
-    return _Rank(dist.get_rank(), dist.get_world_size())
-
-
-def end_distributed() -> None:
-    """Tear the process group down (once a run is over, finished or not)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def exit_process(code: int) -> NoReturn:
-    """End this process with `code`: the one way out for a process that may have joined a
-    torchrun group (`vab train`, `vab finetune`, scripts that run a Trainer under torchrun).
-
-    Gloo's worker threads are C++ std::threads; met by interpreter teardown while still
-    joinable they call std::terminate, so a rank whose work is done can die with SIGABRT
-    ("terminate called without an active exception") and torchrun reports the whole job
-    failed. Destroying the group is not enough on every path: a DDP wrapper, pending work or an
-    exception's traceback can hold the threads past it, and the order of teardown is not ours.
-    So a rank destroys the group, flushes what Python still buffers, and leaves with os._exit,
-    which runs no destructors: checkpoints and metrics are closed (written in `with` blocks and
-    renamed into place) before any caller gets here. Other processes exit normally.
-    """
-    end_distributed()
-    if not _joined_group:
-        sys.exit(code)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a reader gone or a stream closed: nothing more to say
-            pass
-    os._exit(code)
-
-
-def _sum_across_ranks(values: dict[str, float], ranks: _Rank, device: str) -> dict[str, float]:
-    if ranks.world == 1:
-        return values
-    # On the run's device: nccl reduces CUDA tensors only.
-    t = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return dict(zip(values, t.tolist(), strict=True))
-
-
 class Trainer:
     """One training run writing to `out`: `last/` and `best/` checkpoints, `metrics.jsonl`."""
 
@@ -215,7 +138,7 @@ class Trainer:
     ) -> None:
         self.cfg, self.info, self.opts, self.out, self.device = model_cfg, info, opts, out, device
         self.train_clips, self.val_clips = train_clips, val_clips
-        self.ranks = distributed_rank(device)
+        self.launch = join_process_group(device)
         self.window = WindowLength(
             opts.clip_seconds, model_cfg.visual_fps, model_cfg.audio_frame_rate
         )
@@ -226,7 +149,7 @@ class Trainer:
         if resume:
             self._resume()
         self.net: torch.nn.Module = self.model
-        if self.ranks.world > 1:
+        if self.launch.spread:
             ids = [torch.device(device).index] if device.startswith("cuda") else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
@@ -250,7 +173,7 @@ class Trainer:
         after the step in progress, then raises KeyboardInterrupt."""
         sampler = EpochBatches(
             len(self.train_clips), self.opts.batch_size, self.opts.seed, self.step,
-            self.ranks.rank, self.ranks.world,
+            self.launch.rank, self.launch.world_size,
         )  # fmt: skip
         loader = DataLoader(
             self.dataset(self.train_clips),
@@ -282,7 +205,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.net.train()
-        generator = _generator(self.opts.seed, self.step, self.ranks.rank)
+        generator = _generator(self.opts.seed, self.step, self.launch.rank)
         torch.manual_seed(generator.initial_seed())  # dropout draws from the global generator
         result = self._loss(batch, generator)
         loss = result.loss.item()
@@ -299,15 +222,15 @@ class Trainer:
         tokens = int(batch["audio_keep"].sum()) * self.cfg.n_codebooks
         seconds = time.perf_counter() - started
         values = {"loss": loss, "accuracy": result.accuracy.item()}
-        summed = _sum_across_ranks(values, self.ranks, self.device)
-        values = {k: v / self.ranks.world for k, v in summed.items()}
+        summed = sum_across_ranks(values, self.launch, self.device)
+        values = {k: v / self.launch.world_size for k, v in summed.items()}
         return {"step": self.step + 1, **values, "lr": lr, "tokens_per_s": tokens / seconds}
 
     def _any_rank(self, flag: bool) -> bool:
         """True on every rank if it is true on one (a lone rank leaving would hang the rest)."""
-        if self.ranks.world == 1:
+        if not self.launch.spread:
             return flag
-        return _sum_across_ranks({"flag": float(flag)}, self.ranks, self.device)["flag"] > 0
+        return sum_across_ranks({"flag": float(flag)}, self.launch, self.device)["flag"] > 0
 
     def _loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator):
         batch = self.on_device(batch)
@@ -328,7 +251,7 @@ class Trainer:
             sums["loss"] += result.loss.item() * result.n_masked
             sums["correct"] += result.accuracy.item() * result.n_masked
             sums["count"] += result.n_masked
-        sums = _sum_across_ranks(sums, self.ranks, self.device)
+        sums = sum_across_ranks(sums, self.launch, self.device)
         count = max(sums["count"], 1.0)
         return {"val_loss": sums["loss"] / count, "val_accuracy": sums["correct"] / count}
 
@@ -338,7 +261,7 @@ class Trainer:
         data = self.dataset(self.val_clips)
         self.net.eval()
         starts = range(0, len(data), self.opts.batch_size)
-        for first in starts[self.ranks.rank :: self.ranks.world] if shard else starts:
+        for first in starts[self.launch.rank :: self.launch.world_size] if shard else starts:
             last = min(len(data), first + self.opts.batch_size)
             yield first, collate([data[(i, 0)] for i in range(first, last)])
 
@@ -350,7 +273,7 @@ class Trainer:
         self._save("last", values)
 
     def _save(self, name: str, values: dict[str, float] | None = None) -> None:
-        if not self.ranks.leader:
+        if not self.launch.leader:
             return
         meta = {
             "step": self.step, "seed": self.opts.seed, "codec_id": self.info.codec_id,
@@ -366,7 +289,7 @@ class Trainer:
         last = self.out / "last"
         tidy_checkpoint(last)  # a save killed between its renames left the previous one aside
         if not last.exists():
-            if self.ranks.leader:
+            if self.launch.leader:
                 _truncate_metrics(self.out / "metrics.jsonl", 0)
             return
         cfg, weights, meta = load_checkpoint(last)
@@ -377,11 +300,11 @@ class Trainer:
         load_optimizer_tensors(self.optimizer, load_training_state(last))
         self.step = int(meta["step"])
         self.best = meta.get("best_val_loss") or math.inf
-        if self.ranks.leader:
+        if self.launch.leader:
             _truncate_metrics(self.out / "metrics.jsonl", self.step)
 
     def _log(self, metrics: dict[str, float]) -> None:
-        if self.ranks.leader:
+        if self.launch.leader:
             self.out.mkdir(parents=True, exist_ok=True)
             with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(metrics) + "\n")
