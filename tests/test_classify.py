@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from vabcli.core.errors import VabError
+from vabcli.model.losses import classification_loss
 from vabcli.tasks.classify import (
-    classification_loss,
     classification_scores,
     label_set,
     label_targets,

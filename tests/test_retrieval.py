@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from vabcli.config import ModelConfig
-from vabcli.model.contrastive_loss import LogitScale, info_nce
+from vabcli.model.losses import LogitScale, info_nce
 from vabcli.model.towers import EmbeddingModel, Towers, cut_windows
 from vabcli.model.transformer import VabModel
 from vabcli.tasks.retrieval import chance_recall, recall_at_k, top_k

@@ -1,27 +1,42 @@
-"""Visual-conditioned masked audio-token prediction: VAB's one pre-training loss.
+"""Every loss the VAB model trains with.
 
-Per sample a mask ratio r is drawn from a truncated normal; each of the K x T audio tokens is
-masked independently with probability r; the loss is cross-entropy on the masked tokens only.
-With probability `null_condition_prob` a sample's visual condition is replaced by the null
-condition, which teaches the unconditional model classifier-free guidance needs.
+Masked audio-token prediction (pre-training): per sample a mask ratio r is drawn from a
+truncated normal; each of the K x T audio tokens is masked independently with probability r; the
+loss is cross-entropy on the masked tokens only. With probability `null_condition_prob` a
+sample's visual condition is replaced by the null condition, which teaches the unconditional
+model classifier-free guidance needs.
+
+Symmetric InfoNCE (contrastive fine-tune) between paired visual and audio embeddings: row i of
+each batch is a pair, every other row a negative. Under torchrun the trainer gathers the
+embeddings of all ranks first (`vabcli.training.distributed.gather_batch`), so each rank sees the
+whole global batch as negatives. The temperature is learnt, as a log inverse temperature clamped
+like CLIP's.
+
+Classification (classify fine-tune): cross-entropy for one label per clip, binary cross-entropy
+per label for label lists.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from vabcli.config import MaskingConfig
 from vabcli.model.checkpoint import unwrap
+
+INITIAL_TEMPERATURE = 0.07
+MAX_INVERSE_TEMPERATURE = 100.0
 
 
 @dataclass(frozen=True)
 class LossResult:
     loss: torch.Tensor  # scalar, differentiable
-    accuracy: torch.Tensor  # masked-token top-1 accuracy, scalar
-    n_masked: int
+    accuracy: torch.Tensor  # top-1 accuracy of the predictions scored, scalar
+    n_masked: int  # predictions scored (masked tokens, clips or pairs)
 
 
 def sample_mask_ratios(
@@ -84,3 +99,30 @@ def masked_token_loss(
     loss = F.cross_entropy(picked.float(), truth, label_smoothing=cfg.label_smoothing)
     accuracy = (picked.argmax(dim=-1) == truth).float().mean()
     return LossResult(loss, accuracy.detach(), int(truth.numel()))
+
+
+class LogitScale(nn.Module):
+    """exp(s), the learnt inverse temperature, clamped to at most MAX_INVERSE_TEMPERATURE."""
+
+    def __init__(self, temperature: float = INITIAL_TEMPERATURE) -> None:
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1 / temperature)))
+
+    def forward(self) -> torch.Tensor:
+        return self.log_scale.clamp(max=math.log(MAX_INVERSE_TEMPERATURE)).exp()
+
+
+def info_nce(visual: torch.Tensor, audio: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Mean of the visual->audio and audio->visual cross-entropies over `[B, D]` unit vectors
+    (row i of each is a pair), logits = scale x cosine similarity."""
+    logits = scale * visual @ audio.T
+    targets = torch.arange(len(visual), device=visual.device)
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+
+def classification_loss(logits: torch.Tensor, target: torch.Tensor, multi: bool) -> torch.Tensor:
+    """Binary cross-entropy per label for label lists (`multi`), else cross-entropy; logits
+    `[B, n_labels]`, target multi-hot `[B, n_labels]`."""
+    if multi:
+        return F.binary_cross_entropy_with_logits(logits, target)
+    return F.cross_entropy(logits, target)  # one-hot rows as class probabilities

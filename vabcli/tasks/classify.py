@@ -22,7 +22,7 @@ from torch import nn
 from vabcli.config import ModelConfig
 from vabcli.core.errors import VabError
 from vabcli.model.checkpoint import load_checkpoint, resolve_checkpoint
-from vabcli.model.losses import LossResult
+from vabcli.model.losses import LossResult, classification_loss
 from vabcli.model.towers import Towers
 from vabcli.model.transformer import AUDIO, VISUAL, VabModel
 from vabcli.tasks.contrastive import CONTRASTIVE_TASK
@@ -130,12 +130,6 @@ class ClassifierModel(nn.Module):
                   else self.towers.audio_clip(codes, window.n_audio)
                   for m in self.modalities]  # fmt: skip
         return self._head(pooled)
-
-
-def classification_loss(logits: torch.Tensor, target: torch.Tensor, multi: bool) -> torch.Tensor:
-    if multi:
-        return F.binary_cross_entropy_with_logits(logits, target)
-    return F.cross_entropy(logits, target)  # one-hot rows as class probabilities
 
 
 def top1_hits(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,7 @@ from torch import nn
 
 from vabcli.config import ModelConfig
 from vabcli.model.checkpoint import unwrap
-from vabcli.model.contrastive_loss import LogitScale, info_nce
-from vabcli.model.losses import LossResult
+from vabcli.model.losses import LogitScale, LossResult, info_nce
 from vabcli.model.towers import EmbeddingModel, Towers
 from vabcli.model.transformer import AUDIO, VISUAL, VabModel
 from vabcli.tasks.retrieval import recall_at_k
