@@ -41,7 +41,7 @@ def test_vab_models_lists_the_bundled_model_within_the_size_budget():
 
 
 def test_the_checkpoint_names_its_encoders_by_name_not_by_path():
-    encoders = read_meta(CHECKPOINT.folder)["encoders"]
+    encoders = read_meta(CHECKPOINT.folder).encoders
     assert encoders["codec"] == "builtin" and encoders["image_encoder"] == "builtin"
 
 

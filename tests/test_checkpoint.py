@@ -11,7 +11,7 @@ import safetensors.torch
 import torch
 
 from tests.faults import name_of_a_dead_writer
-from vabcli.config import ModelConfig
+from vabcli.config import CLIP_SECONDS, ModelConfig
 from vabcli.model import checkpoint
 from vabcli.model.checkpoint import (
     CONFIG_FILE,
@@ -20,9 +20,11 @@ from vabcli.model.checkpoint import (
     check_encoders,
     load_checkpoint,
     load_model,
+    read_meta,
     save_checkpoint,
     unwrap,
 )
+from vabcli.model.checkpoint_meta import CheckpointMeta
 
 CONFIG = ModelConfig(d_model=16, n_heads=2, n_multiway=1, n_shared=1, codebook_size=32)
 META = {"step": 120, "codec_id": "encodec_24khz@3.0", "visual_id": "ViT-B-32:openai", "lr": 3e-4}
@@ -73,7 +75,7 @@ def test_round_trip_is_exact(tmp_path):
 
     config, state, meta = load_checkpoint(out)
     assert config == CONFIG
-    assert meta == META
+    assert meta.to_dict() == META
     expected = model.state_dict()
     assert state.keys() == expected.keys()
     for key, tensor in expected.items():
@@ -97,7 +99,7 @@ def test_config_json_layout(tmp_path):
 def test_load_from_either_file(tmp_path, name):
     out = save_checkpoint(tmp_path / "ckpt", tiny(), CONFIG, META)
     config, state, meta = load_checkpoint(out / name)
-    assert config == CONFIG and meta == META and "proj.weight" in state
+    assert config == CONFIG and meta.to_dict() == META and "proj.weight" in state
 
 
 def test_data_parallel_keys_are_unwrapped(tmp_path):
@@ -130,7 +132,7 @@ def test_overwrite_replaces_whole_checkpoint(tmp_path):
     new = tiny(5)
     save_checkpoint(folder, new, CONFIG, {"step": 2})
     _, state, meta = load_checkpoint(folder)
-    assert meta == {"step": 2}
+    assert meta.to_dict() == {"step": 2}
     assert torch.equal(state["proj.weight"], new.proj.weight)
     assert leftovers(tmp_path) == []
     assert sorted(p.name for p in folder.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
@@ -138,7 +140,7 @@ def test_overwrite_replaces_whole_checkpoint(tmp_path):
 
 def assert_old_intact(folder: Path, old: torch.nn.Module) -> None:
     _, state, meta = load_checkpoint(folder)
-    assert meta == META
+    assert meta.to_dict() == META
     assert torch.equal(state["proj.weight"], old.proj.weight)
     assert leftovers(folder.parent) == []
 
@@ -249,20 +251,62 @@ def test_missing_things_are_rejected(tmp_path):
 
 def test_check_encoders(tmp_path):
     path = tmp_path / "ckpt"
-    check_encoders(META, META["codec_id"], META["visual_id"], path)
+    meta = CheckpointMeta.from_dict(META)
+    check_encoders(meta, META["codec_id"], META["visual_id"], path)
 
     with pytest.raises(CheckpointError) as info:
-        check_encoders(META, "trained_tiny:abc", META["visual_id"], path)
+        check_encoders(meta, "trained_tiny:abc", META["visual_id"], path)
     message = str(info.value)
     assert "encodec_24khz@3.0" in message and "trained_tiny:abc" in message
     assert "\n" not in message and str(path) in message
 
     with pytest.raises(CheckpointError) as info:
-        check_encoders(META, META["codec_id"], "debug", path)
+        check_encoders(meta, META["codec_id"], "debug", path)
     assert "ViT-B-32:openai" in str(info.value) and "debug" in str(info.value)
 
     with pytest.raises(CheckpointError, match="visual_id"):
-        check_encoders({"codec_id": META["codec_id"]}, META["codec_id"], "debug", path)
+        check_encoders(CheckpointMeta(codec_id=META["codec_id"]), META["codec_id"], "debug", path)
+
+
+def test_the_bundled_checkpoint_reads_and_writes_back_byte_for_byte():
+    """Typed meta changes nothing on disk: config.json written again from what was read is
+    the very file (keys, values and their order)."""
+    from vabcli.core.builtin import CHECKPOINT
+
+    text = (CHECKPOINT.folder / CONFIG_FILE).read_text(encoding="utf-8")
+    config, _, meta = load_checkpoint(CHECKPOINT.folder)
+    assert checkpoint._config_text(config, meta) == text
+    assert meta.step == 6000 and meta.window_seconds == 4.0 and meta.task is None
+    assert meta.encoders["codec"] == "builtin" and meta.validation["val_loss"] > 0
+
+
+def test_meta_an_older_checkpoint_lacks_reads_as_not_said():
+    meta = CheckpointMeta.from_dict({"step": 3, "encoders": None, "labels": ["a", "b"]})
+    assert meta.encoders == {} and meta.options == {} and meta.task is None
+    assert meta.window_seconds == CLIP_SECONDS and meta.labels == ("a", "b")
+    assert meta.to_dict() == {"step": 3, "labels": ["a", "b"]}
+
+
+def test_meta_keeps_keys_it_does_not_know():
+    data = {"step": 1, "val_map": 0.5, "note": "x", "val_note": "not a number"}
+    meta = CheckpointMeta.from_dict(data)
+    assert meta.validation == {"val_map": 0.5}
+    assert meta.extra == {"note": "x", "val_note": "not a number"}
+    assert meta.to_dict() == data
+
+
+@pytest.mark.parametrize(
+    "key, value", [("step", "6"), ("step", True), ("labels", ["a", 1]), ("task", 3),
+                   ("best_val_loss", "low"), ("encoders", [])],
+)  # fmt: skip
+def test_meta_of_the_wrong_type_is_one_line_error(tmp_path, key, value):
+    folder = save_checkpoint(tmp_path / "ckpt", tiny(), CONFIG, META)
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    (folder / CONFIG_FILE).write_text(json.dumps({**config, key: value}))
+    message = assert_one_line_error(folder, f"bad meta: meta {key} must be")
+    assert str(folder) in message
+    with pytest.raises(CheckpointError, match=f"meta {key} must be"):
+        read_meta(folder)
 
 
 def _vab_checkpoint(tmp_path: Path) -> Path:
@@ -337,7 +381,7 @@ def test_a_save_killed_between_its_renames_gets_its_old_checkpoint_back(tmp_path
     half_new.mkdir()
     (half_new / WEIGHTS_FILE).write_bytes(b"cut short")
     tidy_checkpoint(last)
-    assert load_checkpoint(last)[2]["step"] == META["step"]
+    assert load_checkpoint(last)[2].step == META["step"]
     assert leftovers(tmp_path) == []
 
 

@@ -67,7 +67,7 @@ def test_resume_gives_the_same_run(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         trainer(tmp_path, out="resumed").run(interrupt_after_step_3)
-    assert load_checkpoint(tmp_path / "resumed" / "last")[2]["step"] == 3
+    assert load_checkpoint(tmp_path / "resumed" / "last")[2].step == 3
     trainer(tmp_path, out="resumed", resume=True).run()
     straight, resumed = metrics(tmp_path / "straight"), metrics(tmp_path / "resumed")
     assert [m["step"] for m in resumed] == [1, 2, 3, 4, 5, 6]
@@ -81,10 +81,11 @@ def test_resume_gives_the_same_run(tmp_path):
 def test_checkpoints_record_the_run(tmp_path):
     trainer(tmp_path).run()
     cfg, state, meta = load_checkpoint(tmp_path / "run" / "last")
-    assert cfg.visual_dim == VISUAL_DIM and meta["step"] == 6 and meta["note"] == "synthetic"
-    assert (meta["codec_id"], meta["visual_id"]) == ("codec-x", "visual-y")
+    assert cfg.visual_dim == VISUAL_DIM and meta.step == 6 and meta.extra["note"] == "synthetic"
+    assert (meta.codec_id, meta.visual_id) == ("codec-x", "visual-y")
     assert load_training_state(tmp_path / "run" / "last")  # optimizer moments for --resume
-    assert load_checkpoint(tmp_path / "run" / "best")[2]["val_loss"] == meta["best_val_loss"]
+    best = load_checkpoint(tmp_path / "run" / "best")[2]
+    assert best.validation["val_loss"] == meta.best_val_loss
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -100,7 +101,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     monkeypatch.setattr(train_module, "masked_token_loss", poisoned)
     with pytest.raises(TrainingStopped, match="loss became nan at step"):
         trainer(tmp_path).run()
-    assert load_checkpoint(tmp_path / "run" / "last")[2]["step"] == 3
+    assert load_checkpoint(tmp_path / "run" / "last")[2].step == 3
 
 
 def test_resume_refuses_other_encoders(tmp_path):
@@ -137,7 +138,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     for rank in (0, 1):
         assert (tmp_path / f"rank{rank}.txt").read_text() == "of 2 step 2"
-    assert load_checkpoint(tmp_path / "run" / "last")[2]["step"] == 2
+    assert load_checkpoint(tmp_path / "run" / "last")[2].step == 2
     assert len(metrics(tmp_path / "run")) == 2  # one writer: rank 0
 
 
@@ -149,7 +150,7 @@ def test_a_checkpoint_rebuilds_its_model(tmp_path):
     run = trainer(tmp_path)
     run.run()
     model, meta = load_model(tmp_path / "run" / "last")
-    assert meta["step"] == 6 and not model.training
+    assert meta.step == 6 and not model.training
     for name, value in run.model.state_dict().items():
         assert torch.equal(value.cpu(), model.state_dict()[name])
 

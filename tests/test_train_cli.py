@@ -192,7 +192,7 @@ def test_ctrl_c_saves_the_run(manifest, tmp_path, cache_dir):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "--resume" in err
-    assert load_checkpoint(out / "last")[2]["step"] >= 1
+    assert load_checkpoint(out / "last")[2].step >= 1
 
 
 LABELS = ["low", "high", "low", "high", "low"]

@@ -27,6 +27,9 @@ FRAME_SIZE = 224
 DEFAULT_CODEC = "encodec_24khz"
 DEFAULT_BANDWIDTH = 3.0
 DEFAULT_IMAGE_ENCODER = "ViT-B-32:openai"
+# Seconds of each clip a model trains on (`--clip-seconds`), and so the window it generates and
+# embeds by: every checkpoint records its own; one that does not was trained on this.
+CLIP_SECONDS = 4.0
 
 VIDEO_EXTENSIONS = frozenset(
     {

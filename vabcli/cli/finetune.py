@@ -170,7 +170,7 @@ class Setup:
 
     cfg: Any  # ModelConfig of the init checkpoint
     weights: dict  # its state dict
-    meta: dict  # its config.json meta
+    meta: Any  # CheckpointMeta of the init checkpoint
     plan: Any  # TrainPlan: the clips
     n_layers: int  # N1
     info: Any  # RunInfo the checkpoints will carry
@@ -219,9 +219,9 @@ def _finetune(
     try:  # the starting point first: nothing in --out is touched for a bad one
         init_folder = resolve_checkpoint(init).resolve()
         cfg, weights, meta = load_checkpoint(init_folder)
-        if meta.get("task") not in init_tasks:
+        if meta.task not in init_tasks:
             wanted = " or ".join(t or "pre-trained" for t in init_tasks)
-            raise VabError(f"{init} is a {meta['task']} fine-tune: start from a {wanted} one")
+            raise VabError(f"{init} is a {meta.task} fine-tune: start from a {wanted} one")
     except VabError as exc:
         print_error(str(exc))
         raise typer.Exit(1) from None
@@ -233,15 +233,15 @@ def _finetune(
         run_device = rank_device(resolve_device(device))
         ranks = join_process_group(run_device)
         quiet = quiet or not ranks.leader
-        n_layers = int(meta.get("n_layers") or cfg.n_multiway) if layers is None else layers
+        n_layers = (meta.n_layers or cfg.n_multiway) if layers is None else layers
         if n_layers > cfg.n_multiway:
             raise VabError(f"--layers {n_layers}: {init} has {cfg.n_multiway} multiway layers")
-        tok_opts = options_from_spec(meta.get("encoders") or {}, device=device)
+        tok_opts = options_from_spec(meta.encoders, device=device)
         plan = load_plan(data, pack, cache, tok_opts, "tiny", {}, workers, quiet)
-        if (plan.codec_id, plan.visual_id) != (meta.get("codec_id"), meta.get("visual_id")):
+        if (plan.codec_id, plan.visual_id) != (meta.codec_id, meta.visual_id):
             raise VabError(f"these clips were tokenized with other encoders than {init}'s")
         info = RunInfo(plan.codec_id, plan.visual_id,
-                       {"init": str(init), "encoders": meta.get("encoders"),
+                       {"init": str(init), "encoders": meta.encoders,
                         "train_clips": len(plan.train)})  # fmt: skip
         setup = Setup(cfg, weights, meta, plan, n_layers, info, train_opts, out, run_device,
                       resume)  # fmt: skip

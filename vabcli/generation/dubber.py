@@ -63,25 +63,28 @@ class Dubber:
         self.opts, self.cache = opts, cache
         self.checkpoint = resolve_checkpoint(opts.model)
         meta = read_meta(self.checkpoint)  # a foreign file fails before any encoder loads
-        spec = meta.get("encoders") or {}
         self.tok_opts = options_from_spec(
-            spec, codec=opts.codec, codec_weights=opts.codec_weights, bandwidth=opts.bandwidth,
-            image_encoder=opts.image_encoder, device=opts.device,
-        )  # fmt: skip
+            meta.encoders,
+            codec=opts.codec,
+            codec_weights=opts.codec_weights,
+            bandwidth=opts.bandwidth,
+            image_encoder=opts.image_encoder,
+            device=opts.device,
+        )
         self.tokenizer = ClipTokenizer(self.tok_opts, cache)
         self.tokenizer.load()  # every clip needs the codec: load it even if features are cached
         check_encoders(meta, self.tokenizer.codec_id, self.tokenizer.visual_id, self.checkpoint)
         device = resolve_device(opts.device)
         self.model, _ = load_model(self.checkpoint, device)
         cfg = self.model.cfg
-        window = opts.window_seconds or (meta.get("options") or {}).get("clip_seconds", 4.0)
+        window = opts.window_seconds or meta.window_seconds
         context = min(opts.context_seconds, window / 2)  # at least half of each window is new
         self.plan = WindowPlan(window, context, cfg.visual_fps, cfg.audio_frame_rate)
         self.sampler = WindowSampler(self.model, opts.sampling, opts.sampler)
         self.codec = self.tokenizer.codec
         self.model_id = {
             "path": str(self.checkpoint.resolve()),
-            "step": meta.get("step"),
+            "step": meta.step,
             "weights_sha256": cache.content_digest(self.checkpoint / WEIGHTS_FILE)[:16],
         }
 

@@ -1,4 +1,5 @@
-"""Checkpoints: a folder with `model.safetensors` (weights) and `config.json` (dimensions + meta).
+"""Checkpoints: a folder with `model.safetensors` (weights) and `config.json` (dimensions + meta,
+the latter a `CheckpointMeta`).
 
 Never pickle: a checkpoint is data a stranger may hand you, and unpickling runs their code.
 A save swaps a complete folder into place, so readers see the old checkpoint or the new one.
@@ -12,6 +13,7 @@ import dataclasses
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from vabcli.config import ModelConfig, dataclass_from_dict
 from vabcli.core.builtin import BUILTIN, CHECKPOINT
 from vabcli.core.errors import VabError
 from vabcli.core.temps import TMP_MARK, abandoned, temp_name
+from vabcli.model.checkpoint_meta import CheckpointMeta
 from vabcli.model.transformer import VabModel
 
 CHECKPOINT_FORMAT = "vab-checkpoint"
@@ -53,17 +56,17 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
-def _config_text(config: ModelConfig, meta: dict[str, Any]) -> str:
-    clash = [k for k in _RESERVED if k in meta]
+def _config_text(config: ModelConfig, meta: CheckpointMeta | Mapping[str, Any]) -> str:
+    if not isinstance(meta, CheckpointMeta):
+        meta = CheckpointMeta.from_dict(meta)
+    clash = [k for k in _RESERVED if k in meta.extra]
     if clash:
         raise ValueError(f"meta may not use the reserved keys {', '.join(clash)}")
-    if not all(isinstance(k, str) for k in meta):
-        raise ValueError("meta keys must be strings")
     body = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION}
     body["model"] = dataclasses.asdict(config)
     try:
         # allow_nan=False: NaN/Infinity are not JSON, and other readers (jq, browsers) reject them.
-        return json.dumps({**body, **meta}, indent=2, allow_nan=False) + "\n"
+        return json.dumps({**body, **meta.to_dict()}, indent=2, allow_nan=False) + "\n"
     except (TypeError, ValueError) as exc:
         raise ValueError(f"checkpoint meta is not JSON-serialisable: {exc}") from exc
 
@@ -146,13 +149,14 @@ def save_checkpoint(
     folder: Path,
     model: torch.nn.Module,
     config: ModelConfig,
-    meta: dict[str, Any],
+    meta: CheckpointMeta | Mapping[str, Any],
     training_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write `folder/model.safetensors` and `folder/config.json` (and `training.safetensors` if
     `training_state` is given) as one atomic replacement.
 
-    `meta` (step, encoder ids, rates, ...) is merged into config.json at the top level; it must be
+    `meta` (step, encoder ids, options, ...; or a mapping of config.json's keys, read by
+    `CheckpointMeta.from_dict`) goes into config.json at the top level; it must be
     JSON-serialisable and must not use the keys format/version/model (ValueError otherwise).
     """
     folder = Path(folder)
@@ -245,21 +249,29 @@ def resolve_checkpoint(path: Path) -> Path:
     return _checkpoint_folder(path)
 
 
-def read_meta(path: Path) -> dict[str, Any]:
+def _meta(header: dict[str, Any], path: Path) -> CheckpointMeta:
+    try:
+        return CheckpointMeta.from_dict({k: v for k, v in header.items() if k not in _RESERVED})
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: bad meta: {_one_line(exc)}") from exc
+
+
+def read_meta(path: Path) -> CheckpointMeta:
     """A checkpoint's meta (step, encoder ids, options, ...) without reading its weights."""
     folder = _checkpoint_folder(Path(path))
     header = _read_header(folder / CONFIG_FILE)
     _model_config(header.get("model"), folder / CONFIG_FILE)
-    return {k: v for k, v in header.items() if k not in _RESERVED}
+    return _meta(header, folder / CONFIG_FILE)
 
 
 def load_checkpoint(
     path: Path, device: str = "cpu"
-) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
+) -> tuple[ModelConfig, dict[str, torch.Tensor], CheckpointMeta]:
     """(config, state dict on `device`, meta) from a checkpoint folder or either of its files."""
     folder = _checkpoint_folder(Path(path))
     header = _read_header(folder / CONFIG_FILE)
     config = _model_config(header.get("model"), folder / CONFIG_FILE)
+    meta = _meta(header, folder / CONFIG_FILE)
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"checkpoint {folder} has no {WEIGHTS_FILE}")
@@ -268,7 +280,6 @@ def load_checkpoint(
         state = safetensors.torch.load_file(str(weights), device=device)
     except (safetensors.SafetensorError, OSError) as exc:
         raise CheckpointError(f"cannot read weights {weights}: {_one_line(exc)}") from exc
-    meta = {k: v for k, v in header.items() if k not in _RESERVED}
     return config, state, meta
 
 
@@ -310,12 +321,12 @@ def check_shapes(weights: Path, config: ModelConfig) -> None:
 _ANCHOR = "visual_in.weight"  # the backbone's first layer: every checkpoint holds it
 
 
-def load_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, CheckpointMeta]:
     """The VabModel a checkpoint describes, rebuilt from its own config, in eval mode; and meta."""
     config, state, meta = load_checkpoint(path, device)
-    if meta.get("task"):  # a fine-tune keeps only what its task needs in a useful state
+    if meta.task:  # a fine-tune keeps only what its task needs in a useful state
         raise CheckpointError(
-            f"{path} is a {meta['task']} fine-tune (for vab embed/retrieve), not a model that "
+            f"{path} is a {meta.task} fine-tune (for vab embed/retrieve), not a model that "
             "generates audio: give its --init checkpoint instead"
         )
     implied = _implied_shapes(config)
@@ -345,13 +356,14 @@ def load_training_state(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"cannot read training state {file}: {_one_line(exc)}") from exc
 
 
-def check_encoders(meta: dict[str, Any], codec_id: str, visual_id: str, path: Path) -> None:
+def check_encoders(meta: CheckpointMeta, codec_id: str, visual_id: str, path: Path) -> None:
     """Refuse a checkpoint trained on other encoders: its tokens/features would be garbage here."""
     problems = []
     for key, role, current in (("codec_id", "codec", codec_id), ("visual_id", "visual", visual_id)):
-        if key not in meta:
+        recorded = getattr(meta, key)
+        if recorded is None:
             problems.append(f"it does not record its {role} encoder ({key}; now {current!r})")
-        elif meta[key] != current:
-            problems.append(f"trained with {role} encoder {meta[key]!r} but {current!r} is in use")
+        elif recorded != current:
+            problems.append(f"trained with {role} encoder {recorded!r} but {current!r} is in use")
     if problems:
         raise CheckpointError(f"checkpoint {path}: {'; '.join(problems)}")

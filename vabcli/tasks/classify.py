@@ -22,6 +22,7 @@ from torch import nn
 from vabcli.config import ModelConfig
 from vabcli.core.errors import VabError
 from vabcli.model.checkpoint import load_checkpoint, resolve_checkpoint
+from vabcli.model.checkpoint_meta import CheckpointMeta
 from vabcli.model.losses import LossResult, classification_loss
 from vabcli.model.towers import Towers
 from vabcli.model.transformer import AUDIO, VISUAL, VabModel
@@ -48,9 +49,9 @@ class ClassifySpec:
                 "frozen": self.frozen}  # fmt: skip
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> ClassifySpec:
-        return cls(int(meta["n_layers"]), meta["modality"], tuple(meta["labels"]),
-                   bool(meta["multi_label"]), bool(meta.get("frozen", False)))  # fmt: skip
+    def from_meta(cls, meta: CheckpointMeta) -> ClassifySpec:
+        return cls(int(meta.n_layers), meta.modality, tuple(meta.labels), bool(meta.multi_label),
+                   bool(meta.frozen))  # fmt: skip
 
     @property
     def modalities(self) -> tuple[int, ...]:
@@ -158,9 +159,9 @@ def classification_scores(scores: np.ndarray, target: np.ndarray, multi: bool) -
     return values
 
 
-def backbone_weights(meta: dict[str, Any], weights: dict[str, torch.Tensor], name: Path) -> dict:
+def backbone_weights(meta: CheckpointMeta, weights: dict[str, torch.Tensor], name: Path) -> dict:
     """The backbone of a pre-trained checkpoint or of a contrastive fine-tune."""
-    task = meta.get("task")
+    task = meta.task
     if not task:
         return weights
     if task == CONTRASTIVE_TASK:
@@ -225,7 +226,7 @@ class Classifier:
 
     model: ClassifierModel
     spec: ClassifySpec
-    meta: dict[str, Any]
+    meta: CheckpointMeta
     window: WindowLength
     device: str
 
@@ -247,8 +248,8 @@ class Classifier:
 def load_classifier(path: Path, device: str = "cpu") -> Classifier:
     folder = resolve_checkpoint(path)
     cfg, state, meta = load_checkpoint(folder, device)
-    if meta.get("task") != CLASSIFY_TASK:
-        kind = f"a {meta['task']} fine-tune" if meta.get("task") else "a pre-trained checkpoint"
+    if meta.task != CLASSIFY_TASK:
+        kind = f"a {meta.task} fine-tune" if meta.task else "a pre-trained checkpoint"
         raise VabError(f"{path} is {kind}, not a classifier: train one with `vab finetune "
                        f"classify --init {path}` (--freeze for a linear probe)")  # fmt: skip
     spec = ClassifySpec.from_meta(meta)

@@ -16,6 +16,7 @@ from torch import nn
 
 from vabcli.config import ModelConfig
 from vabcli.model.checkpoint import unwrap
+from vabcli.model.checkpoint_meta import CheckpointMeta
 from vabcli.model.losses import LogitScale, LossResult, info_nce
 from vabcli.model.towers import EmbeddingModel, Towers
 from vabcli.model.transformer import AUDIO, VISUAL, VabModel
@@ -36,8 +37,8 @@ class ContrastiveSpec:
         return {"task": CONTRASTIVE_TASK, "n_layers": self.n_layers, "proj_dim": self.proj_dim}
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> ContrastiveSpec:
-        return cls(int(meta["n_layers"]), int(meta["proj_dim"]))
+    def from_meta(cls, meta: CheckpointMeta) -> ContrastiveSpec:
+        return cls(int(meta.n_layers), int(meta.proj_dim))
 
 
 class ContrastiveModel(nn.Module):

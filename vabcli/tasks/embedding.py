@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +16,7 @@ import torch
 from vabcli.config import ModelConfig
 from vabcli.core.errors import VabError
 from vabcli.model.checkpoint import WEIGHTS_FILE, load_checkpoint, resolve_checkpoint
+from vabcli.model.checkpoint_meta import CheckpointMeta
 from vabcli.model.towers import EmbeddingModel, Towers
 from vabcli.model.transformer import AUDIO, VISUAL, VabModel
 from vabcli.tasks.contrastive import CONTRASTIVE_TASK, ContrastiveModel, ContrastiveSpec
@@ -26,7 +26,7 @@ from vabcli.training.dataset import WindowLength
 @dataclass
 class Embedder:
     model: EmbeddingModel
-    meta: dict[str, Any]
+    meta: CheckpointMeta
     model_id: str  # what embedding files record: vectors of two models never mix
     device: str
     window: WindowLength  # the window length the checkpoint was trained on
@@ -46,17 +46,16 @@ class Embedder:
         return self.model.project(pooled, AUDIO).float().cpu().numpy()
 
 
-def trained_window(cfg: ModelConfig, meta: dict[str, Any]) -> WindowLength:
-    """The window a checkpoint was trained on (its `--clip-seconds`), at its frame rates."""
-    seconds = float((meta.get("options") or {}).get("clip_seconds", 4.0))
-    return WindowLength(seconds, cfg.visual_fps, cfg.audio_frame_rate)
+def trained_window(cfg: ModelConfig, meta: CheckpointMeta) -> WindowLength:
+    """The window a checkpoint was trained on (`meta.window_seconds`), at its frame rates."""
+    return WindowLength(meta.window_seconds, cfg.visual_fps, cfg.audio_frame_rate)
 
 
 def load_embedder(path: Path, device: str = "cpu") -> Embedder:
     """The embedding model of a checkpoint (a contrastive fine-tune, or a pre-trained one)."""
     folder = resolve_checkpoint(path)
     cfg, state, meta = load_checkpoint(folder, device)
-    task = meta.get("task")
+    task = meta.task
     if task == CONTRASTIVE_TASK:
         full = ContrastiveModel(cfg, ContrastiveSpec.from_meta(meta))
         full.load_state_dict(state)

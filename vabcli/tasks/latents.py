@@ -41,7 +41,7 @@ def clip_latents(
     or a Classifier) records. All clips are tokenized first, and the encoders freed, before the
     first is yielded; the arrays are read from the cache one clip at a time."""
     opts = opts or ClipOptions()
-    tok_opts = options_from_spec(model.meta.get("encoders") or {}, device=opts.device)
+    tok_opts = options_from_spec(model.meta.encoders, device=opts.device)
     with ClipTokenizer(tok_opts, cache) as tokenizer:
         tokenized = tokenize_clips(items, tokenizer, opts.workers, events)
     for item, outcome in zip(items, tokenized.outcomes, strict=True):

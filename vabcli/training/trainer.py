@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from vabcli.config import MaskingConfig, ModelConfig, check_number
+from vabcli.config import CLIP_SECONDS, MaskingConfig, ModelConfig, check_number
 from vabcli.core.errors import VabError
 from vabcli.model.checkpoint import (
     check_encoders,
@@ -45,7 +45,7 @@ class TrainOptions:
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
     weight_decay: float = 0.05
     grad_clip: float = 1.0
-    clip_seconds: float = 4.0
+    clip_seconds: float = CLIP_SECONDS  # the window the model learns to generate and embed by
     val_every: int = 100
     seed: int = 0
     workers: int = 2  # loader processes reading cached arrays in the background
@@ -75,7 +75,7 @@ class RunInfo:
 
     codec_id: str
     visual_id: str
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # more CheckpointMeta keys (preset, ...)
 
 
 class TrainingStopped(VabError):
@@ -298,8 +298,8 @@ class Trainer:
         check_encoders(meta, self.info.codec_id, self.info.visual_id, last)
         self.model.load_state_dict(weights)
         load_optimizer_tensors(self.optimizer, load_training_state(last))
-        self.step = int(meta["step"])
-        self.best = meta.get("best_val_loss") or math.inf
+        self.step = meta.step or 0
+        self.best = math.inf if meta.best_val_loss is None else meta.best_val_loss
         if self.launch.leader:
             _truncate_metrics(self.out / "metrics.jsonl", self.step)
 

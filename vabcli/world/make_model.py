@@ -28,6 +28,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from vabcli.config import CLIP_SECONDS
 from vabcli.core.builtin import BUILTIN, BUILTIN_DIR, CARD_FILE, CHECKPOINT, CODEC, VISION
 
 STAGES = ("codec", "tower", "data", "pack", "train")
@@ -44,7 +45,7 @@ class Recipe:
     data_max_seconds: float = 10.0
     train_steps: int = 6000
     train_batch: int = 32
-    clip_seconds: float = 4.0
+    clip_seconds: float = CLIP_SECONDS
     model_set: tuple[str, ...] = ("d_model=192", "n_heads=4", "n_multiway=4", "n_shared=4")
     lr: float = 1e-3
     warmup_steps: int = 300
@@ -142,7 +143,7 @@ def build(
 def _trained_steps(checkpoint: Path) -> int:
     from vabcli.model.checkpoint import read_meta
 
-    return int(read_meta(checkpoint).get("step", 0))
+    return read_meta(checkpoint).step or 0
 
 
 def _write_card(recipe: Recipe, minutes: dict[str, float], device: str) -> None:
@@ -151,7 +152,7 @@ def _write_card(recipe: Recipe, minutes: dict[str, float], device: str) -> None:
 
     codec = read_codec_config(CODEC.folder / "config.json")
     tower = json.loads((VISION.folder / VISION.files[0]).read_text())["model_cfg"]["vision_cfg"]
-    meta = read_meta(CHECKPOINT.folder)
+    step = read_meta(CHECKPOINT.folder).step
     old = {}
     if (BUILTIN_DIR / CARD_FILE).exists():
         old = json.loads((BUILTIN_DIR / CARD_FILE).read_text())
@@ -166,7 +167,7 @@ def _write_card(recipe: Recipe, minutes: dict[str, float], device: str) -> None:
             f"x {codec.bins} codes at {codec.frame_rate:g} Hz, trained on vab synth sounds",
             "image encoder": f"open_clip ViT, {tower['image_size']} px, {tower['layers']} layers "
             f"x {tower['width']}, trained on vab synth frames (classes in view, time to sounds)",
-            "model": f"VAB {' '.join(recipe.model_set)}, {meta.get('step', '?')} steps on "
+            "model": f"VAB {' '.join(recipe.model_set)}, {'?' if step is None else step} steps on "
             f"{recipe.data_clips} vab synth clips (seed {recipe.data_seed})",
         },
         **{
