@@ -1,6 +1,17 @@
-"""Domain errors. The CLI prints each as one `error: ...` line; `VAB_DEBUG=1` shows tracebacks."""
+"""Domain errors, and errors as one line. The CLI prints each as one `error: ...` line;
+`VAB_DEBUG=1` shows tracebacks."""
 
 from __future__ import annotations
+
+
+def one_line(error: BaseException | str) -> str:
+    """`error`'s message on one line, as vab reports errors: every run of whitespace (a newline in
+    a file name, the lines of a long message) becomes one space; an exception without a message
+    is named by its type."""
+    text = " ".join(str(error).split())
+    if text or isinstance(error, str):
+        return text
+    return type(error).__name__
 
 
 class VabError(Exception):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 from vabcli.core import cancel
-from vabcli.core.errors import OutputExistsError, VabError
+from vabcli.core.errors import OutputExistsError, VabError, one_line
 
 Status = Literal["ok", "skipped", "error"]
 T = TypeVar("T")
@@ -88,15 +88,11 @@ def _run_one(item: T, job: Job[T], events: JobEvents) -> Outcome:
     except OutputExistsError as exc:
         return Outcome(name, "skipped", figures={"reason": str(exc)})
     except VabError as exc:
-        return Outcome(name, "error", _one_line(str(exc)))
+        return Outcome(name, "error", one_line(exc))
     except Exception as exc:  # a bug: report it on one line, keep the traceback for VAB_DEBUG
         return Outcome(
             name,
             "error",
-            _one_line(f"internal error: {type(exc).__name__}: {exc}"),
+            one_line(f"internal error: {type(exc).__name__}: {exc}"),
             traceback=traceback.format_exc(),
         )
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

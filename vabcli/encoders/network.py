@@ -6,6 +6,8 @@ import os
 import socket
 import threading
 
+from vabcli.core.errors import one_line
+
 _TRUE = {"1", "true", "yes", "on"}
 # A reachable host answers a TCP connect in well under a second; offline we must fail fast.
 PROBE_TIMEOUT_S = 1.0
@@ -43,14 +45,16 @@ PICKLE_REFUSED = (
 
 
 def first_line(exc: BaseException) -> str:
-    """An exception's first line: torch's state-dict errors run to dozens; the CLI shows one.
+    """Why a library could not load weights, on one line: the first line of its message, as
+    torch's state-dict errors run to dozens (the rest lists every key).
 
     A weights file refused by torch's `weights_only` loader is said plainly: torch's own message
     advises turning the protection off, which vab never does.
     """
     if _refused_pickle(exc):
         return PICKLE_REFUSED
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    lines = str(exc).strip().splitlines()
+    return one_line(lines[0]) if lines else type(exc).__name__
 
 
 def _refused_pickle(exc: BaseException | None) -> bool:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from vabcli.config import DubOptions
 from vabcli.core import cancel
-from vabcli.core.errors import CancelledError, VabError
+from vabcli.core.errors import CancelledError, VabError, one_line
 from vabcli.core.jobs import JobEvents, Outcome
 from vabcli.generation.outputs import DubTarget
 
@@ -185,7 +185,7 @@ def _failure(name: str, exc: BaseException) -> Outcome:
     if isinstance(exc, (KeyboardInterrupt, CancelledError)):
         return Outcome(name, "error", _INTERRUPTED)
     if isinstance(exc, VabError):
-        return Outcome(name, "error", " ".join(str(exc).split()))
+        return Outcome(name, "error", one_line(exc))
     return Outcome(
         name,
         "error",

@@ -23,7 +23,7 @@ import torch
 
 from vabcli.config import ModelConfig, dataclass_from_dict
 from vabcli.core.builtin import BUILTIN, CHECKPOINT
-from vabcli.core.errors import VabError
+from vabcli.core.errors import VabError, one_line
 from vabcli.core.temps import TMP_MARK, abandoned, temp_name
 from vabcli.model.checkpoint_meta import CheckpointMeta
 from vabcli.model.transformer import VabModel
@@ -205,7 +205,7 @@ def _read_header(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path.parent} has no {CONFIG_FILE}") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"cannot read checkpoint config {path}: {_one_line(exc)}") from exc
+        raise CheckpointError(f"cannot read checkpoint config {path}: {one_line(exc)}") from exc
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         found = data.get("format") if isinstance(data, dict) else None
         raise CheckpointError(f"{path} is not a vab checkpoint config (format {found!r})")
@@ -226,11 +226,7 @@ def _model_config(data: Any, path: Path) -> ModelConfig:
     try:
         return dataclass_from_dict(ModelConfig, data)
     except ValueError as exc:
-        raise CheckpointError(f"{path}: bad model dimensions: {_one_line(exc)}") from exc
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+        raise CheckpointError(f"{path}: bad model dimensions: {one_line(exc)}") from exc
 
 
 def resolve_checkpoint(path: Path) -> Path:
@@ -253,7 +249,7 @@ def _meta(header: dict[str, Any], path: Path) -> CheckpointMeta:
     try:
         return CheckpointMeta.from_dict({k: v for k, v in header.items() if k not in _RESERVED})
     except ValueError as exc:
-        raise CheckpointError(f"{path}: bad meta: {_one_line(exc)}") from exc
+        raise CheckpointError(f"{path}: bad meta: {one_line(exc)}") from exc
 
 
 def read_meta(path: Path) -> CheckpointMeta:
@@ -279,7 +275,7 @@ def load_checkpoint(
     try:
         state = safetensors.torch.load_file(str(weights), device=device)
     except (safetensors.SafetensorError, OSError) as exc:
-        raise CheckpointError(f"cannot read weights {weights}: {_one_line(exc)}") from exc
+        raise CheckpointError(f"cannot read weights {weights}: {one_line(exc)}") from exc
     return config, state, meta
 
 
@@ -289,7 +285,7 @@ def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
         with safetensors.safe_open(str(weights), framework="pt") as f:
             return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118
     except (safetensors.SafetensorError, OSError) as exc:
-        raise CheckpointError(f"cannot read weights {weights}: {_one_line(exc)}") from exc
+        raise CheckpointError(f"cannot read weights {weights}: {one_line(exc)}") from exc
 
 
 def _implied_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -341,7 +337,7 @@ def load_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, Checkp
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the model: {_one_line(exc)}") from exc
+        raise CheckpointError(f"{path}: weights do not fit the model: {one_line(exc)}") from exc
     return model.eval(), meta
 
 
@@ -353,7 +349,7 @@ def load_training_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         return safetensors.torch.load_file(str(file))
     except (safetensors.SafetensorError, OSError) as exc:
-        raise CheckpointError(f"cannot read training state {file}: {_one_line(exc)}") from exc
+        raise CheckpointError(f"cannot read training state {file}: {one_line(exc)}") from exc
 
 
 def check_encoders(meta: CheckpointMeta, codec_id: str, visual_id: str, path: Path) -> None:
