@@ -8,7 +8,7 @@ import pytest
 
 from vabcli.cli.main import app
 from vabcli.core.cache import Cache
-from vabcli.core.cache_admin import parse_size, prune, usage
+from vabcli.core.cache_admin import parse_byte_count, prune, usage
 
 
 def fill(cache: Cache, stage: str, key: str, size: int, last_used: float) -> None:
@@ -17,11 +17,11 @@ def fill(cache: Cache, stage: str, key: str, size: int, last_used: float) -> Non
     os.utime(cache.entry_dir(stage, key) / "meta.json", (last_used, last_used))
 
 
-def test_parse_size():
-    assert parse_size("0") == 0 and parse_size("500M") == 500 << 20
-    assert parse_size("1.5G") == 3 << 29 and parse_size("2TiB") == 2 << 40
+def test_parse_byte_count():
+    assert parse_byte_count("0") == 0 and parse_byte_count("500M") == 500 << 20
+    assert parse_byte_count("1.5G") == 3 << 29 and parse_byte_count("2TiB") == 2 << 40
     with pytest.raises(ValueError):
-        parse_size("lots")
+        parse_byte_count("lots")
 
 
 def test_prune_least_recently_used_first(tmp_path):

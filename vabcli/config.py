@@ -115,8 +115,8 @@ class ExtractOptions:
         return round(duration * self.sample_rate)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """`224` -> (224, 224); `320x180` -> (320, 180)."""
+def parse_frame_size(text: str) -> tuple[int, int]:
+    """A frame size, width by height: `224` -> (224, 224); `320x180` -> (320, 180)."""
     parts = text.lower().split("x")
     try:
         if len(parts) == 1:

@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from vabcli.cli.common import CacheOpt, JsonOpt, app, open_cache
-from vabcli.core.cache_admin import human_size, leftovers, parse_size, prune, usage
+from vabcli.core.cache_admin import human_size, leftovers, parse_byte_count, prune, usage
 
 cache_app = typer.Typer(
     help="See and bound the cache (extracted frames, features, tokens).",
@@ -66,7 +66,7 @@ def prune_command(
     """Remove leftover temporaries of killed runs, old-format entries, and entries by age or
     size. Removing never breaks a result: a pruned entry is recomputed when next needed."""
     try:
-        limit = parse_size(max_size) if max_size is not None else None
+        limit = parse_byte_count(max_size) if max_size is not None else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--max-size") from None
     report = prune(open_cache(cache, sweep_leftovers=False), limit, unused_days, dry_run)

@@ -30,7 +30,7 @@ from vabcli.config import (
     VISUAL_FPS,
     ExtractOptions,
     check_number,
-    parse_size,
+    parse_frame_size,
 )
 from vabcli.core.cache import Cache, default_cache_dir, sweep
 from vabcli.core.errors import VabError
@@ -322,7 +322,7 @@ def bad_options(exc: ValueError, names: dict[str, str]) -> typer.BadParameter:
 def extract_options(fps: float, size: str, sample_rate: int) -> ExtractOptions:
     """The options object for --fps/--size/--sample-rate; a bad value is a usage error."""
     try:
-        width, height = parse_size(size)
+        width, height = parse_frame_size(size)
         return ExtractOptions(fps=fps, width=width, height=height, sample_rate=sample_rate)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

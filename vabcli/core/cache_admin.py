@@ -55,8 +55,9 @@ class PruneReport:
     leftover_size: int = 0
 
 
-def parse_size(text: str) -> int:
-    """`500M`, `10G`, `1.5T`, `0` -> bytes (binary units; a trailing B or iB is allowed)."""
+def parse_byte_count(text: str) -> int:
+    """A byte count: `500M`, `10G`, `1.5T`, `0` -> bytes (binary units; a trailing B or iB is
+    allowed)."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, flags=re.I)
     if not match:
         raise ValueError(f"size must look like 500M, 10G or 0, got {text!r}")
