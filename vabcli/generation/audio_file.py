@@ -2,16 +2,18 @@
 
 The codec synthesizes in chunks with a little left context (dropped), so memory stays bounded for a
 10-minute clip and chunk seams see the same receptive field as the inside of a chunk. Samples go
-straight into the file: `n_samples` of them, the last chunk cut, silence added if the tokens
-fall short. With `original` and `regenerate` (fill-gaps), the generated sound replaces the
-original only where asked, cross-faded over one token frame at each edge. A write the system
-refused (a full disk) is raised as the OSError it was, not as libsndfile's bare "System error".
+straight into the file (or, for a caller that wants them in memory, into one array): `n_samples`
+of them, the last chunk cut, silence added if the tokens fall short. With `original` and
+`regenerate` (fill-gaps), the generated sound replaces the original only where asked,
+cross-faded over one token frame at each edge. A write the system refused (a full disk) is
+raised as the OSError it was, not as libsndfile's bare "System error".
 """
 
 from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,27 +43,58 @@ def write_tokens_as_audio(
     in the token frames marked True.
     """
     fmt, subtype = AUDIO_FORMATS[audio_format]
-    splicing = original is not None and regenerate is not None
     try:
         with soundfile.SoundFile(
             str(path), "w", samplerate=codec.sample_rate, channels=1, format=fmt, subtype=subtype
         ) as out:
-            written = 0
-            for start, chunk in synthesized_chunks(codec, codes):
-                chunk = chunk[: max(0, n_samples - start)]
-                if splicing:
-                    chunk = _splice(chunk, start, original, regenerate, codec.hop_length)
-                # Clip explicitly: integer PCM conversion of out-of-range floats is not
-                # guaranteed to saturate.
-                out.write(np.clip(chunk, -1.0, 1.0))
-                written += len(chunk)
-            if written < n_samples:
-                tail = np.zeros(n_samples - written, dtype=np.float32)
-                if splicing:
-                    tail = _splice(tail, written, original, regenerate, codec.hop_length)
-                out.write(tail)
+            for chunk in output_samples(codec, codes, n_samples, original, regenerate):
+                out.write(chunk)
     except soundfile.LibsndfileError as exc:
         raise _system_error(exc, path) from exc
+
+
+def synthesize_waveform(
+    codec: AudioCodec,
+    codes: torch.Tensor,
+    n_samples: int,
+    original: np.ndarray | None = None,
+    regenerate: np.ndarray | None = None,
+) -> np.ndarray:
+    """The samples `[n_samples]` float32 that `write_tokens_as_audio` writes, in memory (before
+    the file's 16-bit quantisation)."""
+    return np.concatenate(
+        [_silence(0), *output_samples(codec, codes, n_samples, original, regenerate)]
+    )
+
+
+def output_samples(
+    codec: AudioCodec,
+    codes: torch.Tensor,
+    n_samples: int,
+    original: np.ndarray | None = None,
+    regenerate: np.ndarray | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield, chunk by chunk, the `n_samples` samples an audio output of `codes` `[K, T]` holds:
+    synthesized, cut to length or padded with silence, spliced into `original` (fill-gaps)."""
+    splicing = original is not None and regenerate is not None
+    written = 0
+    for start, chunk in synthesized_chunks(codec, codes):
+        chunk = chunk[: max(0, n_samples - start)]
+        if splicing:
+            chunk = _splice(chunk, start, original, regenerate, codec.hop_length)
+        # Clip explicitly: integer PCM conversion of out-of-range floats is not
+        # guaranteed to saturate.
+        yield np.clip(chunk, -1.0, 1.0)
+        written += len(chunk)
+    if written < n_samples:
+        tail = _silence(n_samples - written)
+        if splicing:
+            tail = _splice(tail, written, original, regenerate, codec.hop_length)
+        yield tail
+
+
+def _silence(n_samples: int) -> np.ndarray:
+    return np.zeros(n_samples, dtype=np.float32)
 
 
 _SFE_SYSTEM = 2  # libsndfile's code for "the system refused": the reason is in errno

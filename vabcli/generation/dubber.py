@@ -1,10 +1,12 @@
 """One clip through `vab generate`: prepare (features + token grid), sample, finish (audio file,
 muxed video, sidecar JSON). `Dubber` holds what every clip shares: the model, its encoders, the
-window plan and the sampler; `dub.py` runs many clips through it at once.
+window plan and the sampler; `pipeline.py` runs many clips through it at once, and the Python
+API dubs one clip in memory (`dub_in_memory`: the same samples, no file written).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -20,8 +22,9 @@ from vabcli.core.atomic import output_group
 from vabcli.core.cache import Cache
 from vabcli.core.device import resolve_device
 from vabcli.core.errors import MediaError, OutputExistsError
+from vabcli.data.clips import ClipItem
 from vabcli.encoders.tokenize import ClipTokenizer, latent_files, options_from_spec
-from vabcli.generation.audio_file import samples_short, write_tokens_as_audio
+from vabcli.generation.audio_file import samples_short, synthesize_waveform, write_tokens_as_audio
 from vabcli.generation.outputs import DubTarget, OutputLock
 from vabcli.generation.prompts import fill_gaps, keep_prompt, silent_frames, token_grid
 from vabcli.generation.windowed import ClipTokens, WindowSampler, clip_seed
@@ -38,11 +41,13 @@ from vabcli.model.checkpoint import (
     resolve_checkpoint,
 )
 
+# The options that choose what a Dubber loads (the rest choose how each clip is dubbed).
+_LOADED = ("model", "device", "codec", "codec_weights", "bandwidth", "image_encoder")
+
 
 @dataclass
 class ClipJob:
-    target: DubTarget
-    lock: OutputLock
+    item: ClipItem
     duration: float
     features: np.ndarray  # [T_v, D]
     grid: np.ndarray  # [K, T_a], mask id where audio is to be generated
@@ -51,9 +56,12 @@ class ClipJob:
     original: np.ndarray | None = None  # fill-gaps: the clip's own audio, kept outside the gaps
     regenerate: np.ndarray | None = None  # fill-gaps: [T_a] bool
     tokens: ClipTokens | None = None
+    target: DubTarget | None = None  # where `finish` writes; None for a clip dubbed in memory
+    lock: OutputLock | None = None  # held on the target's outputs while the clip is worked on
 
     def release(self) -> None:
-        self.lock.release()
+        if self.lock is not None:
+            self.lock.release()
 
 
 class Dubber:
@@ -76,17 +84,31 @@ class Dubber:
         check_encoders(meta, self.tokenizer.codec_id, self.tokenizer.visual_id, self.checkpoint)
         device = resolve_device(opts.device)
         self.model, _ = load_model(self.checkpoint, device)
-        cfg = self.model.cfg
-        window = opts.window_seconds or meta.window_seconds
-        context = min(opts.context_seconds, window / 2)  # at least half of each window is new
-        self.plan = WindowPlan(window, context, cfg.visual_fps, cfg.audio_frame_rate)
-        self.sampler = WindowSampler(self.model, opts.sampling, opts.sampler)
+        self.trained_window = meta.window_seconds
         self.codec = self.tokenizer.codec
         self.model_id = {
             "path": str(self.checkpoint.resolve()),
             "step": meta.step,
             "weights_sha256": cache.content_digest(self.checkpoint / WEIGHTS_FILE)[:16],
         }
+        self._configure(opts)
+
+    def _configure(self, opts: DubOptions) -> None:
+        """What a run chooses beyond the model and encoders: the window plan and the sampler."""
+        self.opts, cfg = opts, self.model.cfg
+        window = opts.window_seconds or self.trained_window
+        context = min(opts.context_seconds, window / 2)  # at least half of each window is new
+        self.plan = WindowPlan(window, context, cfg.visual_fps, cfg.audio_frame_rate)
+        self.sampler = WindowSampler(self.model, opts.sampling, opts.sampler)
+
+    def with_options(self, opts: DubOptions) -> Dubber:
+        """This dubber with other sampling, window and prompt options, sharing its model and
+        encoders (so `opts` must choose the same ones; close only the original)."""
+        if any(getattr(opts, name) != getattr(self.opts, name) for name in _LOADED):
+            raise ValueError(f"with_options keeps the model and encoders ({', '.join(_LOADED)})")
+        twin = copy.copy(self)
+        twin._configure(opts)
+        return twin
 
     def close(self) -> None:
         self.tokenizer.__exit__(None, None, None)
@@ -97,20 +119,24 @@ class Dubber:
         try:
             if not self.opts.overwrite and target.complete():  # another run just finished it
                 raise OutputExistsError("done")
-            return self._prepared(target, lock)
+            job = self.prepare_clip(target.item)
+            job.target, job.lock = target, lock
+            return job
         except BaseException:
             lock.release()
             raise
 
-    def _prepared(self, target: DubTarget, lock: OutputLock) -> ClipJob:
-        item, opts, cfg = target.item, self.opts, self.model.cfg
+    def prepare_clip(self, item: ClipItem) -> ClipJob:
+        """A clip's visual features, token grid and seed (tokenized into the cache if not there);
+        no output is locked or written."""
+        opts, cfg = self.opts, self.model.cfg
         figures = self.tokenizer.tokenize(item.path, item.segment, with_audio=opts.needs_own_audio)
         features_file, codes_file = latent_files(self.cache, figures)
         duration = figures["duration"]
         n_audio = max(1, math.ceil(duration * cfg.audio_frame_rate - 1e-9))
         grid = token_grid(cfg.n_codebooks, n_audio, cfg.mask_id)
-        seed = clip_seed(opts.seed, self._clip_key(target))
-        job = ClipJob(target, lock, duration, np.load(features_file), grid, seed,
+        seed = clip_seed(opts.seed, self._clip_key(item))
+        job = ClipJob(item, duration, np.load(features_file), grid, seed,
                       dict(figures["timings"]))  # fmt: skip
         if opts.needs_own_audio:
             if codes_file is None:
@@ -123,7 +149,7 @@ class Dubber:
         return job
 
     def _mark_gaps(self, job: ClipJob, own: np.ndarray) -> None:
-        item, opts, hop = job.target.item, self.opts, self.codec.hop_length
+        item, opts, hop = job.item, self.opts, self.codec.hop_length
         wav = decode_audio(probe(item.path), self.codec.sample_rate, item.segment.start,
                            job.duration)  # fmt: skip
         min_frames = max(1, round(opts.min_gap_seconds * self.codec.frame_rate))
@@ -132,10 +158,10 @@ class Dubber:
         job.grid = fill_gaps(job.grid, own, regenerate)
         job.original, job.regenerate = wav, regenerate
 
-    def _clip_key(self, target: DubTarget) -> str:
-        segment = target.item.segment
+    def _clip_key(self, item: ClipItem) -> str:
+        segment = item.segment
         part = "" if segment == WHOLE else f"@{segment.start}-{segment.end}"
-        return self.cache.content_digest(target.item.path) + part
+        return self.cache.content_digest(item.path) + part
 
     def start_sampling(self, job: ClipJob) -> ClipJob:
         features, grid = torch.from_numpy(job.features), torch.from_numpy(job.grid)
@@ -145,6 +171,26 @@ class Dubber:
     def sample(self, jobs: list[ClipJob]) -> None:
         self.sampler.advance([job.tokens for job in jobs])
 
+    def dub_in_memory(self, item: ClipItem) -> tuple[ClipJob, np.ndarray]:
+        """One clip alone from video to audio `[n_samples]` float32, written nowhere (the cache
+        aside): the samples `finish` would write for it in a batch of its own."""
+        job = self.start_sampling(self.prepare_clip(item))
+        while not job.tokens.finished:
+            self.sample([job])
+        return job, self.synthesize(job)
+
+    def synthesize(self, job: ClipJob) -> np.ndarray:
+        """A sampled clip's audio `[n_samples]` float32 at the codec's rate, in memory: the
+        samples `finish` writes (before the file's 16-bit quantisation)."""
+        codes, n_samples = self._sampled(job)
+        return synthesize_waveform(self.codec, codes, n_samples, job.original, job.regenerate)
+
+    def _sampled(self, job: ClipJob) -> tuple[torch.Tensor, int]:
+        """A sampled clip's codes `[K, T_a]` on the CPU and its length in samples."""
+        codes = job.tokens.codes.cpu()
+        assert not (codes == self.model.cfg.mask_id).any(), "a token was left masked"
+        return codes, round(job.duration * self.codec.sample_rate)
+
     def finish(self, job: ClipJob) -> dict[str, Any]:
         """Write the audio, the muxed video and then the sidecar (which marks the clip done).
 
@@ -152,9 +198,7 @@ class Dubber:
         fails, none of them stays (see `atomic.output_group`).
         """
         target, opts = job.target, self.opts
-        codes = job.tokens.codes.cpu()
-        assert not (codes == self.model.cfg.mask_id).any(), "a token was left masked"
-        n_samples = round(job.duration * self.codec.sample_rate)
+        codes, n_samples = self._sampled(job)
         timings = {**job.timings, "sampling": job.tokens.seconds}
         with output_group(overwrite=True) as group:
             temps = {target.audio: group.add(target.audio, samples_short(n_samples))}
@@ -193,7 +237,7 @@ class Dubber:
         }
 
     def _sidecar(self, job: ClipJob, figures: dict[str, Any]) -> dict[str, Any]:
-        opts, item = self.opts, job.target.item
+        opts, item = self.opts, job.item
         generated = int((job.grid == self.model.cfg.mask_id).all(axis=0).sum())
         return {
             "vab_version": __version__,

@@ -150,9 +150,9 @@ class _Pipeline:
     def _finish(self, job: ClipJob) -> Outcome:
         try:
             cancel.check()
-            return Outcome(job.target.item.name(), "ok", figures=self.dubber.finish(job))
+            return Outcome(job.item.name(), "ok", figures=self.dubber.finish(job))
         except BaseException as exc:
-            return _failure(job.target.item.name(), exc)
+            return _failure(job.item.name(), exc)
         finally:
             job.release()
 
