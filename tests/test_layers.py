@@ -82,8 +82,8 @@ def test_each_subpackage_says_which_layers_it_may_import():
     for i, row in enumerate(layers):
         below = {name for lower in layers[i + 1 :] for name in lower}
         for package in row:
-            if package == "vabcli.config":
-                continue
+            if not (ROOT / package.replace(".", "/")).is_dir():
+                continue  # a module (vabcli.api, vabcli.config): no __init__ docstring to check
             assert _said_imports(package) == below, package
 
 

@@ -1,3 +1,40 @@
-"""vab: dub videos with audio generated from their pictures."""
+"""vab: dub videos with audio generated from their pictures.
+
+The Python API (vabcli/api.py): `vabcli.load("builtin").dub("clip.mp4")`, `vabcli.generate(...)`.
+Its names load on first use (PEP 562), so `import vabcli` imports no torch, and nothing else of
+the package: the command line starts fast and `__version__` is cheap to read.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+# Each public name of the API, imported from vabcli.api when first asked for.
+_API = (
+    "Classification",
+    "Dub",
+    "JobEvents",
+    "LoadedModel",
+    "Outcome",
+    "VabError",
+    "generate",
+    "load",
+)
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # Not an import statement: modules of every layer import this package (for __version__),
+    # and the layer contract would read one here as all of them importing the API.
+    value = getattr(importlib.import_module(f"{__name__}.api"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})
