@@ -42,6 +42,7 @@ def make_clips(folder: Path, count: int, width: int, height: int) -> list[Path]:
 
 
 def timed_extract(clips: Path, cache: Path, workers: int, extra: list[str]) -> float:
+    # A whole `vab extract` process is what is measured (start-up included), not a library call.
     cmd = [
         sys.executable,
         "-m",

@@ -4,8 +4,10 @@ Encoders of the real sizes with random weights (a ViT-B-32 image tower and the E
 codec: the compute of the real thing; pretrained weights cannot be downloaded here), loaded
 through the same `MODEL:FILE` / `--codec-weights` paths users use, and random-init VAB models of
 the chosen presets saved as `vab train` saves them. Speed does not depend on what the weights
-learned, so these numbers hold for trained models of the same sizes. Runs the real `vab
-generate` command line, one clip at a time (`-b 1 -j 1`) so each stage's time is its own.
+learned, so these numbers hold for trained models of the same sizes. Calls `vabcli.generate`
+(what `vab generate` runs, with torch's threads sized as the command sizes them), one clip at a
+time (`batch_size=1, workers=1`) so each stage's time is its own; the wall time per clip includes
+loading the model, not starting Python.
 
 Usage: python benchmarks/generate_throughput.py [--presets tiny,base] [--clips N]
            [--seconds S] [--device cpu|cuda] [--ar-seconds S]
@@ -14,11 +16,9 @@ Usage: python benchmarks/generate_throughput.py [--presets tiny,base] [--clips N
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tokenize_throughput import real_size_weights  # noqa: E402  (a sibling script)
+
+from vabcli.core.threads import size_torch_threads  # noqa: E402
 
 STAGES = ("decode", "features", "sampling", "synthesis", "mux")
 
@@ -65,16 +67,18 @@ def save_random_model(folder: Path, preset: str, encoder_options: list[str]) -> 
 
 
 def run_generate(
-    clips: Path, out: Path, model: Path, cache: Path, *extra: str
-) -> tuple[float, list]:
-    cmd = [sys.executable, "-m", "vabcli", "generate", str(clips), "--out", str(out), "--model",
-           str(model), "--cache", str(cache), "--json", "--quiet", *extra]  # fmt: skip
+    clips: Path, out: Path, model: Path, cache: Path, **options: object
+) -> tuple[float, list[dict]]:
+    """Dub every clip under `clips`; the wall time and each clip's figures (its JSON line)."""
+    import vabcli
+
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    outcomes = vabcli.generate([clips], out, model=model, cache=cache, **options)
     wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"generate failed: {done.stderr[-2000:]}")
-    return wall, [json.loads(line) for line in done.stdout.splitlines()]
+    failed = [o for o in outcomes if o.status == "error"]
+    if failed:
+        raise SystemExit(f"generate failed: {failed[0].input}: {failed[0].error}")
+    return wall, [o.figures for o in outcomes]
 
 
 def stage_row(label: str, lines: list[dict], wall: float, video_seconds: float) -> str:
@@ -100,7 +104,7 @@ def main() -> None:
         make_clips(root / "clips", args.clips, args.seconds)
         make_clips(root / "ar-clip", 1, args.ar_seconds)
         encoders = real_size_weights(root)
-        device = ["--device", args.device]
+        size_torch_threads()  # as `vab generate` does; a library call leaves them to its caller
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, device {args.device}; "
               f"{args.clips} clips x {args.seconds:g} s, 640x360 29.97 fps; ViT-B-32 + "
               "EnCodec 24k (random init); --steps 16 --guidance 5; 4 s windows")  # fmt: skip
@@ -113,8 +117,9 @@ def main() -> None:
             cache = root / f"cache-{preset}"
             for run in ("first", "cached features"):
                 out = root / f"out-{preset}-{run[0]}"
-                wall, lines = run_generate(root / "clips", out, model, cache, "-b", "1", "-j", "1",
-                                           *device)  # fmt: skip
+                wall, lines = run_generate(
+                    root / "clips", out, model, cache, device=args.device, batch_size=1, workers=1
+                )
                 print(stage_row(f"{preset}, {run}", lines, wall, args.seconds), flush=True)
         print(f"\nmaskgit vs ar on one {args.ar_seconds:g} s clip (features cached):\n")
         print("| model | sampler | steps | sampling s | speed-up |")
@@ -127,8 +132,15 @@ def main() -> None:
             times = {}
             for sampler in ("maskgit", "ar"):
                 out = root / f"ar-{preset}-{sampler}"
-                _, lines = run_generate(root / "ar-clip", out, model, cache, "--sampler", sampler,
-                                        "--no-mux", *device)  # fmt: skip
+                _, lines = run_generate(
+                    root / "ar-clip",
+                    out,
+                    model,
+                    cache,
+                    device=args.device,
+                    sampler=sampler,
+                    mux=False,
+                )
                 times[sampler] = lines[0]["timings"]["sampling"]
                 speedup = times["ar"] / times["maskgit"] if sampler == "ar" else 1.0
                 steps = "16" if sampler == "maskgit" else "1/frame"

@@ -45,6 +45,7 @@ def threads_commit() -> str:
 
 def vab(code: Path, *args: str, env: dict[str, str]) -> float:
     """Run `python -m vabcli` from the source tree `code`; wall seconds. Fails loudly."""
+    # A whole process is what is measured (its threads and start-up), not a library call.
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "vabcli", *args], cwd=code, env=env,
                           capture_output=True, text=True)  # fmt: skip

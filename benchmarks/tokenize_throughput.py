@@ -52,6 +52,7 @@ def real_size_weights(folder: Path) -> list[str]:
 
 
 def timed(cmd: list[str]) -> float:
+    # A whole `vab tokenize` process is what is measured (start-up included), not a library call.
     start = time.perf_counter()
     done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:

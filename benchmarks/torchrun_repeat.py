@@ -44,6 +44,7 @@ def stop(spinners: list[subprocess.Popen]) -> None:
 
 def run_round(index: int, logs: Path) -> dict[str, tuple[bool, float]]:
     """One pytest run of every torchrun test: test -> (passed, seconds)."""
+    # Whole processes are what is measured (their exit under torchrun), not a library call.
     report = logs / f"round-{index:03d}.xml"
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
