@@ -45,6 +45,7 @@ from vabcli.cli.common import (
 from vabcli.cli.console import debug_enabled, print_error
 from vabcli.core.errors import VabError
 from vabcli.core.jobs import Job, Outcome
+from vabcli.core.process import exit_now
 from vabcli.core.threads import prepare_process
 from vabcli.media.extract import extract_clip
 from vabcli.media.inputs import InputItem, expand_inputs
@@ -198,12 +199,7 @@ def _leave_interrupted() -> NoReturn:
     work itself (atexit handlers, flushing) and leaves through os._exit.
     """
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a reader gone or a stream closed: nothing more to say
-            pass
-    os._exit(EXIT_INTERRUPTED)
+    exit_now(EXIT_INTERRUPTED)
 
 
 def _command_status() -> int:

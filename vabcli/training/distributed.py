@@ -9,7 +9,6 @@ never joined one (`vabcli.cli.main` relies on that to choose how to exit).
 from __future__ import annotations
 
 import datetime
-import os
 import sys
 from typing import NoReturn
 
@@ -17,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from vabcli.core.device import Launch, launch, rank_device
+from vabcli.core.process import exit_now
 
 # Set once this process joins a torchrun group: it must then leave through `exit_process`.
 _joined_group = False
@@ -59,19 +59,14 @@ def exit_process(code: int) -> NoReturn:
     ("terminate called without an active exception") and torchrun reports the whole job
     failed. Destroying the group is not enough on every path: a DDP wrapper, pending work or an
     exception's traceback can hold the threads past it, and the order of teardown is not ours.
-    So a rank destroys the group, flushes what Python still buffers, and leaves with os._exit,
-    which runs no destructors: checkpoints and metrics are closed (written in `with` blocks and
+    So a rank destroys the group and leaves through `exit_now` (flush, then os._exit, which
+    runs no destructors): checkpoints and metrics are closed (written in `with` blocks and
     renamed into place) before any caller gets here. Other processes exit normally.
     """
     end_distributed()
     if not _joined_group:
         sys.exit(code)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a reader gone or a stream closed: nothing more to say
-            pass
-    os._exit(code)
+    exit_now(code)
 
 
 def sum_across_ranks(values: dict[str, float], run: Launch, device: str) -> dict[str, float]:
