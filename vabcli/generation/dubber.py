@@ -136,8 +136,7 @@ class Dubber:
         n_audio = max(1, math.ceil(duration * cfg.audio_frame_rate - 1e-9))
         grid = token_grid(cfg.n_codebooks, n_audio, cfg.mask_id)
         seed = clip_seed(opts.seed, self._clip_key(item))
-        job = ClipJob(item, duration, np.load(features_file), grid, seed,
-                      dict(figures["timings"]))  # fmt: skip
+        job = ClipJob(item, duration, np.load(features_file), grid, seed, dict(figures["timings"]))
         if opts.needs_own_audio:
             if codes_file is None:
                 raise MediaError(f"{item.path}: no audio to keep or fill (it has no audio stream)")
@@ -150,8 +149,9 @@ class Dubber:
 
     def _mark_gaps(self, job: ClipJob, own: np.ndarray) -> None:
         item, opts, hop = job.item, self.opts, self.codec.hop_length
-        wav = decode_audio(probe(item.path), self.codec.sample_rate, item.segment.start,
-                           job.duration)  # fmt: skip
+        wav = decode_audio(
+            probe(item.path), self.codec.sample_rate, item.segment.start, job.duration
+        )
         min_frames = max(1, round(opts.min_gap_seconds * self.codec.frame_rate))
         gaps = silent_frames(wav, hop, job.grid.shape[1], opts.gap_threshold_db, min_frames)
         regenerate = gaps & (job.grid == self.model.cfg.mask_id).all(axis=0)  # not a kept prompt
@@ -203,14 +203,25 @@ class Dubber:
         with output_group(overwrite=True) as group:
             temps = {target.audio: group.add(target.audio, samples_short(n_samples))}
             began = time.perf_counter()
-            write_tokens_as_audio(self.codec, codes, temps[target.audio], n_samples,
-                                  opts.audio_format, job.original, job.regenerate)  # fmt: skip
+            write_tokens_as_audio(
+                self.codec,
+                codes,
+                temps[target.audio],
+                n_samples,
+                opts.audio_format,
+                job.original,
+                job.regenerate,
+            )
             timings["synthesis"] = time.perf_counter() - began
             if target.video is not None:
                 temps[target.video] = group.add(target.video, incomplete_media)
                 began = time.perf_counter()
-                mux_into(target.item.path, temps[target.audio], temps[target.video],
-                         MuxOptions(reencode=opts.reencode))  # fmt: skip
+                mux_into(
+                    target.item.path,
+                    temps[target.audio],
+                    temps[target.video],
+                    MuxOptions(reencode=opts.reencode),
+                )
                 timings["mux"] = time.perf_counter() - began
             figures = self._figures(job, n_samples, timings)
             # Sizes let a later run tell a whole output from one damaged since (`complete`).

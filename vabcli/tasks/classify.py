@@ -28,8 +28,8 @@ from vabcli.model.towers import Towers
 from vabcli.model.transformer import AUDIO, VISUAL, VabModel
 from vabcli.tasks.contrastive import CONTRASTIVE_TASK
 from vabcli.tasks.embedding import trained_window
+from vabcli.tasks.finetune import FineTuneTrainer
 from vabcli.training.dataset import CropDataset, Label, LatentClip, WindowLength
-from vabcli.training.trainer import Trainer
 
 CLASSIFY_TASK = "classify"
 MODALITIES = {"av": (VISUAL, AUDIO), "v": (VISUAL,), "a": (AUDIO,)}
@@ -44,14 +44,24 @@ class ClassifySpec:
     frozen: bool = False  # linear probe: the backbone stays as it was
 
     def meta(self) -> dict[str, Any]:
-        return {"task": CLASSIFY_TASK, "n_layers": self.n_layers, "modality": self.modality,
-                "labels": list(self.labels), "multi_label": self.multi_label,
-                "frozen": self.frozen}  # fmt: skip
+        return {
+            "task": CLASSIFY_TASK,
+            "n_layers": self.n_layers,
+            "modality": self.modality,
+            "labels": list(self.labels),
+            "multi_label": self.multi_label,
+            "frozen": self.frozen,
+        }
 
     @classmethod
     def from_meta(cls, meta: CheckpointMeta) -> ClassifySpec:
-        return cls(int(meta.n_layers), meta.modality, tuple(meta.labels), bool(meta.multi_label),
-                   bool(meta.frozen))  # fmt: skip
+        return cls(
+            int(meta.n_layers),
+            meta.modality,
+            tuple(meta.labels),
+            bool(meta.multi_label),
+            bool(meta.frozen),
+        )
 
     @property
     def modalities(self) -> tuple[int, ...]:
@@ -68,14 +78,17 @@ def label_set(
     """The sorted label set of the training clips, and whether clips carry label lists."""
     unlabelled = sum(c.label is None for c in (*train, *val))
     if unlabelled:
-        raise VabError(f"classification needs a `label` on every clip: {unlabelled} of "
-                       f"{len(train) + len(val)} train and val clips have none (packs written "
-                       "before labels were kept have none: write the pack again)")  # fmt: skip
+        raise VabError(
+            f"classification needs a `label` on every clip: {unlabelled} of "
+            f"{len(train) + len(val)} train and val clips have none (packs written "
+            "before labels were kept have none: write the pack again)"
+        )
     labels = sorted({name for clip in train for name in _as_tuple(clip.label)})
     unseen = sorted({n for c in val for n in _as_tuple(c.label)} - set(labels))
     if unseen:
-        raise VabError(f"val label {unseen[0]!r} is on no train clip: the model could never "
-                       "learn it")  # fmt: skip
+        raise VabError(
+            f"val label {unseen[0]!r} is on no train clip: the model could never learn it"
+        )
     if len(labels) < 2:
         raise VabError(f"classification needs two labels or more; the train clips have {labels}")
     multi = any(isinstance(c.label, tuple) for c in (*train, *val))
@@ -90,8 +103,9 @@ def label_targets(labels: Sequence[Label], names: Sequence[str], where: str = ""
         for name in _as_tuple(label):
             if name not in column:
                 known = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-                raise VabError(f"{where}label {name!r} is not one of the model's {len(names)} "
-                               f"labels ({known})")  # fmt: skip
+                raise VabError(
+                    f"{where}label {name!r} is not one of the model's {len(names)} labels ({known})"
+                )
             targets[row, column[name]] = 1.0
     return targets
 
@@ -119,17 +133,24 @@ class ClassifierModel(nn.Module):
         audio_keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits `[B, n_labels]` of aligned windows."""
-        pooled = [self.towers.visual(visual, visual_keep) if m == VISUAL
-                  else self.towers.audio(codes, audio_keep) for m in self.modalities]  # fmt: skip
+        pooled = [
+            self.towers.visual(visual, visual_keep)
+            if m == VISUAL
+            else self.towers.audio(codes, audio_keep)
+            for m in self.modalities
+        ]
         return self._head(pooled)
 
     def clip_logits(
         self, features: torch.Tensor, codes: torch.Tensor | None, window: WindowLength
     ) -> torch.Tensor:
         """Logits `[n_labels]` of a whole clip, pooled window by window."""
-        pooled = [self.towers.visual_clip(features, window.n_visual) if m == VISUAL
-                  else self.towers.audio_clip(codes, window.n_audio)
-                  for m in self.modalities]  # fmt: skip
+        pooled = [
+            self.towers.visual_clip(features, window.n_visual)
+            if m == VISUAL
+            else self.towers.audio_clip(codes, window.n_audio)
+            for m in self.modalities
+        ]
         return self._head(pooled)
 
 
@@ -152,8 +173,9 @@ def mean_average_precision(scores: np.ndarray, target: np.ndarray) -> float:
 
 def classification_scores(scores: np.ndarray, target: np.ndarray, multi: bool) -> dict[str, float]:
     """`accuracy` (top label right) for single labels; `map` as well for label lists."""
-    values = {"accuracy": float(top1_hits(torch.from_numpy(scores), torch.from_numpy(target))
-                                .mean())}  # fmt: skip
+    values = {
+        "accuracy": float(top1_hits(torch.from_numpy(scores), torch.from_numpy(target)).mean())
+    }
     if multi:
         values["map"] = mean_average_precision(scores, target)
     return values
@@ -170,15 +192,10 @@ def backbone_weights(meta: CheckpointMeta, weights: dict[str, torch.Tensor], nam
     raise VabError(f"{name} is a {task} fine-tune: start from a pre-trained or contrastive one")
 
 
-class ClassifyTrainer(Trainer):
+class ClassifyTrainer(FineTuneTrainer[ClassifySpec]):
     """`Trainer`'s loop on the classifier. Metrics: `accuracy` = top-1 hits in the batch;
     validation `val_loss`, `val_accuracy` (and `val_map` for label lists), one window per val
     clip, scored by every rank alike."""
-
-    def __init__(self, *args: Any, spec: ClassifySpec, init: dict[str, torch.Tensor],
-                 **kwargs: Any) -> None:  # fmt: skip
-        self.spec, self.init = spec, init
-        super().__init__(*args, **kwargs)
 
     def build_model(self) -> nn.Module:
         model = ClassifierModel(self.cfg, self.spec)
@@ -193,10 +210,7 @@ class ClassifyTrainer(Trainer):
         return CropDataset(clips, self.window, self.opts.seed, targets)
 
     def _logits(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = self.on_device(batch)
-        with self.autocast():
-            logits = self.net(batch["visual"], batch["codes"], batch["visual_keep"],
-                              batch["audio_keep"])  # fmt: skip
+        logits, batch = self.run_net(batch)
         return logits.float(), batch["target"]
 
     def _loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> LossResult:
@@ -250,8 +264,10 @@ def load_classifier(path: Path, device: str = "cpu") -> Classifier:
     cfg, state, meta = load_checkpoint(folder, device)
     if meta.task != CLASSIFY_TASK:
         kind = f"a {meta.task} fine-tune" if meta.task else "a pre-trained checkpoint"
-        raise VabError(f"{path} is {kind}, not a classifier: train one with `vab finetune "
-                       f"classify --init {path}` (--freeze for a linear probe)")  # fmt: skip
+        raise VabError(
+            f"{path} is {kind}, not a classifier: train one with `vab finetune "
+            f"classify --init {path}` (--freeze for a linear probe)"
+        )
     spec = ClassifySpec.from_meta(meta)
     model = ClassifierModel(cfg, spec)
     model.load_state_dict(state)

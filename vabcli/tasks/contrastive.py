@@ -20,9 +20,9 @@ from vabcli.model.checkpoint_meta import CheckpointMeta
 from vabcli.model.losses import LogitScale, LossResult, info_nce
 from vabcli.model.towers import EmbeddingModel, Towers
 from vabcli.model.transformer import AUDIO, VISUAL, VabModel
+from vabcli.tasks.finetune import FineTuneTrainer
 from vabcli.tasks.retrieval import recall_at_k
 from vabcli.training.distributed import gather_batch
-from vabcli.training.trainer import Trainer
 
 CONTRASTIVE_TASK = "contrastive"
 RECALL_KS = (1, 5, 10)
@@ -63,17 +63,12 @@ class ContrastiveModel(nn.Module):
         )
 
 
-class ContrastiveTrainer(Trainer):
+class ContrastiveTrainer(FineTuneTrainer[ContrastiveSpec]):
     """`Trainer`'s loop on the contrastive model, starting from pre-trained backbone weights.
 
     Metrics: `accuracy` is in-batch visual-to-audio top-1; validation reports `val_loss` (InfoNCE
     over the whole val set at once), R@1/5/10 both ways, and `val_accuracy` = v2a R@1.
     """
-
-    def __init__(self, *args: Any, spec: ContrastiveSpec, init: dict[str, torch.Tensor],
-                 **kwargs: Any) -> None:  # fmt: skip
-        self.spec, self.init = spec, init
-        super().__init__(*args, **kwargs)
 
     def build_model(self) -> nn.Module:
         model = ContrastiveModel(self.cfg, self.spec)
@@ -82,10 +77,7 @@ class ContrastiveTrainer(Trainer):
         return model
 
     def _embed(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = self.on_device(batch)
-        with self.autocast():
-            v, a = self.net(batch["visual"], batch["codes"], batch["visual_keep"],
-                            batch["audio_keep"])  # fmt: skip
+        (v, a), _ = self.run_net(batch)
         return v.float(), a.float()
 
     def _loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> LossResult:

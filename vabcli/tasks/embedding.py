@@ -61,12 +61,14 @@ def load_embedder(path: Path, device: str = "cpu") -> Embedder:
         full.load_state_dict(state)
         model = full.embed
     elif task:
-        raise VabError(f"{path} is a {task} checkpoint; embeddings need a contrastive or a "
-                       "pre-trained one")  # fmt: skip
+        raise VabError(
+            f"{path} is a {task} checkpoint; embeddings need a contrastive or a pre-trained one"
+        )
     else:
         backbone = VabModel(cfg)
         backbone.load_state_dict(state)
         model = EmbeddingModel(Towers(backbone), None)
     digest = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest()[:16]
-    return Embedder(model.to(device).eval(), meta, f"sha256:{digest}", device,
-                    trained_window(cfg, meta))  # fmt: skip
+    return Embedder(
+        model.to(device).eval(), meta, f"sha256:{digest}", device, trained_window(cfg, meta)
+    )

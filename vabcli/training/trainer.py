@@ -64,9 +64,13 @@ class TrainOptions:
 
 # (field, low, high) of TrainOptions' whole numbers
 _WHOLE_BOUNDS = (
-    ("steps", 1, 10**9), ("batch_size", 1, 1 << 16), ("warmup_steps", 0, 10**9),
-    ("val_every", 1, 10**9), ("seed", -(1 << 63), (1 << 63) - 1), ("workers", 0, 256),
-)  # fmt: skip
+    ("steps", 1, 10**9),
+    ("batch_size", 1, 1 << 16),
+    ("warmup_steps", 0, 10**9),
+    ("val_every", 1, 10**9),
+    ("seed", -(1 << 63), (1 << 63) - 1),
+    ("workers", 0, 256),
+)
 
 
 @dataclass(frozen=True)
@@ -172,13 +176,19 @@ class Trainer:
         """Train until `opts.steps`; returns the last metrics. Ctrl-C or SIGTERM saves `last`
         after the step in progress, then raises KeyboardInterrupt."""
         sampler = EpochBatches(
-            len(self.train_clips), self.opts.batch_size, self.opts.seed, self.step,
-            self.launch.rank, self.launch.world_size,
-        )  # fmt: skip
+            len(self.train_clips),
+            self.opts.batch_size,
+            self.opts.seed,
+            self.step,
+            self.launch.rank,
+            self.launch.world_size,
+        )
         loader = DataLoader(
             self.dataset(self.train_clips),
-            batch_sampler=sampler, num_workers=self.opts.workers, collate_fn=collate,
-        )  # fmt: skip
+            batch_sampler=sampler,
+            num_workers=self.opts.workers,
+            collate_fn=collate,
+        )
         batches, metrics = iter(loader), {"step": self.step}
         with _stop_between_steps() as stop:
             while self.step < self.opts.steps:
@@ -236,9 +246,14 @@ class Trainer:
         batch = self.on_device(batch)
         with self.autocast():
             return masked_token_loss(
-                self.net, batch["visual"], batch["codes"], self.opts.masking,
-                batch["visual_keep"], batch["audio_keep"], generator,
-            )  # fmt: skip
+                self.net,
+                batch["visual"],
+                batch["codes"],
+                self.opts.masking,
+                batch["visual_keep"],
+                batch["audio_keep"],
+                generator,
+            )
 
     @torch.no_grad()
     def _validate(self) -> dict[str, float]:
@@ -276,10 +291,15 @@ class Trainer:
         if not self.launch.leader:
             return
         meta = {
-            "step": self.step, "seed": self.opts.seed, "codec_id": self.info.codec_id,
-            "visual_id": self.info.visual_id, "best_val_loss": _finite_or_none(self.best),
-            "options": asdict(self.opts), **self.info.meta, **(values or {}),
-        }  # fmt: skip
+            "step": self.step,
+            "seed": self.opts.seed,
+            "codec_id": self.info.codec_id,
+            "visual_id": self.info.visual_id,
+            "best_val_loss": _finite_or_none(self.best),
+            "options": asdict(self.opts),
+            **self.info.meta,
+            **(values or {}),
+        }
         state = optimizer_tensors(self.optimizer) if name == "last" else None
         save_checkpoint(self.out / name, self.model, self.cfg, meta, state)
 

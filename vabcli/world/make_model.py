@@ -56,6 +56,14 @@ def _vab(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "vabcli", *args], check=True)
 
 
+def _options(**values: object) -> list[str]:
+    """Command-line options from keywords: `clip_seconds=4.0` -> `--clip-seconds 4.0`."""
+    args: list[str] = []
+    for name, value in values.items():
+        args += ["--" + name.replace("_", "-"), str(value)]
+    return args
+
+
 def _stage(name: str, done: Path, force: bool, minutes: dict[str, float]) -> bool:
     """True when the stage must run; prints why not otherwise."""
     if done.exists() and not force:
@@ -94,8 +102,9 @@ def build(
     minutes: dict[str, float] = {}
     say = lambda line: print(line, flush=True)  # noqa: E731
     if "codec" in stages and _stage("codec", work / "codec" / CODEC.files[1], force, minutes):
-        train_codec(work / "codec", CodecTrainOptions(steps=recipe.codec_steps), log=say,
-                    device=device)  # fmt: skip
+        train_codec(
+            work / "codec", CodecTrainOptions(steps=recipe.codec_steps), log=say, device=device
+        )
         _finished("codec", minutes)
     if "tower" in stages and _stage("tower", work / "vision" / VISION.files[1], force, minutes):
         train_tower(work / "vision", steps=recipe.tower_steps, log=say, device=device)
@@ -104,16 +113,18 @@ def build(
         if (work / part.folder.name / part.files[1]).exists():
             _install(work / part.folder.name, part.folder, part.files)
     data = work / "data"
-    if "data" in stages and _stage("data", data / "manifest.jsonl", force, minutes):
-        _vab("synth", str(data), "--n", str(recipe.data_clips), "--seed", str(recipe.data_seed),
-             "--min-duration", str(recipe.data_min_seconds),
-             "--max-duration", str(recipe.data_max_seconds))  # fmt: skip
+    manifest = data / "manifest.jsonl"
+    if "data" in stages and _stage("data", manifest, force, minutes):
+        counts = _options(n=recipe.data_clips, seed=recipe.data_seed)
+        lengths = _options(
+            min_duration=recipe.data_min_seconds, max_duration=recipe.data_max_seconds
+        )
+        _vab("synth", str(data), *counts, *lengths)
         _finished("data", minutes)
-    encoders = ("--codec", BUILTIN, "--image-encoder", BUILTIN, "--cache", str(work / "cache"))
+    encoders = _options(codec=BUILTIN, image_encoder=BUILTIN, cache=work / "cache")
     pack = work / "pack"
     if "pack" in stages and _stage("pack", pack / "plan.json", force, minutes):
-        _vab("train", "--data", str(data / "manifest.jsonl"), "--write-pack", str(pack),
-             "--overwrite", *encoders)  # fmt: skip
+        _vab("train", *_options(data=manifest, write_pack=pack), "--overwrite", *encoders)
         _finished("pack", minutes)
     run = work / "run"
     # Done only at the recipe's last step: an interrupted run resumes rather than installs.
@@ -121,14 +132,19 @@ def build(
     trained = _trained_steps(run / "last") if done.exists() and not force else 0
     finished = trained >= recipe.train_steps
     if "train" in stages and _stage("train", done if finished else run / "-", force, minutes):
-        source = ("--pack", str(pack)) if from_pack else ("--data", str(data / "manifest.jsonl"))
+        source = _options(pack=pack) if from_pack else _options(data=manifest)
         sets = [arg for pair in recipe.model_set for arg in ("--set", pair)]
         again = "--resume" if trained else "--overwrite"
-        _vab("train", *source, "--out", str(run), again, *encoders, "--device", device,
-             "--preset", "tiny", *sets, "--steps", str(recipe.train_steps),
-             "--batch-size", str(recipe.train_batch), "--clip-seconds", str(recipe.clip_seconds),
-             "--lr", str(recipe.lr), "--warmup-steps", str(recipe.warmup_steps),
-             "--val-every", "500")  # fmt: skip
+        schedule = _options(
+            steps=recipe.train_steps,
+            batch_size=recipe.train_batch,
+            clip_seconds=recipe.clip_seconds,
+            lr=recipe.lr,
+            warmup_steps=recipe.warmup_steps,
+            val_every=500,
+        )
+        where = _options(out=run, device=device, preset="tiny")
+        _vab("train", *source, *where, again, *encoders, *sets, *schedule)
         _finished("train", minutes)
     if "train" in stages:
         # The end of the schedule, not the lowest val loss: val loss rises after mid-run while
@@ -198,16 +214,18 @@ def main() -> None:
     parser.add_argument("work", nargs="?", type=Path, default=Path("build/model"))
     parser.add_argument("--force", action="store_true", help="redo stages that are done")
     parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda")
-    parser.add_argument("--stages", default=",".join(DEFAULT_STAGES),
-                        help=f"comma-separated, of {', '.join(STAGES)}")  # fmt: skip
+    parser.add_argument(
+        "--stages",
+        default=",".join(DEFAULT_STAGES),
+        help=f"comma-separated, of {', '.join(STAGES)}",
+    )
     parser.add_argument("--from-pack", action="store_true", help="train on WORK/pack")
     args = parser.parse_args()
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
         parser.error(f"unknown stage {unknown[0]!r}: one of {', '.join(STAGES)}")
-    build(args.work, force=args.force, device=args.device, stages=stages,
-          from_pack=args.from_pack)  # fmt: skip
+    build(args.work, force=args.force, device=args.device, stages=stages, from_pack=args.from_pack)
 
 
 if __name__ == "__main__":
