@@ -17,10 +17,9 @@ import torch
 
 from tests.test_exit import torchrun, torchrun_env
 from tests.test_train import INFO, VISUAL_DIM, synthetic_latents
-from vabcli.config import model_config
+from vabcli.config import TrainOptions, model_config
 from vabcli.model.transformer import VabModel
 from vabcli.tasks.contrastive import ContrastiveSpec, ContrastiveTrainer
-from vabcli.training.trainer import TrainOptions
 
 
 def contrastive_trainer(root: Path, batch_size: int, out: str) -> ContrastiveTrainer:

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from tests.test_exit import torchrun, torchrun_env
-from vabcli.config import model_config
+from vabcli.config import TrainOptions, model_config
 from vabcli.model.checkpoint import load_checkpoint, load_training_state
 from vabcli.training import trainer as train_module
 from vabcli.training.dataset import LatentClip
-from vabcli.training.trainer import RunInfo, Trainer, TrainingStopped, TrainOptions
+from vabcli.training.trainer import RunInfo, Trainer, TrainingStopped
 
 VISUAL_DIM = 16
 INFO = RunInfo(codec_id="codec-x", visual_id="visual-y", meta={"note": "synthetic"})

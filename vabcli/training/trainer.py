@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from vabcli.config import CLIP_SECONDS, MaskingConfig, ModelConfig, check_number
+from vabcli.config import ModelConfig, TrainOptions
 from vabcli.core.errors import VabError
 from vabcli.model.checkpoint import (
     check_encoders,
@@ -34,43 +34,6 @@ from vabcli.model.losses import masked_token_loss
 from vabcli.model.transformer import VabModel
 from vabcli.training.dataset import CropDataset, EpochBatches, LatentClip, WindowLength, collate
 from vabcli.training.distributed import join_process_group, sum_across_ranks
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    steps: int = 1000
-    batch_size: int = 16  # per rank
-    lr: float = 3e-4
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
-    weight_decay: float = 0.05
-    grad_clip: float = 1.0
-    clip_seconds: float = CLIP_SECONDS  # the window the model learns to generate and embed by
-    val_every: int = 100
-    seed: int = 0
-    workers: int = 2  # loader processes reading cached arrays in the background
-    masking: MaskingConfig = field(default_factory=MaskingConfig)
-
-    def __post_init__(self) -> None:
-        """Refuse values no run can mean (NaN, infinities, a step count of centuries)."""
-        for name, low, high in _WHOLE_BOUNDS:
-            check_number(name, getattr(self, name), low, high, integer=True)
-        check_number("lr", self.lr, 0.0, 10.0, low_open=True)
-        check_number("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
-        check_number("weight_decay", self.weight_decay, 0.0, 10.0)
-        check_number("grad_clip", self.grad_clip, 0.0, 1e6, low_open=True)
-        check_number("clip_seconds", self.clip_seconds, 0.1, 3600.0)
-
-
-# (field, low, high) of TrainOptions' whole numbers
-_WHOLE_BOUNDS = (
-    ("steps", 1, 10**9),
-    ("batch_size", 1, 1 << 16),
-    ("warmup_steps", 0, 10**9),
-    ("val_every", 1, 10**9),
-    ("seed", -(1 << 63), (1 << 63) - 1),
-    ("workers", 0, 256),
-)
 
 
 @dataclass(frozen=True)
