@@ -45,39 +45,87 @@ def main() -> None:
     parser.add_argument("--rows", default="all", help="e.g. 'av-probe,a-full' (default: all 6)")
     parser.add_argument("--out", type=Path, default=Path("build/classify"))
     args = parser.parse_args()
-    rows = ROWS if args.rows == "all" else [
-        (name.split("-")[0], name.split("-")[1] == "probe") for name in args.rows.split(",")
-    ]  # fmt: skip
+    rows = (
+        ROWS
+        if args.rows == "all"
+        else [(name.split("-")[0], name.split("-")[1] == "probe") for name in args.rows.split(",")]
+    )
     results = []
     for modality, freeze in rows:
         kind = "probe" if freeze else "full"
         run_dir = args.out / f"{modality}-{kind}"
         started = time.perf_counter()
-        trained = run(["finetune", "classify", "--init", args.init, "--data", args.train,
-                       "--cache", args.train_cache, "--out", str(run_dir), "--modality", modality,
-                       "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-                       "--lr", args.lr_probe if freeze else args.lr_full,
-                       "--warmup-steps", str(args.steps // 10),
-                       "--val-every", str(max(1, args.steps // 3)), "--overwrite",
-                       *(["--freeze"] if freeze else [])])  # fmt: skip
+        trained = run(
+            [
+                "finetune",
+                "classify",
+                "--init",
+                args.init,
+                "--data",
+                args.train,
+                "--cache",
+                args.train_cache,
+                "--out",
+                str(run_dir),
+                "--modality",
+                modality,
+                "--steps",
+                str(args.steps),
+                "--batch-size",
+                str(args.batch_size),
+                "--lr",
+                args.lr_probe if freeze else args.lr_full,
+                "--warmup-steps",
+                str(args.steps // 10),
+                "--val-every",
+                str(max(1, args.steps // 3)),
+                "--overwrite",
+                *(["--freeze"] if freeze else []),
+            ]
+        )
         minutes = (time.perf_counter() - started) / 60
-        scored = run(["eval", "--task", "classify", "--model", str(run_dir), "--reference",
-                      args.held_out, "--cache", args.held_out_cache])  # fmt: skip
-        results.append({"modality": modality, "kind": kind, "minutes": round(minutes, 2),
-                        "val_accuracy": trained.get("val_accuracy"), **scored})  # fmt: skip
-        print(f"{modality} {kind}: held-out accuracy {scored['accuracy']:.3f} "
-              f"({minutes:.1f} min)", file=sys.stderr, flush=True)  # fmt: skip
+        scored = run(
+            [
+                "eval",
+                "--task",
+                "classify",
+                "--model",
+                str(run_dir),
+                "--reference",
+                args.held_out,
+                "--cache",
+                args.held_out_cache,
+            ]
+        )
+        results.append(
+            {
+                "modality": modality,
+                "kind": kind,
+                "minutes": round(minutes, 2),
+                "val_accuracy": trained.get("val_accuracy"),
+                **scored,
+            }
+        )
+        print(
+            f"{modality} {kind}: held-out accuracy {scored['accuracy']:.3f} ({minutes:.1f} min)",
+            file=sys.stderr,
+            flush=True,
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; init {args.init}, "
-          f"{args.steps} steps x {args.batch_size} clips, lr {args.lr_probe} (probe) / "
-          f"{args.lr_full} (full)")  # fmt: skip
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores; init {args.init}, "
+        f"{args.steps} steps x {args.batch_size} clips, lr {args.lr_probe} (probe) / "
+        f"{args.lr_full} (full)"
+    )
     print("| modality | backbone | held-out accuracy | chance | val accuracy | train minutes |")
     print("|---|---|---|---|---|---|")
     for r in results:
         backbone = "frozen (linear probe)" if r["kind"] == "probe" else "fine-tuned"
-        print(f"| {r['modality']} | {backbone} | {r['accuracy']:.3f} | {r['chance']:.3f} | "
-              f"{r['val_accuracy']:.3f} | {r['minutes']:.1f} |")  # fmt: skip
+        print(
+            f"| {r['modality']} | {backbone} | {r['accuracy']:.3f} | {r['chance']:.3f} | "
+            f"{r['val_accuracy']:.3f} | {r['minutes']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,21 @@ def main() -> None:
     args = parser.parse_args()
     manifest = args.work / "manifest.jsonl"
     if not manifest.exists():
-        subprocess.run([sys.executable, "-m", "vabcli", "synth", str(args.work), "--n",
-                        str(args.clips), "--seed", "9", "-q"], check=True)  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vabcli",
+                "synth",
+                str(args.work),
+                "--n",
+                str(args.clips),
+                "--seed",
+                "9",
+                "-q",
+            ],
+            check=True,
+        )
     clips = load_pairs(None, manifest)
     codec = load_codec(args.codec)
     if codec.sample_rate != EVAL_SAMPLE_RATE:
@@ -49,7 +62,7 @@ def main() -> None:
     rows = {
         "original": score(
             [dataclasses.replace(c, generated=c.real) for c in clips], judge, EvalOptions()
-        ),  # fmt: skip
+        ),
         "round trip": score(rebuilt, judge, EvalOptions()),
     }
     audio = sum(len(c.real) for c in clips) / EVAL_SAMPLE_RATE

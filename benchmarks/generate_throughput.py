@@ -55,14 +55,26 @@ def save_random_model(folder: Path, preset: str, encoder_options: list[str]) -> 
     opts = dict(zip(encoder_options[::2], encoder_options[1::2], strict=True))
     codec = load_codec("encodec_24khz", weights=Path(opts["--codec-weights"]))
     visual = load_visual_encoder(opts["--image-encoder"])
-    dims = {"visual_dim": visual.dim, "n_codebooks": codec.n_codebooks,
-            "codebook_size": codec.codebook_size, "audio_frame_rate": codec.frame_rate}  # fmt: skip
+    dims = {
+        "visual_dim": visual.dim,
+        "n_codebooks": codec.n_codebooks,
+        "codebook_size": codec.codebook_size,
+        "audio_frame_rate": codec.frame_rate,
+    }
     cfg = model_config(preset, **dims)
     torch.manual_seed(0)
-    tok = TokenizeOptions(codec="encodec_24khz", codec_weights=Path(opts["--codec-weights"]),
-                          image_encoder=opts["--image-encoder"])  # fmt: skip
-    meta = {"step": 0, "codec_id": codec.id, "visual_id": visual.id,
-            "encoders": encoder_spec(tok), "options": {"clip_seconds": 4.0}}  # fmt: skip
+    tok = TokenizeOptions(
+        codec="encodec_24khz",
+        codec_weights=Path(opts["--codec-weights"]),
+        image_encoder=opts["--image-encoder"],
+    )
+    meta = {
+        "step": 0,
+        "codec_id": codec.id,
+        "visual_id": visual.id,
+        "encoders": encoder_spec(tok),
+        "options": {"clip_seconds": 4.0},
+    }
     return save_checkpoint(folder / f"vab-{preset}", VabModel(cfg), cfg, meta)
 
 
@@ -93,8 +105,12 @@ def main() -> None:
     parser.add_argument("--presets", default="tiny,base")
     parser.add_argument("--clips", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--ar-seconds", type=float, default=10.0,
-                        help="clip length for the maskgit-vs-ar comparison")  # fmt: skip
+    parser.add_argument(
+        "--ar-seconds",
+        type=float,
+        default=10.0,
+        help="clip length for the maskgit-vs-ar comparison",
+    )
     parser.add_argument("--ar-presets", default="tiny")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
@@ -105,12 +121,17 @@ def main() -> None:
         make_clips(root / "ar-clip", 1, args.ar_seconds)
         encoders = real_size_weights(root)
         size_torch_threads()  # as `vab generate` does; a library call leaves them to its caller
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, device {args.device}; "
-              f"{args.clips} clips x {args.seconds:g} s, 640x360 29.97 fps; ViT-B-32 + "
-              "EnCodec 24k (random init); --steps 16 --guidance 5; 4 s windows")  # fmt: skip
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} cores, device {args.device}; "
+            f"{args.clips} clips x {args.seconds:g} s, 640x360 29.97 fps; ViT-B-32 + "
+            "EnCodec 24k (random init); --steps 16 --guidance 5; 4 s windows"
+        )
         print("\nseconds per clip by stage (features cached in the second run):\n")
-        print(f"| {'model, run':24s} | " + " | ".join(f"{s:>7s}" for s in STAGES)
-              + " | per clip | x real time |")  # fmt: skip
+        print(
+            f"| {'model, run':24s} | "
+            + " | ".join(f"{s:>7s}" for s in STAGES)
+            + " | per clip | x real time |"
+        )
         print("|" + "-" * 26 + "|" + "--------:|" * len(STAGES) + "---------:|------------:|")
         for preset in args.presets.split(","):
             model = save_random_model(root, preset, encoders)
@@ -144,8 +165,11 @@ def main() -> None:
                 times[sampler] = lines[0]["timings"]["sampling"]
                 speedup = times["ar"] / times["maskgit"] if sampler == "ar" else 1.0
                 steps = "16" if sampler == "maskgit" else "1/frame"
-                print(f"| {preset} | {sampler} | {steps} | {times[sampler]:10.2f} | "
-                      f"{speedup:7.1f}x |", flush=True)  # fmt: skip
+                print(
+                    f"| {preset} | {sampler} | {steps} | {times[sampler]:10.2f} | "
+                    f"{speedup:7.1f}x |",
+                    flush=True,
+                )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -167,8 +167,10 @@ def main() -> None:
         baselines["nearest neighbour"] = write_audio(
             work / "nearest", clips, lambda i, c: train_audio[nearest[c.entry.video]]
         )
-    rows = {name: score(with_generated(clips, folder), judge, EvalOptions())
-            for name, folder in baselines.items()}  # fmt: skip
+    rows = {
+        name: score(with_generated(clips, folder), judge, EvalOptions())
+        for name, folder in baselines.items()
+    }
     seconds = sum(len(c.real) for c in clips) / EVAL_SAMPLE_RATE
     default_dir = work / "builtin-default"
     size_torch_threads()  # as `vab generate` does; a library call leaves them to its caller

@@ -39,9 +39,11 @@ def main() -> None:
         index[start : start + 100_000] = F.normalize(torch.randn(100_000, args.dim), dim=-1)
     index = index[: args.n]
     index_mb = index.numel() * 4 / 2**20
-    print(f"index {args.n:,} x {args.dim} float32 ({index_mb:.0f} MiB), chunk {args.chunk:,}, "
-          f"{platform.machine()}, {os.cpu_count()} cores, torch threads "
-          f"{torch.get_num_threads()}\n")  # fmt: skip
+    print(
+        f"index {args.n:,} x {args.dim} float32 ({index_mb:.0f} MiB), chunk {args.chunk:,}, "
+        f"{platform.machine()}, {os.cpu_count()} cores, torch threads "
+        f"{torch.get_num_threads()}\n"
+    )
     print("| queries | median seconds per search | per query | extra peak memory | process peak |")
     print("|---|---|---|---|---|")
     for n_queries in (1, 16, 256):
@@ -55,8 +57,10 @@ def main() -> None:
             times.append(time.perf_counter() - started)
         median = statistics.median(times)
         extra = peak_mb() - before
-        print(f"| {n_queries} | {median:.3f} | {median / n_queries:.4f} | {extra:.0f} MiB | "
-              f"{peak_mb():.0f} MiB |")  # fmt: skip
+        print(
+            f"| {n_queries} | {median:.3f} | {median / n_queries:.4f} | {extra:.0f} MiB | "
+            f"{peak_mb():.0f} MiB |"
+        )
 
 
 if __name__ == "__main__":

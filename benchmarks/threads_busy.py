@@ -34,8 +34,9 @@ CLIP_SECONDS = 10
 
 
 def git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True,
-                          text=True).stdout.strip()  # fmt: skip
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def threads_commit() -> str:
@@ -47,8 +48,9 @@ def vab(code: Path, *args: str, env: dict[str, str]) -> float:
     """Run `python -m vabcli` from the source tree `code`; wall seconds. Fails loudly."""
     # A whole process is what is measured (its threads and start-up), not a library call.
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "vabcli", *args], cwd=code, env=env,
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "vabcli", *args], cwd=code, env=env, capture_output=True, text=True
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"vab {' '.join(args)} failed in {code}:\n{done.stderr[-2000:]}")
@@ -65,8 +67,18 @@ def environment(policy: str | None) -> dict[str, str]:
 
 
 def generate_args(clip: Path, out: Path, cache: Path) -> list[str]:
-    return ["generate", str(clip), "--out", str(out), "--cache", str(cache), "--device", "cpu",
-            "--overwrite", "--quiet"]  # fmt: skip
+    return [
+        "generate",
+        str(clip),
+        "--out",
+        str(out),
+        "--cache",
+        str(cache),
+        "--device",
+        "cpu",
+        "--overwrite",
+        "--quiet",
+    ]
 
 
 def time_rows(versions: dict[str, Path], clip: Path, work: Path, repeats: int) -> list[tuple]:
@@ -74,8 +86,11 @@ def time_rows(versions: dict[str, Path], clip: Path, work: Path, repeats: int) -
     a slow spell of the machine falls on every row alike."""
     policies = {"unset": None, "PASSIVE": "PASSIVE"}
     for name, code in versions.items():  # fill each version's cache (features), untimed
-        vab(code, *generate_args(clip, work / f"out-{name}", work / f"cache-{name}"),
-            env=environment("PASSIVE"))  # fmt: skip
+        vab(
+            code,
+            *generate_args(clip, work / f"out-{name}", work / f"cache-{name}"),
+            env=environment("PASSIVE"),
+        )
     times: dict[tuple[str, str], list[float]] = {(v, p): [] for v in versions for p in policies}
     spinner = subprocess.Popen([sys.executable, "-c", SPIN])
     try:
@@ -91,20 +106,27 @@ def time_rows(versions: dict[str, Path], clip: Path, work: Path, repeats: int) -
 
 
 def table(rows: list[tuple], labels: dict[str, str]) -> str:
-    lines = [f"{'code':34s} {'OMP_WAIT_POLICY':>15s} {'runs':>5s} {'median s':>9s} "
-             f"{'min s':>7s} {'max s':>7s}"]  # fmt: skip
+    lines = [
+        f"{'code':34s} {'OMP_WAIT_POLICY':>15s} {'runs':>5s} {'median s':>9s} "
+        f"{'min s':>7s} {'max s':>7s}"
+    ]
     for name, shown, seconds in rows:
-        lines.append(f"{labels[name]:34s} {shown:>15s} {len(seconds):5d} "
-                     f"{statistics.median(seconds):9.2f} {min(seconds):7.2f} "
-                     f"{max(seconds):7.2f}")  # fmt: skip
+        lines.append(
+            f"{labels[name]:34s} {shown:>15s} {len(seconds):5d} "
+            f"{statistics.median(seconds):9.2f} {min(seconds):7.2f} "
+            f"{max(seconds):7.2f}"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--before", default=None,
-                        help="commit of the 'before' code (default: the parent of the commit "
-                             "that added vabcli/threads.py)")  # fmt: skip
+    parser.add_argument(
+        "--before",
+        default=None,
+        help="commit of the 'before' code (default: the parent of the commit "
+        "that added vabcli/threads.py)",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per row")
     parser.add_argument("--quick", action="store_true", help="one run per row (a smoke test)")
     args = parser.parse_args()
@@ -114,12 +136,25 @@ def main() -> None:
     old = work / "before"
     git("worktree", "add", "--detach", str(old), before)
     try:
-        vab(ROOT, "synth", str(work / "clips"), "--n", "1", "--seed", "5", "--duration",
-            str(CLIP_SECONDS), "--quiet", env=environment("PASSIVE"))  # fmt: skip
+        vab(
+            ROOT,
+            "synth",
+            str(work / "clips"),
+            "--n",
+            "1",
+            "--seed",
+            "5",
+            "--duration",
+            str(CLIP_SECONDS),
+            "--quiet",
+            env=environment("PASSIVE"),
+        )
         clip = next((work / "clips").glob("*.mp4"))
         versions = {"before": old, "after": ROOT}
-        labels = {"before": f"before ({before[:10]})",
-                  "after": f"after ({git('rev-parse', '--short=10', 'HEAD')} + tree)"}  # fmt: skip
+        labels = {
+            "before": f"before ({before[:10]})",
+            "after": f"after ({git('rev-parse', '--short=10', 'HEAD')} + tree)",
+        }
         print(
             f"vab generate of one {CLIP_SECONDS} s clip, features cached, next to one busy "
             f"process; {os.cpu_count()} cores, {repeats} run(s) per row",

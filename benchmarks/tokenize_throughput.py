@@ -47,8 +47,14 @@ def real_size_weights(folder: Path) -> list[str]:
     safetensors.torch.save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, vit)
     codec = folder / "encodec-24khz-random.th"
     torch.save(build_model(ENCODEC_24KHZ).state_dict(), codec)
-    return ["--image-encoder", f"ViT-B-32:{vit}", "--codec", "encodec_24khz",
-            "--codec-weights", str(codec)]  # fmt: skip
+    return [
+        "--image-encoder",
+        f"ViT-B-32:{vit}",
+        "--codec",
+        "encodec_24khz",
+        "--codec-weights",
+        str(codec),
+    ]
 
 
 def timed(cmd: list[str]) -> float:
@@ -76,21 +82,40 @@ def main() -> None:
             "ViT-B-32 + EnCodec 24k (random)": real_size_weights(root),
         }
         video_seconds = CLIP_SECONDS * args.clips
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, device {args.device}; "
-              f"{args.clips} clips x {CLIP_SECONDS:.0f} s, 640x360 29.97 fps + AAC; "
-              f"--fps {args.fps} --workers {args.workers}")  # fmt: skip
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} cores, device {args.device}; "
+            f"{args.clips} clips x {CLIP_SECONDS:.0f} s, 640x360 29.97 fps + AAC; "
+            f"--fps {args.fps} --workers {args.workers}"
+        )
         print()
         print("| encoders                          | run    | wall s | clips/s | x real time |")
         print("|-----------------------------------|--------|-------:|--------:|------------:|")
         for label, options in pairs.items():
             cache = root / f"cache-{len(label)}"
-            cmd = [sys.executable, "-m", "vabcli", "tokenize", str(root / "clips"), "--cache",
-                   str(cache), "--device", args.device, "--workers", str(args.workers),
-                   "--fps", args.fps, "--quiet", *options]  # fmt: skip
+            cmd = [
+                sys.executable,
+                "-m",
+                "vabcli",
+                "tokenize",
+                str(root / "clips"),
+                "--cache",
+                str(cache),
+                "--device",
+                args.device,
+                "--workers",
+                str(args.workers),
+                "--fps",
+                args.fps,
+                "--quiet",
+                *options,
+            ]
             for run in ("first", "cached"):
                 wall = timed(cmd)
-                print(f"| {label:33s} | {run:6s} | {wall:6.2f} | {args.clips / wall:7.2f} "
-                      f"| {video_seconds / wall:10.1f}x |", flush=True)  # fmt: skip
+                print(
+                    f"| {label:33s} | {run:6s} | {wall:6.2f} | {args.clips / wall:7.2f} "
+                    f"| {video_seconds / wall:10.1f}x |",
+                    flush=True,
+                )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -47,11 +47,21 @@ def run_round(index: int, logs: Path) -> dict[str, tuple[bool, float]]:
     # Whole processes are what is measured (their exit under torchrun), not a library call.
     report = logs / f"round-{index:03d}.xml"
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
-         *TESTS],
-        capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={report}",
+            *TESTS,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )  # fmt: skip
+    )
     results = {}
     if report.exists():
         for case in ET.parse(report).getroot().iter("testcase"):
@@ -66,8 +76,9 @@ def run_round(index: int, logs: Path) -> dict[str, tuple[bool, float]]:
 
 
 def table(rounds: list[dict[str, tuple[bool, float]]]) -> str:
-    lines = [f"{'test':52s} {'runs':>5s} {'passed':>7s} {'failed':>7s} {'median s':>9s} "
-             f"{'max s':>7s}"]  # fmt: skip
+    lines = [
+        f"{'test':52s} {'runs':>5s} {'passed':>7s} {'failed':>7s} {'median s':>9s} {'max s':>7s}"
+    ]
     for test in TESTS:
         name = test.rsplit("::", 1)[1]
         runs = [r[name] for r in rounds]
@@ -75,16 +86,22 @@ def table(rounds: list[dict[str, tuple[bool, float]]]) -> str:
         seconds = [s for _, s in runs if s == s]
         median = statistics.median(seconds) if seconds else float("nan")
         longest = max(seconds) if seconds else float("nan")
-        lines.append(f"{name:52s} {len(runs):5d} {passed:7d} {len(runs) - passed:7d} "
-                     f"{median:9.1f} {longest:7.1f}")  # fmt: skip
+        lines.append(
+            f"{name:52s} {len(runs):5d} {passed:7d} {len(runs) - passed:7d} "
+            f"{median:9.1f} {longest:7.1f}"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=20, help="rounds (each runs every test once)")
-    parser.add_argument("--busy", type=int, default=os.cpu_count() or 2,
-                        help="spinner processes (default: one per core)")  # fmt: skip
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="spinner processes (default: one per core)",
+    )
     parser.add_argument("--logs", type=Path, default=None, help="where failed runs' output goes")
     args = parser.parse_args()
     logs = args.logs or Path(tempfile.mkdtemp(prefix="torchrun-repeat-"))
@@ -102,8 +119,10 @@ def main() -> None:
             rounds.append(run_round(i, logs))
             failed = [name for name, (ok, _) in rounds[-1].items() if not ok]
             verdict = "FAILED " + ", ".join(failed) if failed else "all passed"
-            print(f"round {i}/{args.n}: {verdict}  ({time.monotonic() - started:.0f} s so far)",
-                  flush=True)  # fmt: skip
+            print(
+                f"round {i}/{args.n}: {verdict}  ({time.monotonic() - started:.0f} s so far)",
+                flush=True,
+            )
     finally:
         stop(spinners)
     print(table(rounds), flush=True)

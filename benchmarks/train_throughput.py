@@ -48,8 +48,13 @@ def main() -> None:
     cfg = model_config(args.preset)
     with tempfile.TemporaryDirectory() as tmp:
         clips = synthetic_clips(Path(tmp), 16, 10.0)
-        opts = TrainOptions(steps=args.steps + 2, batch_size=args.batch_size, workers=1,
-                            clip_seconds=args.clip_seconds, val_every=10**9)  # fmt: skip
+        opts = TrainOptions(
+            steps=args.steps + 2,
+            batch_size=args.batch_size,
+            workers=1,
+            clip_seconds=args.clip_seconds,
+            val_every=10**9,
+        )
         info = RunInfo("synthetic", "synthetic")
         trainer = Trainer(cfg, info, opts, clips, [], Path(tmp) / "run", args.device)
         params = trainer.model.n_parameters()
@@ -70,8 +75,10 @@ def main() -> None:
     mfu = f"{flops / seconds / (args.peak_tflops * 1e12):.1%}" if args.peak_tflops else "n/a"
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.machine()
     shape = f"{args.batch_size} x {args.clip_seconds:g} s"
-    print(f"| {args.preset} | {params / 1e6:.1f} M | {name}, {os.cpu_count()} cores | {shape} | "
-          f"{seconds:.3f} | {tokens / seconds:,.0f} | {mfu} |")  # fmt: skip
+    print(
+        f"| {args.preset} | {params / 1e6:.1f} M | {name}, {os.cpu_count()} cores | {shape} | "
+        f"{seconds:.3f} | {tokens / seconds:,.0f} | {mfu} |"
+    )
 
 
 if __name__ == "__main__":

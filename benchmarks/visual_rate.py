@@ -46,8 +46,10 @@ def events_for(rng: np.random.Generator) -> list[tuple[float, float]]:
 
 def clip_with_events(path: Path, events: list[tuple[float, float]]) -> Path:
     when = "+".join(f"between(t,{a},{b})" for a, b in events)
-    source = (f"color=c=black:size=224x224:rate=50,"
-              f"drawbox=x=60:y=60:w=100:h=100:color=white:t=fill:enable='{when}'")  # fmt: skip
+    source = (
+        f"color=c=black:size=224x224:rate=50,"
+        f"drawbox=x=60:y=60:w=100:h=100:color=white:t=fill:enable='{when}'"
+    )
     return make_clip(path, ClipSpec(duration=CLIP_SECONDS, video_source=source, audio=False))
 
 
@@ -90,14 +92,20 @@ def main() -> None:
             events = events_for(rng)
             clips.append((clip_with_events(Path(tmp) / f"events{i}.mp4", events), events))
         vit_fps = vit_frames_per_second()
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.clips} clips x "
-              f"{CLIP_SECONDS:.0f} s, {sum(len(e) for _, e in clips)} events of 0.15-0.6 s; "
-              f"random-init ViT-B-32 on CPU: {vit_fps:.0f} frames/s")  # fmt: skip
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.clips} clips x "
+            f"{CLIP_SECONDS:.0f} s, {sum(len(e) for _, e in clips)} events of 0.15-0.6 s; "
+            f"random-init ViT-B-32 on CPU: {vit_fps:.0f} frames/s"
+        )
         print()
-        print("| fps | events seen | mean onset error ms | p95 ms | frames/min | "
-              "ViT-B-32 CPU s/min | features KiB/min |")  # fmt: skip
-        print("|----:|------------:|--------------------:|-------:|-----------:|"
-              "-------------------:|-----------------:|")  # fmt: skip
+        print(
+            "| fps | events seen | mean onset error ms | p95 ms | frames/min | "
+            "ViT-B-32 CPU s/min | features KiB/min |"
+        )
+        print(
+            "|----:|------------:|--------------------:|-------:|-----------:|"
+            "-------------------:|-----------------:|"
+        )
         for fps in RATES:
             errors = []
             for path, events in clips:
@@ -105,9 +113,12 @@ def main() -> None:
                 errors += onset_errors(encoder.encode(np.asarray(result.frames())), fps, events)
             seen = np.array([e for e in errors if e is not None]) * 1000
             per_min = 60 * fps
-            print(f"| {fps:3d} | {len(seen) / len(errors):10.0%} | {seen.mean():19.0f} | "
-                  f"{np.percentile(seen, 95):6.0f} | {per_min:10d} | {per_min / vit_fps:18.1f} | "
-                  f"{per_min * FEATURE_DIM * 4 / 1024:16.0f} |", flush=True)  # fmt: skip
+            print(
+                f"| {fps:3d} | {len(seen) / len(errors):10.0%} | {seen.mean():19.0f} | "
+                f"{np.percentile(seen, 95):6.0f} | {per_min:10d} | {per_min / vit_fps:18.1f} | "
+                f"{per_min * FEATURE_DIM * 4 / 1024:16.0f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

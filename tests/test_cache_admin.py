@@ -46,8 +46,9 @@ def test_cli_info_and_prune(tmp_path, runner):
     fill(cache, "visual", "1" * 32, 4096, last_used=1_000_000)
     info = runner.invoke(app, ["cache", "info", "--cache", str(tmp_path)])
     assert info.exit_code == 0 and "visual" in info.stdout and "1 entries" in info.stdout
-    dry = runner.invoke(app, ["cache", "prune", "--cache", str(tmp_path), "--max-size", "0",
-                              "--dry-run"])  # fmt: skip
+    dry = runner.invoke(
+        app, ["cache", "prune", "--cache", str(tmp_path), "--max-size", "0", "--dry-run"]
+    )
     assert "would remove 1 entries" in dry.stdout and cache.entry_dir("visual", "1" * 32).exists()
     done = runner.invoke(app, ["cache", "prune", "--cache", str(tmp_path), "--unused-days", "1"])
     assert done.exit_code == 0 and "removed 1 entries" in done.stdout

@@ -296,9 +296,16 @@ def test_meta_keeps_keys_it_does_not_know():
 
 
 @pytest.mark.parametrize(
-    "key, value", [("step", "6"), ("step", True), ("labels", ["a", 1]), ("task", 3),
-                   ("best_val_loss", "low"), ("encoders", [])],
-)  # fmt: skip
+    "key, value",
+    [
+        ("step", "6"),
+        ("step", True),
+        ("labels", ["a", 1]),
+        ("task", 3),
+        ("best_val_loss", "low"),
+        ("encoders", []),
+    ],
+)
 def test_meta_of_the_wrong_type_is_one_line_error(tmp_path, key, value):
     folder = save_checkpoint(tmp_path / "ckpt", tiny(), CONFIG, META)
     config = json.loads((folder / CONFIG_FILE).read_text())

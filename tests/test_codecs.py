@@ -236,9 +236,15 @@ def test_unknown_names_and_misused_options(tmp_path):
 
 
 SMALL = CodecConfig(
-    name="tiny16k", sample_rate=16000, n_filters=4, dimension=8, ratios=(4, 4, 2), lstm=1, n_q=3,
+    name="tiny16k",
+    sample_rate=16000,
+    n_filters=4,
+    dimension=8,
+    ratios=(4, 4, 2),
+    lstm=1,
+    n_q=3,
     bins=64,
-)  # fmt: skip
+)
 
 
 def _model_with_spread_codebooks(config: CodecConfig, wav: torch.Tensor) -> EncodecModel:

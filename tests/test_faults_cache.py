@@ -62,8 +62,10 @@ def extract(cache: Path, *inputs: Path) -> subprocess.CompletedProcess:
 def records(done: subprocess.CompletedProcess) -> list[dict]:
     """The JSON lines, without what differs between a hit and a miss."""
     drop = {"cache_hit", "timings"}
-    return [{k: v for k, v in json.loads(line).items() if k not in drop}
-            for line in done.stdout.splitlines()]  # fmt: skip
+    return [
+        {k: v for k, v in json.loads(line).items() if k not in drop}
+        for line in done.stdout.splitlines()
+    ]
 
 
 def assert_one_cache_line(done: subprocess.CompletedProcess, folder: Path, why: str) -> None:
@@ -193,7 +195,7 @@ FILES = {
     "token meta": ("audio_tokens/v*/*/*/meta.json", EDIT_DURATION),
     "digest memo": ("digests/**/*.json", {"value": lambda p: _edit_json(p, _set_digest)}),
     "encoder memo": ("encoders/**/*.json", {"value": lambda p: _edit_json(p, _set_id)}),
-}  # fmt: skip
+}
 CASES = [
     (kind, damage)
     for kind, (_, extra) in FILES.items()
@@ -212,9 +214,11 @@ def clean_cache(tmp_path_factory, clip) -> tuple[Path, list[dict]]:
 
 def _tokenize_in_process(root: Path, video: Path, reports: list[str]) -> list[dict]:
     opts = TokenizeOptions(
-        extract=ExtractOptions(fps=float(FPS)), codec="debug", image_encoder="debug",
+        extract=ExtractOptions(fps=float(FPS)),
+        codec="debug",
+        image_encoder="debug",
         keep_frames=True,
-    )  # fmt: skip
+    )
     cache = Cache(root, on_damage=reports.append)
     with ClipTokenizer(opts, cache) as tokenizer:
         tokens = tokenizer.tokenize(video)

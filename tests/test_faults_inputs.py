@@ -87,9 +87,24 @@ def test_tokenize_with_a_fifo_finishes_the_batch(clip, tmp_path):
     good = clip("fifo-neighbour.mp4", duration=1.0)
     manifest = tmp_path / "m.jsonl"
     manifest.write_text(json.dumps({"video": str(fifo)}) + "\n")
-    done = run_vab("tokenize", str(fifo), "/dev/zero", str(good), "--data", str(manifest),
-                   "--codec", "debug", "--image-encoder", "debug", "--size", "32",
-                   "--cache", str(tmp_path / "cache"), "-q", timeout=90)  # fmt: skip
+    done = run_vab(
+        "tokenize",
+        str(fifo),
+        "/dev/zero",
+        str(good),
+        "--data",
+        str(manifest),
+        "--codec",
+        "debug",
+        "--image-encoder",
+        "debug",
+        "--size",
+        "32",
+        "--cache",
+        str(tmp_path / "cache"),
+        "-q",
+        timeout=90,
+    )
     assert done.returncode == 1, done.stderr
     errors = error_lines(done.stderr)
     assert len(errors) == 3 and all("not a regular file" in e for e in errors), done.stderr
@@ -100,8 +115,19 @@ def test_tokenize_with_a_fifo_finishes_the_batch(clip, tmp_path):
 def test_missing_relative_manifest_video_is_one_line_not_internal(clip, tmp_path):
     manifest = tmp_path / "m.jsonl"
     manifest.write_text('{"video": "sub/nope.mp4"}\n')
-    done = run_vab("tokenize", "--data", "m.jsonl", "--codec", "debug", "--image-encoder",
-                   "debug", "--cache", str(tmp_path / "cache"), "-q", cwd=tmp_path)  # fmt: skip
+    done = run_vab(
+        "tokenize",
+        "--data",
+        "m.jsonl",
+        "--codec",
+        "debug",
+        "--image-encoder",
+        "debug",
+        "--cache",
+        str(tmp_path / "cache"),
+        "-q",
+        cwd=tmp_path,
+    )
     assert done.returncode == 1
     assert error_lines(done.stderr) == ["error: m.jsonl:1: sub/nope.mp4: no such file"]
 
@@ -121,8 +147,15 @@ def test_unwritable_output_folder_fails_before_the_model_loads(clip, tmp_path):
     video = clip("ro-out.mp4", duration=1.0)
     out = tmp_path / "ro"
     with read_only(out):
-        done = run_vab("generate", str(video), "--out", str(out / "sub"), "--model",
-                       str(tmp_path / "no-such-model-needed"), timeout=60)  # fmt: skip
+        done = run_vab(
+            "generate",
+            str(video),
+            "--out",
+            str(out / "sub"),
+            "--model",
+            str(tmp_path / "no-such-model-needed"),
+            timeout=60,
+        )
         assert done.returncode == 2  # the model path is checked first: a usage error
         done = run_vab("generate", str(video), "--out", str(out / "sub"), "-q", timeout=60)
     assert done.returncode == 1, done.stderr
@@ -140,13 +173,15 @@ def test_a_newline_in_a_name_keeps_one_line_per_input(clip, tmp_path):
     odd.write_bytes(source.read_bytes())
     broken = tmp_path / "bad\rname.mp4"
     broken.write_bytes(b"not a video")
-    done = run_vab("extract", str(odd), str(broken), "--size", "32", "--cache",
-                   str(tmp_path / "cache"), "-q")  # fmt: skip
+    done = run_vab(
+        "extract", str(odd), str(broken), "--size", "32", "--cache", str(tmp_path / "cache"), "-q"
+    )
     assert done.returncode == 1
     assert len(done.stdout.splitlines()) == 1 and "two\\nlines.mp4" in done.stdout
     assert len(done.stderr.splitlines()) == 1 and "name.mp4: truncated" in done.stderr
-    as_json = run_vab("extract", str(odd), "--json", "--size", "32", "--cache",
-                      str(tmp_path / "cache"), "-q")  # fmt: skip
+    as_json = run_vab(
+        "extract", str(odd), "--json", "--size", "32", "--cache", str(tmp_path / "cache"), "-q"
+    )
     assert json.loads(as_json.stdout)["input"] == str(odd)  # JSON keeps the real name
 
 
@@ -162,8 +197,15 @@ def _encode(out: Path, *args: str) -> Path:
 def test_tiny_frames_are_a_valid_video(tmp_path, size):
     from vabcli.media.probe import probe
 
-    video = _encode(tmp_path / f"v{size}.mkv", "-f", "lavfi", "-i",
-                    f"color=c=red:s={size}:r=4:d=1", "-c:v", "png")  # fmt: skip
+    video = _encode(
+        tmp_path / f"v{size}.mkv",
+        "-f",
+        "lavfi",
+        "-i",
+        f"color=c=red:s={size}:r=4:d=1",
+        "-c:v",
+        "png",
+    )
     info = probe(video)
     assert (info.width, info.height) == tuple(int(v) for v in size.split("x"))
 
@@ -172,8 +214,17 @@ def test_a_clip_starting_at_ten_hours_is_its_frames_span(tmp_path):
     """The clip is its frames' span; an offset clock must not make it a 10-hour video."""
     from vabcli.media.probe import probe
 
-    video = _encode(tmp_path / "late.mkv", "-f", "lavfi", "-i", "color=c=red:s=32x32:r=4:d=0.5",
-                    "-c:v", "png", "-output_ts_offset", "36000")  # fmt: skip
+    video = _encode(
+        tmp_path / "late.mkv",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=red:s=32x32:r=4:d=0.5",
+        "-c:v",
+        "png",
+        "-output_ts_offset",
+        "36000",
+    )
     info = probe(video)
     assert info.duration == pytest.approx(0.5, abs=0.01)
 
@@ -183,8 +234,17 @@ def test_a_lone_frame_ten_hours_after_the_rest_is_refused_in_one_line(tmp_path, 
     from vabcli.core.errors import MediaError
     from vabcli.media.probe import probe
 
-    video = _encode(tmp_path / "gap.mkv", "-f", "lavfi", "-i", "color=c=red:s=32x32:r=4:d=1",
-                    "-vf", "setpts='if(eq(N,3),36000/TB,PTS)'", "-c:v", "png")  # fmt: skip
+    video = _encode(
+        tmp_path / "gap.mkv",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=red:s=32x32:r=4:d=1",
+        "-vf",
+        "setpts='if(eq(N,3),36000/TB,PTS)'",
+        "-c:v",
+        "png",
+    )
     with pytest.raises(MediaError, match=r"jump.*frames") as caught:
         probe(video)
     assert "\n" not in str(caught.value)

@@ -106,8 +106,20 @@ def test_generate_interrupted_anywhere_then_rerun_gives_the_same_bytes(
     clips, checkpoint, tmp_path, sig, fraction
 ):
     def args(folder: Path) -> list[str]:
-        return ["generate", str(clips), "--out", str(folder / "out"), "--model", str(checkpoint),
-                "--cache", str(folder / "cache"), "--steps", "3", "--seed", "4"]  # fmt: skip
+        return [
+            "generate",
+            str(clips),
+            "--out",
+            str(folder / "out"),
+            "--model",
+            str(checkpoint),
+            "--cache",
+            str(folder / "cache"),
+            "--steps",
+            "3",
+            "--seed",
+            "4",
+        ]
 
     reference, hit, _ = run_interrupt_rerun(args, tmp_path, sig, fraction)
     reference, out, cache = reference / "out", hit / "out", hit / "cache"
@@ -137,8 +149,9 @@ def test_tokenize_interrupted_anywhere_then_rerun_fills_the_same_cache(
 def manifest(clips, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "manifest.jsonl"
     splits = ["train", "train", "val"]
-    lines = [json.dumps({"video": str(clips / f"k{i}.mp4"), "split": s}) for i, s in
-             enumerate(splits)]  # fmt: skip
+    lines = [
+        json.dumps({"video": str(clips / f"k{i}.mp4"), "split": s}) for i, s in enumerate(splits)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -150,9 +163,28 @@ def test_train_interrupted_anywhere_then_resumed_gives_the_same_weights(
     cache = tmp_path / "cache-shared"  # the tokenizing is not what is interrupted here
 
     def args(out: Path) -> list[str]:
-        return ["train", "--data", str(manifest), "--out", str(out), "--cache", str(cache),
-                *DEBUG, "--batch-size", "2", "--clip-seconds", "1", "--steps", "8",
-                "--val-every", "2", "--workers", "1", "--seed", "3"]  # fmt: skip
+        return [
+            "train",
+            "--data",
+            str(manifest),
+            "--out",
+            str(out),
+            "--cache",
+            str(cache),
+            *DEBUG,
+            "--batch-size",
+            "2",
+            "--clip-seconds",
+            "1",
+            "--steps",
+            "8",
+            "--val-every",
+            "2",
+            "--workers",
+            "1",
+            "--seed",
+            "3",
+        ]
 
     assert run_vab(*args(tmp_path / "warm"), "--steps", "1").returncode == 0  # fills the cache
     reference, out, _ = run_interrupt_rerun(args, tmp_path, sig, fraction, "--resume")

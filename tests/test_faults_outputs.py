@@ -60,8 +60,18 @@ def real_ffmpeg(monkeypatch):
 
 def generate(video: Path, out: Path, checkpoint: Path, cache: Path) -> tuple[int, list, list]:
     """`vab generate --json` in this process: exit code, JSON records, `error:` lines."""
-    args = ["generate", str(video), "--out", str(out), "--model", str(checkpoint),
-            "--cache", str(cache), "--json", *FAST]  # fmt: skip
+    args = [
+        "generate",
+        str(video),
+        "--out",
+        str(out),
+        "--model",
+        str(checkpoint),
+        "--cache",
+        str(cache),
+        "--json",
+        *FAST,
+    ]
     result = CliRunner().invoke(app, args)
     records = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
@@ -135,8 +145,9 @@ def test_ffmpeg_exiting_0_after_a_write_error_is_a_failure(
     assert list(out.iterdir()) == []  # no WAV or sidecar either: the clip is not half done
     # `vab mux` itself, through the real entry point
     audio = write_tone(tmp_path / "a.wav", 2.0)
-    done = run_vab("mux", str(video), str(audio), "-o", str(out / "m.mp4"),
-                   env={"VAB_FFMPEG": str(fake)})  # fmt: skip
+    done = run_vab(
+        "mux", str(video), str(audio), "-o", str(out / "m.mp4"), env={"VAB_FFMPEG": str(fake)}
+    )
     assert done.returncode == 1
     assert done.stderr.splitlines()[0] == f"error: {out}: no space left on device writing m.mp4"
     assert list(out.iterdir()) == []
@@ -173,8 +184,14 @@ SLOW_MUX = "sleep 60"  # the kill lands while the MP4 is under its temporary nam
 def start_killable(*args: str, env: dict) -> subprocess.Popen:
     """`vab ARGS` in its own process group, so one SIGKILL takes it and its ffmpeg (as the OOM
     killer or a scheduler's kill of the job would)."""
-    return subprocess.Popen([*VAB, *args], env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    return subprocess.Popen(
+        [*VAB, *args],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def kill_when_muxing(proc: subprocess.Popen, out: Path, timeout: float = 120) -> None:
@@ -196,8 +213,17 @@ def test_temporaries_of_a_sigkilled_generate_are_swept_by_the_next_run(
 ):
     out = tmp_path / "out"
     slow = fake_ffmpeg(tmp_path, real_ffmpeg, SLOW_MUX)
-    args = ["generate", str(video), "--out", str(out), "--model", str(checkpoint),
-            "--cache", str(cache_dir), *FAST]  # fmt: skip
+    args = [
+        "generate",
+        str(video),
+        "--out",
+        str(out),
+        "--model",
+        str(checkpoint),
+        "--cache",
+        str(cache_dir),
+        *FAST,
+    ]
     proc = start_killable(*args, env={"VAB_FFMPEG": str(slow)})
     kill_when_muxing(proc, out)
     assert {Path(n).suffix for n in leftovers(out)} >= {".wav", ".mp4"}  # what a kill leaves
@@ -212,8 +238,9 @@ def test_mux_sweeps_temporaries_of_dead_runs_only(video, tmp_path, real_ffmpeg):
     audio = write_tone(tmp_path / "a.wav", 2.0)
     slow = fake_ffmpeg(tmp_path, real_ffmpeg, SLOW_MUX)
     target = out / "m.mp4"
-    proc = start_killable("mux", str(video), str(audio), "-o", str(target),
-                          env={"VAB_FFMPEG": str(slow)})  # fmt: skip
+    proc = start_killable(
+        "mux", str(video), str(audio), "-o", str(target), env={"VAB_FFMPEG": str(slow)}
+    )
     kill_when_muxing(proc, out)
     dead = leftovers(out)
     assert len(dead) == 1

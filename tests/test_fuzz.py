@@ -109,12 +109,40 @@ def test_raw_text_lines_parse_or_name_their_line(tmp_path, raw):
 OPTION_VALUES = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.integers(min_value=-(10**25), max_value=10**25).map(str),
-    st.sampled_from(["nan", "-nan", "inf", "-inf", "Infinity", "-0", "-0.0", "1e999", "0", "",
-                     "1e-320", "0x10", "1_000", " 3", "99999999999"]),
-)  # fmt: skip
-GENERATE_OPTIONS = ["--steps", "--guidance", "--temperature", "--top-k", "--seed", "--batch-size",
-                    "--keep-audio", "--gap-threshold", "--min-gap", "--window", "--context",
-                    "--workers"]  # fmt: skip
+    st.sampled_from(
+        [
+            "nan",
+            "-nan",
+            "inf",
+            "-inf",
+            "Infinity",
+            "-0",
+            "-0.0",
+            "1e999",
+            "0",
+            "",
+            "1e-320",
+            "0x10",
+            "1_000",
+            " 3",
+            "99999999999",
+        ]
+    ),
+)
+GENERATE_OPTIONS = [
+    "--steps",
+    "--guidance",
+    "--temperature",
+    "--top-k",
+    "--seed",
+    "--batch-size",
+    "--keep-audio",
+    "--gap-threshold",
+    "--min-gap",
+    "--window",
+    "--context",
+    "--workers",
+]
 TOKENIZE_OPTIONS = ["--fps", "--size", "--bandwidth", "--workers"]
 
 
@@ -165,16 +193,41 @@ def no_model(monkeypatch):
 @FUZZ
 @given(option=st.sampled_from(GENERATE_OPTIONS), value=OPTION_VALUES)
 def test_generate_numeric_options(tmp_path, no_model, option, value):
-    _invoke(tmp_path, ["generate", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "out"),
-                       "--cache", str(tmp_path / "cache"), "-q", option, value])  # fmt: skip
+    _invoke(
+        tmp_path,
+        [
+            "generate",
+            str(tmp_path / "missing.mp4"),
+            "--out",
+            str(tmp_path / "out"),
+            "--cache",
+            str(tmp_path / "cache"),
+            "-q",
+            option,
+            value,
+        ],
+    )
 
 
 @FUZZ
 @given(option=st.sampled_from(TOKENIZE_OPTIONS), value=OPTION_VALUES)
 def test_tokenize_numeric_options(tmp_path, option, value):
-    _invoke(tmp_path, ["tokenize", str(tmp_path / "missing.mp4"), "--codec", "debug",
-                       "--image-encoder", "debug", "--cache", str(tmp_path / "cache"), "-q",
-                       option, value])  # fmt: skip
+    _invoke(
+        tmp_path,
+        [
+            "tokenize",
+            str(tmp_path / "missing.mp4"),
+            "--codec",
+            "debug",
+            "--image-encoder",
+            "debug",
+            "--cache",
+            str(tmp_path / "cache"),
+            "-q",
+            option,
+            value,
+        ],
+    )
 
 
 @pytest.mark.parametrize(
@@ -192,6 +245,7 @@ def test_tokenize_numeric_options(tmp_path, option, value):
     ],
 )
 def test_meaningless_generate_values_are_usage_errors(tmp_path, no_model, args):
-    result = _invoke(tmp_path, ["generate", str(tmp_path / "missing.mp4"), "--out",
-                                str(tmp_path / "out"), *args])  # fmt: skip
+    result = _invoke(
+        tmp_path, ["generate", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "out"), *args]
+    )
     assert result.exit_code == 2 and args[0] in result.output

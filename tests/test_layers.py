@@ -33,8 +33,11 @@ def _layers() -> list[list[str]]:
 def _lint(where: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(LINT_IMPORTS), "--no-cache", "--no-logo", str(where / "pyproject.toml")],
-        cwd=where, env={"PYTHONPATH": str(where), "PATH": ""}, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=where,
+        env={"PYTHONPATH": str(where), "PATH": ""},
+        capture_output=True,
+        text=True,
+    )
 
 
 def _copy_of_the_package(where: Path) -> None:

@@ -86,8 +86,12 @@ def test_shards_split_a_list_deterministically_and_completely():
 
 
 def test_taking_a_clip_lock_sweeps_that_clip_temporaries_only(tmp_path):
-    dead = [".x.tmp-99999-0123abcd.wav", ".x.tmp-99999-0123abcd.mp4", ".x.tmp-1-89abcdef.json",
-            "..x.tmp-99999-0123abcd.tmp-99999-deadbeef.mp4"]  # fmt: skip
+    dead = [
+        ".x.tmp-99999-0123abcd.wav",
+        ".x.tmp-99999-0123abcd.mp4",
+        ".x.tmp-1-89abcdef.json",
+        "..x.tmp-99999-0123abcd.tmp-99999-deadbeef.mp4",
+    ]
     kept = [".x.y.tmp-99999-0123abcd.wav", ".xx.tmp-99999-0123abcd.wav", "x.wav", ".x.lockish"]
     for name in dead + kept:
         (tmp_path / name).write_bytes(b"left")

@@ -24,11 +24,23 @@ def openmp_settings(entry: list[str], tmp_path: Path, **env: str) -> dict[str, s
     manifest."""
     clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     done = subprocess.run(
-        [*entry, "train", "--data", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "r"),
-         "--codec", "debug", "--image-encoder", "debug"],
-        capture_output=True, text=True, timeout=120,
+        [
+            *entry,
+            "train",
+            "--data",
+            str(tmp_path / "missing.jsonl"),
+            "--out",
+            str(tmp_path / "r"),
+            "--codec",
+            "debug",
+            "--image-encoder",
+            "debug",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**clean, "OMP_DISPLAY_ENV": "VERBOSE", **env},
-    )  # fmt: skip
+    )
     assert "cannot read manifest" in done.stderr, done.stderr
     return dict(re.findall(r"^\s+(\w+) = '([^']*)'$", done.stderr, re.MULTILINE))
 
@@ -61,9 +73,8 @@ def test_torch_teams_share_the_cores(cores, concurrent, expected):
 
 @pytest.mark.parametrize(
     ("cpu_max", "expected"),
-    [("max 100000\n", None), ("200000 100000\n", 2), ("50000 100000", 1), (None, None),
-     ("", None)],
-)  # fmt: skip
+    [("max 100000\n", None), ("200000 100000\n", 2), ("50000 100000", 1), (None, None), ("", None)],
+)
 def test_a_cgroup_quota_bounds_the_cores(cpu_max, expected):
     assert cgroup_cpu_quota(cpu_max) == expected
 

@@ -123,6 +123,7 @@ def test_vab_synth_cli_is_deterministic(tmp_path, runner):
     assert all(json.loads(line)["events"] for line in a.splitlines())
     for name in ("clip-00000.mp4", "clip-00001.mp4"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    bad = runner.invoke(app, ["synth", str(tmp_path / "c"), "--min-duration", "5",
-                              "--max-duration", "2"])  # fmt: skip
+    bad = runner.invoke(
+        app, ["synth", str(tmp_path / "c"), "--min-duration", "5", "--max-duration", "2"]
+    )
     assert bad.exit_code == 2 and "durations" in bad.output
