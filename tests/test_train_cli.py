@@ -365,11 +365,11 @@ def classify_round_trip(tmp_path, manifest, lines, silent, cache_dir):
 def test_only_the_first_rank_says_what_an_interrupt_kept(tmp_path, monkeypatch, capsys, rank, says):
     import typer
 
-    from vabcli.cli.train import interrupted
+    from vabcli.cli.runs import training_failures
 
     monkeypatch.setenv("RANK", rank)
     (tmp_path / "last").mkdir()  # saved by rank 0; another rank may look before it is there
-    with pytest.raises(typer.Exit) as ended:
-        interrupted(tmp_path)
+    with pytest.raises(typer.Exit) as ended, training_failures(tmp_path):
+        raise KeyboardInterrupt
     assert ended.value.exit_code == 130
     assert ("holds the run so far" in capsys.readouterr().err) == says

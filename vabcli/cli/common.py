@@ -6,7 +6,7 @@ command's failure becomes an `error:` line and its exit code."""
 import functools
 import inspect
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,6 +161,8 @@ SampleRateOpt = Annotated[
     int, typer.Option("--sample-rate", metavar="SR", help="Audio sample rate in Hz (mono).")
 ]
 DEFAULT_FPS, DEFAULT_SIZE, DEFAULT_SAMPLE_RATE = VISUAL_FPS, str(FRAME_SIZE), CODEC_SAMPLE_RATE
+# Inputs handled at the same time by the batch commands that have no options dataclass of their own.
+DEFAULT_WORKERS = ClipOptions.workers
 
 # The frozen encoders (tokenize, train): one definition each.
 CodecOpt = Annotated[
@@ -204,6 +206,29 @@ DeviceOpt = Annotated[
     str, typer.Option(metavar="DEVICE", help="auto (cuda, then mps, then cpu), cpu, cuda.")
 ]
 
+# The options of the training runs (train, finetune contrastive, finetune classify).
+PackOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--pack",
+        metavar="DIR",
+        help="Train on a pack from --write-pack instead of --data (no videos or encoders).",
+    ),
+]
+StepsOpt = Annotated[int, typer.Option(metavar="N", min=1, help="Optimizer steps.")]
+LrOpt = Annotated[float, typer.Option(metavar="LR", help="Peak learning rate.")]
+WarmupOpt = Annotated[
+    int, typer.Option("--warmup-steps", metavar="N", min=0, help="Linear warm-up steps.")
+]
+ClipSecondsOpt = Annotated[
+    float, typer.Option("--clip-seconds", metavar="S", help="Training window, seconds.")
+]
+ValEveryOpt = Annotated[
+    int, typer.Option("--val-every", metavar="N", min=1, help="Validate and save every N.")
+]
+SeedOpt = Annotated[int, typer.Option(metavar="N", help="Seed of every random choice.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR/last.")]
+
 
 @dataclass(frozen=True)
 class SharedOptions:
@@ -227,20 +252,31 @@ _SHARED = (
 )
 
 
-def shared_options(command: Callable[..., None]) -> Callable[..., None]:
-    """`command`, whose last parameter is `shared: SharedOptions`, as typer is to see it: that
-    parameter replaced by the shared options, in their place at the end of `--help`, and
-    gathered into a SharedOptions for the call (one declaration of them, not one per command)."""
-    signature = inspect.signature(command)
-    *own, _shared = signature.parameters.values()
+def trailing_options(
+    extra: Sequence[inspect.Parameter], gather: Callable[..., Any]
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A decorator: the command's last parameter, as typer is to see it, replaced by the
+    options `extra` (in their place at the end of `--help`), whose values reach the command
+    gathered into `gather(**values)` (one declaration of options several commands end with,
+    not one per command)."""
 
-    @functools.wraps(command)
-    def with_shared(**values: Any) -> None:
-        shared = SharedOptions(**{p.name: values.pop(p.name) for p in _SHARED})
-        command(**values, shared=shared)
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command)
+        *own, last = signature.parameters.values()
 
-    with_shared.__signature__ = signature.replace(parameters=[*own, *_SHARED])  # type: ignore[attr-defined]
-    return with_shared
+        @functools.wraps(command)
+        def with_extra(**values: Any) -> None:
+            gathered = gather(**{p.name: values.pop(p.name) for p in extra})
+            command(**values, **{last.name: gathered})
+
+        with_extra.__signature__ = signature.replace(parameters=[*own, *extra])  # type: ignore[attr-defined]
+        return with_extra
+
+    return decorate
+
+
+# `command`, whose last parameter is `shared: SharedOptions`, with the shared options in its place.
+shared_options = trailing_options(_SHARED, SharedOptions)
 
 
 def run_command(
@@ -266,15 +302,21 @@ def show_jobs(display: JobsDisplay, run: Callable[[], list[Outcome]]) -> None:
 
 
 @contextmanager
-def one_line_failures(interrupted: str = "interrupted") -> Iterator[None]:
+def one_line_failures(
+    interrupted: str | Callable[[], str | None] = "interrupted",
+) -> Iterator[None]:
     """How a command ends when its work fails as a whole: a VabError or OSError (a model that
     cannot load, an unreadable file) is one `error:` line and exit 1; Ctrl-C or SIGTERM is
-    `error: {interrupted}` and exit 130. A reader of stdout that left is no failure of the
-    command: that passes on to `main`, which exits with the pipe's status (141)."""
+    `error: {interrupted}` and exit 130 (`interrupted` may be a function saying, once the work
+    has stopped, what it left behind; None from it: exit 130 without a word). A reader of
+    stdout that left is no failure of the command: that passes on to `main`, which exits with
+    the pipe's status (141)."""
     try:
         yield
     except KeyboardInterrupt:
-        print_error(interrupted)
+        message = interrupted() if callable(interrupted) else interrupted
+        if message is not None:
+            print_error(message)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except BrokenPipeError:  # stdout's reader left (`| head`): main gives the pipe's status
         raise

@@ -1,7 +1,8 @@
 """`vab generate`: dub videos with audio generated from their pictures, in batches."""
 
+from dataclasses import fields
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,26 +16,63 @@ from vabcli.cli.common import (
     app,
     bad_options,
     check_writable_folder,
+    one_line_failures,
     open_cache,
     show_jobs,
 )
-from vabcli.cli.console import JobsDisplay, print_error
+from vabcli.cli.console import JobsDisplay
 from vabcli.config import DubOptions, SamplingOptions
 from vabcli.core.builtin import BUILTIN
 from vabcli.core.device import launch, rank_device
-from vabcli.core.errors import VabError
 from vabcli.core.threads import size_torch_threads
 from vabcli.data.clips import clip_items
 from vabcli.generation.outputs import DubTarget, in_shard, parse_shard, plan_targets
 from vabcli.generation.pipeline import run_dub
 
-_DEFAULTS = SamplingOptions()
+_DUB = DubOptions(model=Path(BUILTIN))  # the defaults of every option below
+_DEFAULTS = _DUB.sampling
 # Option spelling of each DubOptions / SamplingOptions field, for usage errors.
-_OPTION_NAMES = {"steps": "--steps", "guidance": "--guidance", "temperature": "--temperature",
-                 "top_k": "--top-k", "batch_size": "--batch-size", "workers": "--workers",
-                 "keep_audio": "--keep-audio", "gap_threshold_db": "--gap-threshold",
-                 "min_gap_seconds": "--min-gap", "window_seconds": "--window",
-                 "context_seconds": "--context"}  # fmt: skip
+_OPTION_NAMES = {
+    "steps": "--steps",
+    "guidance": "--guidance",
+    "temperature": "--temperature",
+    "top_k": "--top-k",
+    "batch_size": "--batch-size",
+    "workers": "--workers",
+    "keep_audio": "--keep-audio",
+    "gap_threshold_db": "--gap-threshold",
+    "min_gap_seconds": "--min-gap",
+    "window_seconds": "--window",
+    "context_seconds": "--context",
+}
+
+
+# Parameters named apart from the DubOptions field they set.
+_FIELD_OF = {
+    "gap_threshold": "gap_threshold_db",
+    "min_gap": "min_gap_seconds",
+    "window": "window_seconds",
+    "context": "context_seconds",
+}
+
+
+def _dub_options(parameters: dict[str, Any]) -> DubOptions:
+    """The DubOptions (and SamplingOptions) of the command's `parameters`."""
+    values = {_FIELD_OF.get(name, name): value for name, value in parameters.items()}
+    sampling = SamplingOptions(**_fields_of(SamplingOptions, values))
+    mux, device = not values["no_mux"], rank_device(values["device"])
+    return DubOptions(
+        **{**_fields_of(DubOptions, values), "mux": mux, "device": device}, sampling=sampling
+    )
+
+
+def _fields_of(options: type, values: dict[str, Any]) -> dict[str, Any]:
+    return {f.name: values[f.name] for f in fields(options) if f.name in values}
+
+
+def _seconds(flag: str, low: float, help: str) -> Any:
+    """A typer option taking a number of seconds, at least `low`."""
+    return typer.Option(flag, metavar="SECONDS", min=low, help=help)
 
 
 def _describe(outcome) -> str:
@@ -74,7 +112,7 @@ def generate(
             help="builtin (the bundled model, see vab models), a checkpoint folder, its "
             "config.json/model.safetensors, or a run folder (its best/, else last/).",
         ),
-    ] = Path(BUILTIN),  # fmt: skip
+    ] = _DUB.model,
     data: Annotated[
         Path | None,
         typer.Option("--data", metavar="MANIFEST", help="A manifest.jsonl of clips."),
@@ -93,7 +131,9 @@ def generate(
         int | None,
         typer.Option("--top-k", metavar="K", min=1, help="Sample among the K likeliest tokens."),
     ] = _DEFAULTS.top_k,
-    seed: Annotated[int, typer.Option(metavar="N", help="Seed: same seed, same audio.")] = 0,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="Seed: same seed, same audio.")
+    ] = _DUB.seed,
     sampler: Annotated[
         str,
         typer.Option(
@@ -101,28 +141,25 @@ def generate(
             help="maskgit (parallel) or ar (one frame per step: the "
             "baseline for speed comparisons).",
         ),
-    ] = "maskgit",  # fmt: skip
+    ] = _DUB.sampler,
     batch_size: Annotated[
         int, typer.Option("--batch-size", "-b", metavar="N", min=1, help="Clips per forward pass.")
-    ] = 4,
+    ] = _DUB.batch_size,
     audio_format: Annotated[
         str, typer.Option("--format", metavar="FMT", help="Audio file format: wav or flac.")
-    ] = "wav",
+    ] = _DUB.audio_format,
     no_mux: Annotated[
         bool, typer.Option("--no-mux", help="Write audio (and the sidecar) only, no video.")
-    ] = False,
+    ] = not _DUB.mux,
     reencode: Annotated[
         bool, typer.Option("--reencode", help="Re-encode video (H.264) when it cannot be copied.")
-    ] = False,
+    ] = _DUB.reencode,
     keep_audio: Annotated[
         float,
-        typer.Option(
-            "--keep-audio",
-            metavar="SECONDS",
-            min=0.0,
-            help="Keep the video's own first SECONDS of audio; generate the rest.",
+        _seconds(
+            "--keep-audio", 0.0, "Keep the video's own first SECONDS of audio; generate the rest."
         ),
-    ] = 0.0,  # fmt: skip
+    ] = _DUB.keep_audio,
     fill_gaps: Annotated[
         bool,
         typer.Option(
@@ -130,33 +167,27 @@ def generate(
             help="Regenerate only the silent stretches of the video's "
             "own audio; keep the rest untouched.",
         ),
-    ] = False,  # fmt: skip
+    ] = _DUB.fill_gaps,
     gap_threshold: Annotated[
         float,
         typer.Option("--gap-threshold", metavar="DB", help="Level below which audio is silent."),
-    ] = -50.0,
+    ] = _DUB.gap_threshold_db,
     min_gap: Annotated[
         float,
-        typer.Option("--min-gap", metavar="SECONDS", min=0.01, help="Shortest gap to fill."),
-    ] = 0.25,
+        _seconds("--min-gap", 0.01, "Shortest gap to fill."),
+    ] = _DUB.min_gap_seconds,
     window: Annotated[
         float | None,
-        typer.Option(
-            "--window",
-            metavar="SECONDS",
-            min=0.1,
-            help="Window length [default: the model's training window].",
-        ),
-    ] = None,  # fmt: skip
+        _seconds("--window", 0.1, "Window length [default: the model's training window]."),
+    ] = _DUB.window_seconds,
     context: Annotated[
         float,
-        typer.Option(
+        _seconds(
             "--context",
-            metavar="SECONDS",
-            min=0.0,
-            help="Overlap kept from the previous window in long videos (at most half a window).",
+            0.0,
+            "Overlap kept from the previous window in long videos (at most half a window).",
         ),
-    ] = 1.0,  # fmt: skip
+    ] = _DUB.context_seconds,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -164,19 +195,19 @@ def generate(
             metavar="I/N",
             help="Do only shard I of N (stable per clip); under torchrun each rank takes its own.",
         ),
-    ] = None,  # fmt: skip
-    overwrite: OverwriteOpt = False,
-    device: DeviceOpt = "auto",
+    ] = None,
+    overwrite: OverwriteOpt = _DUB.overwrite,
+    device: DeviceOpt = _DUB.device,
     codec: Annotated[
         str | None,
         typer.Option(
             metavar="NAME", help="Audio codec [default: the one the model was trained with]."
         ),
-    ] = None,  # fmt: skip
+    ] = _DUB.codec,
     codec_weights: Annotated[
         Path | None,
         typer.Option("--codec-weights", metavar="FILE", help="Weights for encodec_24khz."),
-    ] = None,
+    ] = _DUB.codec_weights,
     image_encoder: Annotated[
         str | None,
         typer.Option(
@@ -184,9 +215,9 @@ def generate(
             metavar="SPEC",
             help="Image encoder [default: the one the model was trained with].",
         ),
-    ] = None,  # fmt: skip
+    ] = _DUB.image_encoder,
     cache: CacheOpt = None,
-    workers: WorkersOpt = 2,
+    workers: WorkersOpt = _DUB.workers,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -203,26 +234,14 @@ def generate(
     if sampler not in ("maskgit", "ar"):
         raise typer.BadParameter("maskgit or ar", param_hint="--sampler")
     try:
-        sampling = SamplingOptions(steps=steps, guidance=guidance, temperature=temperature,
-                                   top_k=top_k)  # fmt: skip
-        opts = DubOptions(model=model, sampling=sampling, sampler=sampler, seed=seed,
-                          batch_size=batch_size, workers=workers, audio_format=audio_format,
-                          mux=not no_mux, reencode=reencode, overwrite=overwrite,
-                          keep_audio=keep_audio, fill_gaps=fill_gaps,
-                          gap_threshold_db=gap_threshold, min_gap_seconds=min_gap,
-                          window_seconds=window, context_seconds=context,
-                          device=rank_device(device), codec=codec, codec_weights=codec_weights,
-                          image_encoder=image_encoder)  # fmt: skip
+        opts = _dub_options(locals())
     except ValueError as exc:
         raise bad_options(exc, _OPTION_NAMES) from None
     part = _shard_of_run(shard)
-    try:
+    with one_line_failures():
         targets = plan_targets(clip_items(inputs, data), out, audio_format, mux=not no_mux)
         store = open_cache(cache)
         check_writable_folder(out)
-    except VabError as exc:
-        print_error(str(exc))
-        raise typer.Exit(1) from None
     if part is not None:
         targets = [t for t in targets if in_shard(t.item, *part)]
     _run(targets, opts, store, as_json, quiet)

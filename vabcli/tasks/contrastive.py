@@ -21,6 +21,7 @@ from vabcli.model.losses import LogitScale, LossResult, info_nce
 from vabcli.model.towers import EmbeddingModel, Towers
 from vabcli.model.transformer import AUDIO, VISUAL, VabModel
 from vabcli.tasks.finetune import FineTuneTrainer
+from vabcli.tasks.finetune_run import PROJ_DIM
 from vabcli.tasks.retrieval import recall_at_k
 from vabcli.training.distributed import gather_batch
 
@@ -31,7 +32,7 @@ RECALL_KS = (1, 5, 10)
 @dataclass(frozen=True)
 class ContrastiveSpec:
     n_layers: int  # N1: multiway layers in each tower
-    proj_dim: int = 128
+    proj_dim: int = PROJ_DIM
 
     def meta(self) -> dict[str, Any]:
         return {"task": CONTRASTIVE_TASK, "n_layers": self.n_layers, "proj_dim": self.proj_dim}
