@@ -20,14 +20,26 @@ from vabcli.media import ffmpeg
 
 DEMO_SEED = 99  # the bundled model trained on seed 1000; tests and benchmarks use others
 DEMO_CLIPS = 6
+# What the demo prints of `vab eval`'s scores, in this order.
+SCORES_SHOWN = (
+    "onset_f1",
+    "onset_offset_ms",
+    "class_acc",
+    "fd_logmel",
+    "duration_error_ms",
+    "silence_ratio",
+    "clipping",
+)
 
 
 def vab(*args: str, capture: bool = False) -> str:
     print("$ vab " + " ".join(args), flush=True)
     done = subprocess.run(
-        [sys.executable, "-m", "vabcli", *args], check=False, text=True,
+        [sys.executable, "-m", "vabcli", *args],
+        check=False,
+        text=True,
         stdout=subprocess.PIPE if capture else None,
-    )  # fmt: skip
+    )
     if done.returncode not in (0, 1):  # 1: some clip failed, shown above; go on
         raise SystemExit(f"vab {args[0]} failed (exit {done.returncode})")
     return done.stdout or ""
@@ -44,27 +56,24 @@ def main(out: Path) -> int:
     shutil.rmtree(out, ignore_errors=True)
     clips, dubbed = out / "clips", out / "dubbed"
     manifest = clips / "manifest.jsonl"
-    vab("synth", str(clips), "--n", str(DEMO_CLIPS), "--seed", str(DEMO_SEED),
-        "--min-duration", "4", "--max-duration", "10")  # fmt: skip
+    lengths = ("--min-duration", "4", "--max-duration", "10")
+    vab("synth", str(clips), "--n", str(DEMO_CLIPS), "--seed", str(DEMO_SEED), *lengths)
     vab("models")
     vab("generate", "--data", str(manifest), "--out", str(dubbed), "--cache", str(out / "cache"))
-    scores = json.loads(
-        vab("eval", "--generated", str(dubbed), "--reference", str(manifest), "--json", "-q",
-            capture=True) or "{}"
-    )  # fmt: skip
+    against = ("--generated", str(dubbed), "--reference", str(manifest))
+    scores = json.loads(vab("eval", *against, "--json", "-q", capture=True) or "{}")
     videos = sorted(dubbed.glob("*.mp4"))
     broken = {v: p for v in videos if (p := plays(v)) is not None}
     vab("generate", "--data", str(manifest), "--out", str(dubbed), "--cache", str(out / "cache"))
     print()
-    print(f"dubbed videos: {len(videos)} MP4s in {dubbed}/ (" + ", ".join(v.name for v in videos)
-          + ")")  # fmt: skip
+    names = ", ".join(v.name for v in videos)
+    print(f"dubbed videos: {len(videos)} MP4s in {dubbed}/ ({names})")
     for video, problem in broken.items():
         print(f"  does not play: {video}: {problem}")
     if not broken:
         print(f"  all {len(videos)} decode without errors (ffmpeg, every stream)")
     print("scores against the ground truth (vab eval):")
-    for key in ("onset_f1", "onset_offset_ms", "class_acc", "fd_logmel", "duration_error_ms",
-                "silence_ratio", "clipping"):  # fmt: skip
+    for key in SCORES_SHOWN:
         value = scores.get(key)
         print(f"  {key:18s} {'n/a' if value is None else f'{value:.4g}'}")
     ok = len(videos) == DEMO_CLIPS and not broken and scores.get("missing") == 0

@@ -74,7 +74,7 @@ class Towers(nn.Module):
         m = self.backbone
         x = m.visual_in(features) + m._position(
             features.shape[1], m.cfg.visual_fps, VISUAL, features.device
-        )  # fmt: skip
+        )
         for layer in m.multiway[: self.n_layers]:
             x = layer(x, x.shape[1], keep)  # every position is visual
         return _mean_pool(x, keep)
@@ -103,8 +103,9 @@ class Towers(nn.Module):
         spans = cut_windows(n, window)
         total = None
         for first in range(0, len(spans), WINDOWS_PER_BATCH):
-            batch = torch.stack([x.narrow(time_dim, s, e - s)
-                                 for s, e in spans[first : first + WINDOWS_PER_BATCH]])  # fmt: skip
+            batch = torch.stack(
+                [x.narrow(time_dim, s, e - s) for s, e in spans[first : first + WINDOWS_PER_BATCH]]
+            )
             pooled = tower(batch).sum(dim=0)
             total = pooled if total is None else total + pooled
         return total / len(spans)

@@ -117,9 +117,11 @@ def _attend_real_keys(attend, q, k, v, keep: KeyGroups) -> torch.Tensor:
 def feed_forward(cfg: ModelConfig) -> nn.Sequential:
     hidden = cfg.ffn_mult * cfg.d_model
     return nn.Sequential(
-        nn.Linear(cfg.d_model, hidden), nn.GELU(), nn.Linear(hidden, cfg.d_model),
+        nn.Linear(cfg.d_model, hidden),
+        nn.GELU(),
+        nn.Linear(hidden, cfg.d_model),
         nn.Dropout(cfg.dropout),
-    )  # fmt: skip
+    )
 
 
 class MultiwayLayer(nn.Module):

@@ -127,11 +127,16 @@ def write_pack(plan: TrainPlan, folder: Path, overwrite: bool = False) -> int:
                 if clip.label is not None:
                     labels[name] = clip.label
         meta = {
-            "format": PACK_FORMAT, "codec_id": plan.codec_id, "visual_id": plan.visual_id,
-            "encoders": plan.encoders, "data_dims": {k: cfg[k] for k in _PACK_DATA_DIMS},
-            "n_failed": plan.n_failed, "n_without_audio": plan.n_without_audio, **names,
+            "format": PACK_FORMAT,
+            "codec_id": plan.codec_id,
+            "visual_id": plan.visual_id,
+            "encoders": plan.encoders,
+            "data_dims": {k: cfg[k] for k in _PACK_DATA_DIMS},
+            "n_failed": plan.n_failed,
+            "n_without_audio": plan.n_without_audio,
+            **names,
             "labels": labels,
-        }  # fmt: skip
+        }
         (tmp / PACK_PLAN).write_text(json.dumps(meta, indent=1) + "\n")
         size = sum(f.stat().st_size for f in tmp.iterdir())
         if folder.exists():
@@ -157,19 +162,28 @@ def read_pack(folder: Path, preset: str, overrides: dict[str, int | float]) -> T
 
     def clips(split: str) -> list[LatentClip]:
         found = [
-            LatentClip(folder / f"{n}.features.npy", folder / f"{n}.codes.npy",
-                       _label(labels.get(n)))
+            LatentClip(
+                folder / f"{n}.features.npy", folder / f"{n}.codes.npy", _label(labels.get(n))
+            )
             for n in meta[split]
-        ]  # fmt: skip
+        ]
         missing = [c for c in found if not (c.features.exists() and c.codes.exists())]
         if missing:
             raise VabError(f"{folder}: pack is missing {missing[0].codes.name} and others")
         return found
 
     cfg = model_config(preset, **{**meta["data_dims"], **overrides})
-    return TrainPlan(preset, cfg, meta["codec_id"], meta["visual_id"], clips("train"),
-                     clips("val"), meta["n_failed"], meta["n_without_audio"],
-                     meta["encoders"])  # fmt: skip
+    return TrainPlan(
+        preset,
+        cfg,
+        meta["codec_id"],
+        meta["visual_id"],
+        clips("train"),
+        clips("val"),
+        meta["n_failed"],
+        meta["n_without_audio"],
+        meta["encoders"],
+    )
 
 
 def _label(value: Any) -> Any:
