@@ -165,3 +165,36 @@ def test_embed_and_classify_give_what_the_commands_give(tiny_models, example, tm
     for result, row in zip(results, rows, strict=True):
         assert list(result.scores) == list(row["scores"])
         assert np.allclose(list(result.scores.values()), list(row["scores"].values()), atol=1e-6)
+
+
+def test_train_and_finetune_through_the_api(clip, tmp_path):
+    """A tiny model pre-trained from a manifest, then fine-tuned into a classifier: checkpoints
+    written, summaries as `vab train --json` prints them."""
+    import vabcli
+
+    lines = []
+    for i, split in enumerate(["train", "train", "val"]):
+        path = clip(f"a{i}.mp4", duration=1.5, tone_hz=300.0 + 100 * i)
+        lines.append(json.dumps({"video": str(path), "split": split, "label": f"l{i % 2}"}))
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    short = {"batch_size": 2, "clip_seconds": 1.0, "val_every": 2, "workers": 1}
+    debug = {"cache": tmp_path / "cache", "codec": "debug", "image_encoder": "debug"}
+    steps = []
+    run = tmp_path / "run"
+
+    def on_step(metrics: dict) -> None:
+        steps.append(metrics["step"])
+
+    summary = vabcli.train(run, data=manifest, steps=2, on_step=on_step, **debug, **short)
+    assert summary["out"] == str(run) and summary["last"] == str(run / "last")
+    assert summary["step"] == 2 and "val_loss" in summary and steps == [1, 2]
+    assert (run / "last" / "model.safetensors").is_file()
+    with pytest.raises(ValueError, match="--overwrite"):
+        vabcli.train(run, data=manifest, steps=1, **debug)
+    cls = tmp_path / "cls"
+    tuned = vabcli.finetune(
+        "classify", run, cls, data=manifest, steps=2, cache=debug["cache"], **short
+    )
+    assert tuned["step"] == 2 and "val_accuracy" in tuned
+    assert (cls / "last" / "model.safetensors").is_file()

@@ -1,6 +1,7 @@
 """vab: dub videos with audio generated from their pictures.
 
-The Python API (vabcli/api.py): `vabcli.load("builtin").dub("clip.mp4")`, `vabcli.generate(...)`.
+The Python API (vabcli/api.py): `vabcli.load("builtin").dub("clip.mp4")`, `vabcli.generate(...)`,
+`vabcli.train(...)`, `vabcli.finetune(...)`.
 Its names load on first use (PEP 562), so `import vabcli` imports no torch, and nothing else of
 the package: the command line starts fast and `__version__` is cheap to read.
 """
@@ -20,8 +21,10 @@ _API = (
     "LoadedModel",
     "Outcome",
     "VabError",
+    "finetune",
     "generate",
     "load",
+    "train",
 )
 __all__ = ["__version__", *_API]
 

@@ -1,5 +1,6 @@
 """The Python API: `load()` a checkpoint with its encoders and dub, embed or classify clips in
-memory; `generate()` is the library call behind `vab generate`.
+memory; `generate()`, `train()` and `finetune()` are the library calls behind `vab generate`,
+`vab train` and `vab finetune`.
 
     import vabcli
     model = vabcli.load("builtin")
@@ -21,11 +22,12 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from vabcli.config import DubOptions, SamplerName, SamplingOptions
+from vabcli.config import DubOptions, SamplerName, SamplingOptions, TrainOptions
 from vabcli.core import cancel
 from vabcli.core.builtin import BUILTIN
 from vabcli.core.errors import InputError, VabError
 from vabcli.core.jobs import JobEvents, Outcome
+from vabcli.training.pretrain import DEFAULT_PRESET
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from vabcli.generation.dubber import Dubber
     from vabcli.tasks.classify import Classifier
     from vabcli.tasks.embedding import Embedder
+    from vabcli.training.prepare import RunSetup
 
 __all__ = [
     "Classification",
@@ -43,8 +46,10 @@ __all__ = [
     "LoadedModel",
     "Outcome",
     "VabError",
+    "finetune",
     "generate",
     "load",
+    "train",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -312,3 +317,96 @@ def _clip(video: PathLike) -> ClipItem:
     if problem:
         raise InputError(f"{path}: {problem}")
     return ClipItem(path)
+
+
+def train(
+    out: PathLike,
+    *,
+    data: PathLike | None = None,
+    pack: PathLike | None = None,
+    preset: str = DEFAULT_PRESET,
+    dims: dict[str, int | float] | None = None,
+    cache: PathLike | None = None,
+    device: str = "auto",
+    resume: bool = False,
+    overwrite: bool = False,
+    on_step: Callable[[dict[str, float]], None] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """What `vab train --data DATA --out OUT` does: pre-train a `preset` model (`dims`: single
+    dimensions overridden, e.g. {"d_model": 256}) on the train and val clips of the manifest
+    `data` (tokenized into the cache first; cached clips are free), or of a `pack`. `options`:
+    any field of `TrainOptions` (steps, batch_size, lr, clip_seconds, val_every, seed, ...) or
+    the encoders of `TokenizeOptions` (codec, codec_weights, bandwidth, image_encoder),
+    defaults as the command's. An earlier run in OUT is continued (`resume`) or replaced
+    (`overwrite`), else ValueError. Returns the summary `vab train --json` prints (out, last,
+    best, step, loss, ...); `on_step` hears every step's metrics."""
+    from vabcli.encoders.tokenize import TokenizeOptions
+    from vabcli.training.pretrain import train as pretrain
+
+    encoders = {k: options.pop(k) for k in _ENCODER_FIELDS if k in options}
+    tokenize = TokenizeOptions(device=device, **encoders)
+    setup = _run_setup(cache, device, resume, overwrite, on_step)
+    opts = replace(_TRAIN, **options)
+    where = {"data": _path(data), "pack": _path(pack), "tokenize": tokenize, "setup": setup}
+    return pretrain(Path(out), preset=preset, dims=dims, options=opts, **where)
+
+
+def finetune(
+    task: str,
+    init: PathLike,
+    out: PathLike,
+    *,
+    data: PathLike | None = None,
+    pack: PathLike | None = None,
+    cache: PathLike | None = None,
+    device: str = "auto",
+    resume: bool = False,
+    overwrite: bool = False,
+    on_step: Callable[[dict[str, float]], None] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """What `vab finetune contrastive|classify --init INIT --out OUT` does: fine-tune the
+    pre-trained checkpoint (or run folder) INIT on the clips of the manifest `data` (tokenized
+    with INIT's encoders) or of a `pack`, for `task` "contrastive" (an embedding model for
+    `load(OUT).embed`) or "classify" (a classifier for `load(OUT).classify`; labels from the
+    manifest). `options`: any field of `TrainOptions` (steps, batch_size, lr, ...) and the
+    task's own (layers; contrastive: proj_dim; classify: modality "av" | "v" | "a", freeze),
+    defaults as the command's. Run folder, `resume`, `overwrite`, `on_step` and the summary
+    returned as `train`'s."""
+    from vabcli.tasks import finetune_run
+
+    runs = {
+        "contrastive": (finetune_run.finetune_contrastive, finetune_run.CONTRASTIVE_OPTIONS),
+        "classify": (finetune_run.finetune_classify, finetune_run.CLASSIFY_OPTIONS),
+    }
+    if task not in runs:
+        raise ValueError(f"task must be contrastive or classify, got {task!r}")
+    run, defaults = runs[task]
+    trained = {k: options.pop(k) for k in _TRAIN_FIELDS if k in options}
+    setup = _run_setup(cache, device, resume, overwrite, on_step)
+    where = {"data": _path(data), "pack": _path(pack), "setup": setup}
+    return run(Path(init), Path(out), options=replace(defaults, **trained), **where, **options)
+
+
+_TRAIN = TrainOptions()
+_TRAIN_FIELDS = tuple(f.name for f in fields(TrainOptions))
+_ENCODER_FIELDS = ("codec", "codec_weights", "bandwidth", "image_encoder")
+
+
+def _run_setup(
+    cache: PathLike | None,
+    device: str,
+    resume: bool,
+    overwrite: bool,
+    on_step: Callable[[dict[str, float]], None] | None,
+) -> RunSetup:
+    from vabcli.core.cache import Cache
+    from vabcli.training.prepare import RunEvents, RunSetup
+
+    events = RunEvents(step=on_step)
+    return RunSetup(device, Cache(_path(cache)), resume, overwrite, events)
+
+
+def _path(path: PathLike | None) -> Path | None:
+    return None if path is None else Path(path)
