@@ -11,7 +11,8 @@ Stages, each skipped when its output exists (an interrupted build continues wher
   pack     vab train --write-pack: tokenized training data -> WORK/pack (only when asked)
   train    vab train on it with the builtin encoders      -> WORK/run, whose last checkpoint
            is installed into vabcli/weights/builtin/vab with card.json
-Long stages run through the real command line, as a user would run them. To train on a GPU
+`data` runs the real command line, as a user would; `pack` and `train` call the library
+function behind `vab train` (vabcli.training.pretrain) with the same options. To train on a GPU
 machine without videos or ffmpeg there: `--stages pack` here, then, with WORK/pack carried
 over, `--stages train --from-pack --device cuda` there.
 """
@@ -25,11 +26,15 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from vabcli.config import CLIP_SECONDS
 from vabcli.core.builtin import BUILTIN, BUILTIN_DIR, CARD_FILE, CHECKPOINT, CODEC, VISION
+from vabcli.core.threads import prepare_process
+from vabcli.encoders.tokenize import TokenizeOptions
+from vabcli.training.prepare import RunSetup
 
 STAGES = ("codec", "tower", "data", "pack", "train")
 DEFAULT_STAGES = ("codec", "tower", "data", "train")
@@ -49,6 +54,10 @@ class Recipe:
     model_set: tuple[str, ...] = ("d_model=192", "n_heads=4", "n_multiway=4", "n_shared=4")
     lr: float = 1e-3
     warmup_steps: int = 300
+
+
+# The bundled codec and image tower (installed by the stages before) tokenize the clips.
+_ENCODERS = TokenizeOptions(codec=BUILTIN, image_encoder=BUILTIN)
 
 
 def _vab(*args: str) -> None:
@@ -121,10 +130,14 @@ def build(
         )
         _vab("synth", str(data), *counts, *lengths)
         _finished("data", minutes)
-    encoders = _options(codec=BUILTIN, image_encoder=BUILTIN, cache=work / "cache")
+    setup = _train_setup(work / "cache", say)
     pack = work / "pack"
     if "pack" in stages and _stage("pack", pack / "plan.json", force, minutes):
-        _vab("train", *_options(data=manifest, write_pack=pack), "--overwrite", *encoders)
+        from vabcli.training.pretrain import write_training_pack
+
+        write_training_pack(
+            manifest, pack, tokenize=_ENCODERS, setup=replace(setup, overwrite=True)
+        )
         _finished("pack", minutes)
     run = work / "run"
     # Done only at the recipe's last step: an interrupted run resumes rather than installs.
@@ -132,19 +145,9 @@ def build(
     trained = _trained_steps(run / "last") if done.exists() and not force else 0
     finished = trained >= recipe.train_steps
     if "train" in stages and _stage("train", done if finished else run / "-", force, minutes):
-        source = _options(pack=pack) if from_pack else _options(data=manifest)
-        sets = [arg for pair in recipe.model_set for arg in ("--set", pair)]
-        again = "--resume" if trained else "--overwrite"
-        schedule = _options(
-            steps=recipe.train_steps,
-            batch_size=recipe.train_batch,
-            clip_seconds=recipe.clip_seconds,
-            lr=recipe.lr,
-            warmup_steps=recipe.warmup_steps,
-            val_every=500,
-        )
-        where = _options(out=run, device=device, preset="tiny")
-        _vab("train", *source, *where, again, *encoders, *sets, *schedule)
+        source = {"pack": pack} if from_pack else {"data": manifest}
+        again = {"resume": True} if trained else {"overwrite": True}
+        _pretrain(run, recipe, source, replace(setup, device=device, **again), say)
         _finished("train", minutes)
     if "train" in stages:
         # The end of the schedule, not the lowest val loss: val loss rises after mid-run while
@@ -154,6 +157,48 @@ def build(
         if minutes:  # something was rebuilt: the card's held-out scores no longer apply
             _write_card(recipe, minutes, device)
         print(f"bundled model installed in {BUILTIN_DIR}", flush=True)
+
+
+def _train_setup(cache: Path, say: Callable[[str], None]) -> RunSetup:
+    """How `build` runs `vab train`'s library call: its cache, and its messages as lines."""
+    from vabcli.core.cache import Cache, sweep
+    from vabcli.training.prepare import RunEvents, RunSetup
+
+    store = Cache(cache, on_damage=say)
+    sweep(store.root)  # the leftovers of killed runs, as `vab train` sweeps them
+
+    def on_step(metrics: dict[str, float]) -> None:
+        if "val_loss" in metrics:
+            losses = f"loss {metrics['loss']:.3f}  val_loss {metrics['val_loss']:.3f}"
+            say(f"step {metrics['step']}: {losses}")
+
+    return RunSetup(cache=store, events=RunEvents(warning=say, message=say, step=on_step))
+
+
+def _pretrain(
+    run: Path, recipe: Recipe, source: dict[str, Path], setup: RunSetup, say: Callable[[str], None]
+) -> None:
+    """`vab train` on `source` (data= or pack=) into `run` with the recipe's model and schedule,
+    as a library call (torch's threads sized as the command sizes them)."""
+    from vabcli.config import TrainOptions
+    from vabcli.core.threads import size_torch_threads
+    from vabcli.training.pretrain import train
+
+    size_torch_threads()
+    encoders = replace(_ENCODERS, device=setup.device)
+    dims = {name: int(value) for name, _, value in (s.partition("=") for s in recipe.model_set)}
+    schedule = TrainOptions(
+        steps=recipe.train_steps,
+        batch_size=recipe.train_batch,
+        clip_seconds=recipe.clip_seconds,
+        lr=recipe.lr,
+        warmup_steps=recipe.warmup_steps,
+        val_every=500,
+    )
+    summary = train(
+        run, preset="tiny", dims=dims, options=schedule, tokenize=encoders, setup=setup, **source
+    )
+    say(f"trained to step {summary['step']} -> {summary['last']}")
 
 
 def _trained_steps(checkpoint: Path) -> int:
@@ -206,6 +251,7 @@ def _machine(device: str) -> str:
 
 
 def main() -> None:
+    prepare_process()  # as `vab` does, before torch loads: training runs in this process
     parser = argparse.ArgumentParser(
         prog="python -m vabcli.world.make_model",
         description=__doc__,
