@@ -252,31 +252,36 @@ _SHARED = (
 )
 
 
-def trailing_options(
-    extra: Sequence[inspect.Parameter], gather: Callable[..., Any]
+def gathered_options(
+    before: Sequence[inspect.Parameter],
+    after: Sequence[inspect.Parameter],
+    gather: Callable[..., Any],
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """A decorator: the command's last parameter, as typer is to see it, replaced by the
-    options `extra` (in their place at the end of `--help`), whose values reach the command
-    gathered into `gather(**values)` (one declaration of options several commands end with,
-    not one per command)."""
+    options `before` (ahead of the command's own in `--help`) and `after` (behind them), whose
+    values reach the command gathered into `gather(**values)`: one declaration of the options
+    several commands share, not one per command."""
+    extra = (*before, *after)
 
     def decorate(command: Callable[..., None]) -> Callable[..., None]:
         signature = inspect.signature(command)
         *own, last = signature.parameters.values()
+        own = [p.replace(kind=_KEYWORD) for p in own]  # typer passes every option by name
 
         @functools.wraps(command)
         def with_extra(**values: Any) -> None:
             gathered = gather(**{p.name: values.pop(p.name) for p in extra})
             command(**values, **{last.name: gathered})
 
-        with_extra.__signature__ = signature.replace(parameters=[*own, *extra])  # type: ignore[attr-defined]
+        parameters = [*before, *own, *after]
+        with_extra.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
         return with_extra
 
     return decorate
 
 
 # `command`, whose last parameter is `shared: SharedOptions`, with the shared options in its place.
-shared_options = trailing_options(_SHARED, SharedOptions)
+shared_options = gathered_options((), _SHARED, SharedOptions)
 
 
 def run_command(

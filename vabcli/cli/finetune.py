@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from vabcli.cli import common
-from vabcli.cli.common import DataOpt, PackOpt, app, trailing_options
+from vabcli.cli.common import DataOpt, PackOpt, app, gathered_options
 from vabcli.cli.runs import (
     check_sources,
     print_summary,
@@ -25,6 +25,7 @@ from vabcli.tasks.finetune_run import (
     CONTRASTIVE_OPTIONS,
     PROJ_DIM,
 )
+from vabcli.training.prepare import DEFAULT_SETUP
 
 finetune_app = typer.Typer(
     help="Fine-tune a pre-trained checkpoint for retrieval (contrastive) or classification.",
@@ -54,6 +55,10 @@ OverwriteOpt = Annotated[
 class _Run:
     """The options both fine-tunes end with: how long and how they train, where they run."""
 
+    init: Path
+    out: Path
+    data: Path | None
+    pack: Path | None
     steps: int
     batch_size: int
     lr: float
@@ -69,30 +74,32 @@ class _Run:
     as_json: bool
     quiet: bool
 
-    def start(
-        self,
-        finetune: Callable[..., dict[str, Any]],
-        init: Path,
-        out: Path,
-        data: Path | None,
-        pack: Path | None,
-        **task: Any,
-    ) -> None:
+    def start(self, finetune: Callable[..., dict[str, Any]], **task: Any) -> None:
         """Check the options, run `finetune` (a tasks.finetune_run function) showing its
         progress, and print its summary."""
         size_torch_threads()  # one steady caller: the training loop (loader workers are processes)
-        check_sources(data, pack, None, out)
+        check_sources(self.data, self.pack, None, self.out)
         opts = train_options(asdict(self))
-        where = {"data": data, "cache": self.cache, "device": self.device}
-        with training_run(
-            out, self.steps, self.quiet, resume=self.resume, overwrite=self.overwrite, **where
-        ) as setup:
-            summary = finetune(init, out, data=data, pack=pack, options=opts, setup=setup, **task)
+        where = {"data": self.data, "cache": self.cache, "device": self.device}
+        again = {"resume": self.resume, "overwrite": self.overwrite}
+        with training_run(self.out, self.steps, self.quiet, **again, **where) as setup:
+            clips = {"data": self.data, "pack": self.pack}
+            summary = finetune(self.init, self.out, **clips, options=opts, setup=setup, **task)
         print_summary(summary, self.as_json)
 
 
+_KEYWORD = inspect.Parameter.KEYWORD_ONLY
+# What both fine-tunes start with: the checkpoint, the run folder, the clips.
+_START = [
+    inspect.Parameter("init", _KEYWORD, annotation=InitOpt),
+    inspect.Parameter("out", _KEYWORD, annotation=OutOpt),
+    inspect.Parameter("data", _KEYWORD, annotation=DataOpt, default=None),
+    inspect.Parameter("pack", _KEYWORD, annotation=PackOpt, default=None),
+]
+
+
 def _run_options(defaults: TrainOptions) -> list[inspect.Parameter]:
-    """The parameters of `_Run`, as typer options, with a fine-tune's own defaults."""
+    """The options both fine-tunes end with, with a fine-tune's own defaults."""
     typed = {
         "steps": (common.StepsOpt, defaults.steps),
         "batch_size": (BatchOpt, defaults.batch_size),
@@ -101,25 +108,20 @@ def _run_options(defaults: TrainOptions) -> list[inspect.Parameter]:
         "clip_seconds": (common.ClipSecondsOpt, defaults.clip_seconds),
         "val_every": (common.ValEveryOpt, defaults.val_every),
         "seed": (common.SeedOpt, defaults.seed),
-        "resume": (common.ResumeOpt, False),
-        "overwrite": (OverwriteOpt, False),
-        "device": (common.DeviceOpt, "auto"),
+        "resume": (common.ResumeOpt, DEFAULT_SETUP.resume),
+        "overwrite": (OverwriteOpt, DEFAULT_SETUP.overwrite),
+        "device": (common.DeviceOpt, DEFAULT_SETUP.device),
         "cache": (common.CacheOpt, None),
         "workers": (common.WorkersOpt, defaults.workers),
         "as_json": (common.JsonOpt, False),
         "quiet": (common.QuietOpt, False),
     }
-    keyword = inspect.Parameter.KEYWORD_ONLY
-    return [inspect.Parameter(n, keyword, annotation=a, default=d) for n, (a, d) in typed.items()]
+    return [inspect.Parameter(n, _KEYWORD, annotation=a, default=d) for n, (a, d) in typed.items()]
 
 
 @finetune_app.command()
-@trailing_options(_run_options(CONTRASTIVE_OPTIONS), _Run)
+@gathered_options(_START, _run_options(CONTRASTIVE_OPTIONS), _Run)
 def contrastive(
-    init: InitOpt,
-    out: OutOpt,
-    data: DataOpt = None,
-    pack: PackOpt = None,
     layers: LayersOpt = None,
     proj_dim: Annotated[
         int, typer.Option("--proj-dim", metavar="D", min=1, help="Embedding size.")
@@ -136,17 +138,13 @@ def contrastive(
     """
     from vabcli.tasks.finetune_run import finetune_contrastive
 
-    assert run is not None  # trailing_options gives it
-    run.start(finetune_contrastive, init, out, data, pack, layers=layers, proj_dim=proj_dim)
+    assert run is not None  # gathered_options gives it
+    run.start(finetune_contrastive, layers=layers, proj_dim=proj_dim)
 
 
 @finetune_app.command()
-@trailing_options(_run_options(CLASSIFY_OPTIONS), _Run)
+@gathered_options(_START, _run_options(CLASSIFY_OPTIONS), _Run)
 def classify(
-    init: InitOpt,
-    out: OutOpt,
-    data: DataOpt = None,
-    pack: PackOpt = None,
     modality: Annotated[
         str,
         typer.Option(metavar="av|v|a", help="Classify from the pictures and the sound, or one."),
@@ -171,8 +169,7 @@ def classify(
     from vabcli.tasks.classify import MODALITIES
     from vabcli.tasks.finetune_run import finetune_classify
 
-    assert run is not None  # trailing_options gives it
+    assert run is not None  # gathered_options gives it
     if modality not in MODALITIES:
         raise typer.BadParameter("av (both), v (pictures) or a (sound)", param_hint="--modality")
-    task = {"modality": modality, "freeze": freeze, "layers": layers}
-    run.start(finetune_classify, init, out, data, pack, **task)
+    run.start(finetune_classify, modality=modality, freeze=freeze, layers=layers)

@@ -44,7 +44,7 @@ from vabcli.config import (
     model_config,
 )
 from vabcli.core.threads import size_torch_threads
-from vabcli.training.prepare import DATA_DIMENSIONS
+from vabcli.training.prepare import DATA_DIMENSIONS, DEFAULT_SETUP
 from vabcli.training.pretrain import DEFAULT_PRESET
 
 _DEFAULTS = TrainOptions()
@@ -116,12 +116,12 @@ def train(
     ] = _MASKING.label_smoothing,
     val_every: ValEveryOpt = _DEFAULTS.val_every,
     seed: SeedOpt = _DEFAULTS.seed,
-    resume: ResumeOpt = False,
+    resume: ResumeOpt = DEFAULT_SETUP.resume,
     overwrite: Annotated[
         bool,
         typer.Option("--overwrite", help="Replace an earlier run in RUN_DIR (or pack in DIR)."),
-    ] = False,
-    device: DeviceOpt = "auto",
+    ] = DEFAULT_SETUP.overwrite,
+    device: DeviceOpt = DEFAULT_SETUP.device,
     codec: CodecOpt = DEFAULT_CODEC,
     codec_weights: CodecWeightsOpt = None,
     bandwidth: BandwidthOpt = None,
