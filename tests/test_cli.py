@@ -186,8 +186,11 @@ def test_results_stay_on_stdout_while_progress_bars_draw_on_a_terminal(clip, cac
     try:
         done = subprocess.run(
             [*VAB, "extract", str(path), "--cache", str(cache_dir), "--json"],
-            stdout=subprocess.PIPE, stderr=secondary, text=True, timeout=120,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            text=True,
+            timeout=120,
+        )
     finally:
         os.close(secondary)
         os.close(primary)

@@ -43,10 +43,20 @@ def torchrun_env(tmp_path: Path) -> dict[str, str]:
 def torchrun(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
     """Two CPU processes under `torch.distributed.run` (torchrun) on this machine."""
     return subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         *args],
-        capture_output=True, text=True, timeout=timeout, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def test_the_teardown_trap_catches_a_rank_that_exits_normally(tmp_path):
@@ -57,9 +67,21 @@ def test_the_teardown_trap_catches_a_rank_that_exits_normally(tmp_path):
 
 
 def test_a_failed_rank_exits_with_its_own_status_and_one_line(tmp_path):
-    done = torchrun("-m", "vabcli", "train", "--data", str(tmp_path / "missing.jsonl"),
-                    "--out", str(tmp_path / "run"), "--codec", "debug", "--image-encoder",
-                    "debug", env=torchrun_env(tmp_path), timeout=120)  # fmt: skip
+    done = torchrun(
+        "-m",
+        "vabcli",
+        "train",
+        "--data",
+        str(tmp_path / "missing.jsonl"),
+        "--out",
+        str(tmp_path / "run"),
+        "--codec",
+        "debug",
+        "--image-encoder",
+        "debug",
+        env=torchrun_env(tmp_path),
+        timeout=120,
+    )
     assert done.returncode == 1
     assert "missing.jsonl: cannot read manifest" in done.stderr
     # Both ranks end with their own status (torchrun's report), neither with SIGABRT.
@@ -101,9 +123,20 @@ def test_a_reader_that_takes_a_few_bytes_then_leaves(clip, tmp_path):
     """`vab extract --json | head -c 20`: the first line was read in part, the rest has nowhere
     to go."""
     clips = [clip(f"h{i}.mp4", duration=1.0, tone_hz=500.0 + 100 * i) for i in range(3)]
-    proc = subprocess.Popen([*VAB, "extract", *map(str, clips), "--json", "--workers", "1",
-                             "--cache", str(tmp_path / "cache")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            *VAB,
+            "extract",
+            *map(str, clips),
+            "--json",
+            "--workers",
+            "1",
+            "--cache",
+            str(tmp_path / "cache"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdout.read(20).startswith(b'{"input"')
     proc.stdout.close()
     err = proc.stderr.read().decode()

@@ -27,10 +27,18 @@ def contrastive_trainer(root: Path, batch_size: int, out: str) -> ContrastiveTra
     cfg = model_config("tiny", visual_dim=VISUAL_DIM)
     torch.manual_seed(1)
     init = VabModel(cfg).state_dict()  # the same "pre-trained" weights in every process
-    opts = TrainOptions(steps=3, batch_size=batch_size, clip_seconds=1.0, val_every=3,
-                        warmup_steps=1, workers=0, lr=1e-3)  # fmt: skip
-    return ContrastiveTrainer(cfg, INFO, opts, clips, clips, root / out, "cpu",
-                              spec=ContrastiveSpec(2, 16), init=init)  # fmt: skip
+    opts = TrainOptions(
+        steps=3,
+        batch_size=batch_size,
+        clip_seconds=1.0,
+        val_every=3,
+        warmup_steps=1,
+        workers=0,
+        lr=1e-3,
+    )
+    return ContrastiveTrainer(
+        cfg, INFO, opts, clips, clips, root / out, "cpu", spec=ContrastiveSpec(2, 16), init=init
+    )
 
 
 DDP_SCRIPT = """

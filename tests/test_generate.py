@@ -30,8 +30,19 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 def generate(inputs, out, checkpoint, cache, *extra, **kwargs):
-    return run_vab("generate", *map(str, inputs), "--out", str(out), "--model", str(checkpoint),
-                   "--cache", str(cache), *FAST, *extra, **kwargs)  # fmt: skip
+    return run_vab(
+        "generate",
+        *map(str, inputs),
+        "--out",
+        str(out),
+        "--model",
+        str(checkpoint),
+        "--cache",
+        str(cache),
+        *FAST,
+        *extra,
+        **kwargs,
+    )
 
 
 def json_lines(text: str) -> list[dict]:
@@ -122,9 +133,24 @@ def test_ten_minutes_in_bounded_memory(long_clip, clip, checkpoint, tmp_path, ca
     short = clip("ten.mp4", duration=10.0, fps="12", width=64, height=48, sample_rate=8000)
     peaks = {}
     for name, source in (("short", short), ("long", long_clip)):
-        cmd = [sys.executable, "-c", MEASURE_PEAK_RSS, *VAB, "generate", str(source), "--out",
-               str(tmp_path / name), "--model", str(checkpoint), "--cache", str(cache_dir),
-               "--steps", "1", "--guidance", "1"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-c",
+            MEASURE_PEAK_RSS,
+            *VAB,
+            "generate",
+            str(source),
+            "--out",
+            str(tmp_path / name),
+            "--model",
+            str(checkpoint),
+            "--cache",
+            str(cache_dir),
+            "--steps",
+            "1",
+            "--guidance",
+            "1",
+        ]
         peaks[name] = int(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
     wav = tmp_path / "long" / "long.wav"
     assert soundfile.info(str(wav)).frames == round(probe(long_clip).duration * 24_000)
@@ -150,10 +176,30 @@ def gappy_clip(clip, tmp_path) -> Path:
     picture = clip("gappy_picture.mp4", duration=2.5, audio=False)
     out = tmp_path / "gappy.mp4"
     tone = "sine=frequency=440:sample_rate=48000"
-    ffmpeg.run_checked(["-i", str(picture), "-f", "lavfi", "-i", tone,
-                        "-af", "volume=enable='between(t,1.0,1.6)':volume=0", "-map", "0:v",
-                        "-map", "1:a", "-c:v", "copy", "-c:a", "pcm_s16le", "-t", "2.5",
-                        str(out.with_suffix(".mov"))], out)  # fmt: skip
+    ffmpeg.run_checked(
+        [
+            "-i",
+            str(picture),
+            "-f",
+            "lavfi",
+            "-i",
+            tone,
+            "-af",
+            "volume=enable='between(t,1.0,1.6)':volume=0",
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-c:v",
+            "copy",
+            "-c:a",
+            "pcm_s16le",
+            "-t",
+            "2.5",
+            str(out.with_suffix(".mov")),
+        ],
+        out,
+    )
     return out.with_suffix(".mov")
 
 
@@ -208,8 +254,18 @@ def test_usage_errors(clip, checkpoint, tmp_path):
 
 def test_ctrl_c_leaves_no_partial_files(long_clip, checkpoint, tmp_path, cache_dir):
     out = tmp_path / "out"
-    proc = start_vab("generate", str(long_clip), "--out", str(out), "--model", str(checkpoint),
-                     "--cache", str(cache_dir), "--steps", "4")  # fmt: skip
+    proc = start_vab(
+        "generate",
+        str(long_clip),
+        "--out",
+        str(out),
+        "--model",
+        str(checkpoint),
+        "--cache",
+        str(cache_dir),
+        "--steps",
+        "4",
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(cache_dir.rglob("features.npy")):
         time.sleep(0.2)
@@ -234,16 +290,18 @@ def test_shards_and_manifests(clip, checkpoint, tmp_path, cache_dir):
     done = {}
     for rank in ("0", "1"):  # as torchrun would start them
         env = {"WORLD_SIZE": "2", "RANK": rank, "LOCAL_RANK": rank}
-        run = generate([], out, run_dir, cache_dir, "--data", str(manifest), "--no-mux",
-                       "--json", env=env)  # fmt: skip
+        run = generate(
+            [], out, run_dir, cache_dir, "--data", str(manifest), "--no-mux", "--json", env=env
+        )
         assert run.returncode == 0, run.stderr
         done[rank] = {line["input"] for line in json_lines(run.stdout)}
     assert done["0"].isdisjoint(done["1"]) and len(done["0"] | done["1"]) == 4
     wavs = sorted(out.glob("*.wav"))
     assert [p.name for p in wavs] == [f"s{i}_0.5-1.5s.wav" for i in range(4)]
     assert all(soundfile.info(str(p)).frames == 24_000 for p in wavs)  # the 1 s segment
-    again = generate([], out, run_dir, cache_dir, "--data", str(manifest), "--no-mux",
-                     "--shard", "2/2", "--json")  # fmt: skip
+    again = generate(
+        [], out, run_dir, cache_dir, "--data", str(manifest), "--no-mux", "--shard", "2/2", "--json"
+    )
     assert {line["input"] for line in json_lines(again.stdout)} == done["1"]
     assert {line["status"] for line in json_lines(again.stdout)} == {"skipped"}
 

@@ -205,8 +205,12 @@ def test_write_failures_are_read_from_stderr_whatever_the_exit_code(stderr, code
 
 def test_a_cut_or_indexless_mp4_is_incomplete(clip, tmp_path):
     whole = tmp_path / "whole.mp4"
-    mux(clip("v.mp4", duration=2.0, fps="25"), write_tone(tmp_path / "a.wav", 2.0), whole,
-        MuxOptions())  # fmt: skip
+    mux(
+        clip("v.mp4", duration=2.0, fps="25"),
+        write_tone(tmp_path / "a.wav", 2.0),
+        whole,
+        MuxOptions(),
+    )
     assert incomplete_media(whole) is None
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(whole.read_bytes()[:24_000])

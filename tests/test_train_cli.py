@@ -18,8 +18,9 @@ SHORT = ["--batch-size", "2", "--clip-seconds", "1", "--val-every", "2", "--work
 @pytest.fixture
 def manifest(clip, tmp_path):
     lines = []
-    for i, (split, audio) in enumerate([("train", True), ("train", True), ("train", False),
-                                         ("val", True), ("test", True)]):  # fmt: skip
+    for i, (split, audio) in enumerate(
+        [("train", True), ("train", True), ("train", False), ("val", True), ("test", True)]
+    ):
         path = clip(f"c{i}.mp4", duration=1.5, tone_hz=300.0 + 50 * i, audio=audio)
         lines.append(json.dumps({"video": str(path), "split": split, "label": f"l{i}"}))
     (tmp_path / "broken.mp4").write_bytes(b"nope")
@@ -30,8 +31,18 @@ def manifest(clip, tmp_path):
 
 
 def train(manifest, out, cache, *extra):
-    return run_vab("train", "--data", str(manifest), "--out", str(out), "--cache", str(cache),
-                   *DEBUG, *SHORT, *extra)  # fmt: skip
+    return run_vab(
+        "train",
+        "--data",
+        str(manifest),
+        "--out",
+        str(out),
+        "--cache",
+        str(cache),
+        *DEBUG,
+        *SHORT,
+        *extra,
+    )
 
 
 def test_train_writes_a_run_and_reports_what_it_skipped(manifest, tmp_path, cache_dir):
@@ -82,16 +93,26 @@ def test_a_pack_trains_without_the_videos_like_the_manifest_does(manifest, tmp_p
     manifest = own / "manifest.jsonl"
     manifest.write_text("\n".join(lines) + "\n")
     pack = tmp_path / "pack"
-    written = run_vab("train", "--data", str(manifest), "--write-pack", str(pack), "--cache",
-                      str(cache_dir), *DEBUG, "--json")  # fmt: skip
+    written = run_vab(
+        "train",
+        "--data",
+        str(manifest),
+        "--write-pack",
+        str(pack),
+        "--cache",
+        str(cache_dir),
+        *DEBUG,
+        "--json",
+    )
     assert written.returncode == 0, written.stderr
     report = json.loads(written.stdout)
     assert (report["train_clips"], report["val_clips"]) == (2, 1) and report["bytes"] > 0
     assert not (tmp_path / "run").exists()  # a pack is written, nothing is trained
     for video in own.glob("*.mp4"):
         video.unlink()  # the pack stands alone
-    from_pack = run_vab("train", "--pack", str(pack), "--out", str(tmp_path / "p"), *SHORT,
-                        "--steps", "2", "--json")  # fmt: skip
+    from_pack = run_vab(
+        "train", "--pack", str(pack), "--out", str(tmp_path / "p"), *SHORT, "--steps", "2", "--json"
+    )
     assert from_pack.returncode == 0, from_pack.stderr
     assert "2 train and 1 val clips" in from_pack.stderr
     cfg = json.loads((tmp_path / "p" / "last" / "config.json").read_text())
@@ -118,11 +139,22 @@ def test_pack_options_are_checked(manifest, tmp_path):
 
 @pytest.mark.parametrize(
     "bad",
-    [["--set", "d_model=100", "--set", "n_heads=3"], ["--set", "visual_fps=4"], ["--set", "oops"],
-     ["--mask-bounds", "0.9,0.5"], ["--mask-bounds", "half"], ["--label-smoothing", "0.9"],
-     ["--label-smoothing", "nan"], ["--lr", "nan"], ["--lr", "inf"], ["--lr", "0"],
-     ["--clip-seconds", "inf"], ["--clip-seconds", "nan"], ["--steps", "99999999999"]],
-)  # fmt: skip
+    [
+        ["--set", "d_model=100", "--set", "n_heads=3"],
+        ["--set", "visual_fps=4"],
+        ["--set", "oops"],
+        ["--mask-bounds", "0.9,0.5"],
+        ["--mask-bounds", "half"],
+        ["--label-smoothing", "0.9"],
+        ["--label-smoothing", "nan"],
+        ["--lr", "nan"],
+        ["--lr", "inf"],
+        ["--lr", "0"],
+        ["--clip-seconds", "inf"],
+        ["--clip-seconds", "nan"],
+        ["--steps", "99999999999"],
+    ],
+)
 def test_bad_training_options_are_usage_errors(manifest, tmp_path, cache_dir, bad):
     done = train(manifest, tmp_path / "run", cache_dir, *bad)
     assert done.returncode == 2, done.stderr
@@ -133,8 +165,17 @@ def test_bad_training_options_are_usage_errors(manifest, tmp_path, cache_dir, ba
 def test_bad_fine_tune_options_are_usage_errors(tmp_path):
     init = tmp_path / "nothing-read-before-the-options"
     for bad in (["--lr", "nan"], ["--clip-seconds", "inf"]):
-        done = run_vab("finetune", "contrastive", "--init", str(init), "--data", "m.jsonl",
-                       "--out", str(tmp_path / "ft"), *bad)  # fmt: skip
+        done = run_vab(
+            "finetune",
+            "contrastive",
+            "--init",
+            str(init),
+            "--data",
+            "m.jsonl",
+            "--out",
+            str(tmp_path / "ft"),
+            *bad,
+        )
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
 
 
@@ -164,9 +205,24 @@ def test_torchrun_two_processes_through_the_cli(manifest, tmp_path, cache_dir):
     from tests.test_exit import torchrun, torchrun_env
 
     out = tmp_path / "ddp"
-    done = torchrun("-m", "vabcli", "train", "--data", str(manifest), "--out", str(out),
-                    "--cache", str(cache_dir), *DEBUG, *SHORT, "--steps", "2", "--json",
-                    env=torchrun_env(tmp_path), timeout=600)  # fmt: skip
+    done = torchrun(
+        "-m",
+        "vabcli",
+        "train",
+        "--data",
+        str(manifest),
+        "--out",
+        str(out),
+        "--cache",
+        str(cache_dir),
+        *DEBUG,
+        *SHORT,
+        "--steps",
+        "2",
+        "--json",
+        env=torchrun_env(tmp_path),
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(done.stdout.strip().splitlines()) == 1  # one summary: rank 0's
     assert json.loads(done.stdout)["step"] == 2
@@ -208,9 +264,20 @@ def test_finetune_embed_retrieve_classify_round_trip(clip, tmp_path, cache_dir):
     assert train(manifest, tmp_path / "pre", cache_dir, "--steps", "2").returncode == 0
 
     def finetune(init, *extra):
-        return run_vab("finetune", "contrastive", "--init", str(init), "--data", str(manifest),
-                       "--out", str(tmp_path / "ft"), "--cache", str(cache_dir), *SHORT,
-                       *extra)  # fmt: skip
+        return run_vab(
+            "finetune",
+            "contrastive",
+            "--init",
+            str(init),
+            "--data",
+            str(manifest),
+            "--out",
+            str(tmp_path / "ft"),
+            "--cache",
+            str(cache_dir),
+            *SHORT,
+            *extra,
+        )
 
     done = finetune(tmp_path / "pre", "--steps", "2", "--proj-dim", "16", "--json")
     assert done.returncode == 0, done.stderr
@@ -229,20 +296,48 @@ def test_finetune_embed_retrieve_classify_round_trip(clip, tmp_path, cache_dir):
     before = load_file(str(tmp_path / "pre" / "last" / "model.safetensors"))
     after = load_file(str(tmp_path / "ft" / "last" / "model.safetensors"))
     prefix = "embed.towers.backbone."
-    assert all(torch.equal(after[prefix + k], v) for k, v in before.items()
-               if k.startswith(("shared.", "heads.", "null_visual")))  # fmt: skip
+    assert all(
+        torch.equal(after[prefix + k], v)
+        for k, v in before.items()
+        if k.startswith(("shared.", "heads.", "null_visual"))
+    )
     assert not torch.equal(after[prefix + "visual_in.weight"], before["visual_in.weight"])
     # A fine-tune neither generates audio nor starts another fine-tune: one line each.
     first = json.loads(lines[0])["video"]
-    dub = run_vab("generate", first, "--model", str(tmp_path / "ft"), "--out",
-                  str(tmp_path / "dub"), "--cache", str(cache_dir))  # fmt: skip
+    dub = run_vab(
+        "generate",
+        first,
+        "--model",
+        str(tmp_path / "ft"),
+        "--out",
+        str(tmp_path / "dub"),
+        "--cache",
+        str(cache_dir),
+    )
     assert dub.returncode == 1 and "contrastive fine-tune" in dub.stderr
-    inside = run_vab("finetune", "contrastive", "--init", str(tmp_path / "pre"), "--data",
-                     str(manifest), "--out", str(tmp_path), "--overwrite")  # fmt: skip
+    inside = run_vab(
+        "finetune",
+        "contrastive",
+        "--init",
+        str(tmp_path / "pre"),
+        "--data",
+        str(manifest),
+        "--out",
+        str(tmp_path),
+        "--overwrite",
+    )
     assert inside.returncode == 2 and "inside" in inside.stderr  # --overwrite would delete it
     assert (tmp_path / "pre" / "last" / "model.safetensors").is_file()
-    again = run_vab("finetune", "contrastive", "--init", str(tmp_path / "ft"), "--data",
-                    str(manifest), "--out", str(tmp_path / "ft2"))  # fmt: skip
+    again = run_vab(
+        "finetune",
+        "contrastive",
+        "--init",
+        str(tmp_path / "ft"),
+        "--data",
+        str(manifest),
+        "--out",
+        str(tmp_path / "ft2"),
+    )
     assert again.returncode == 1 and "start from a pre-trained one" in again.stderr
     assert not (tmp_path / "ft2").exists()
 
@@ -251,8 +346,17 @@ def test_finetune_embed_retrieve_classify_round_trip(clip, tmp_path, cache_dir):
         return run_vab(*args, "--cache", str(cache_dir), "--json")
 
     index = tmp_path / "audio.npz"
-    made = vab("embed", "--data", str(manifest), "--model", str(tmp_path / "ft"), "--modality",
-               "a", "--out", str(index))  # fmt: skip
+    made = vab(
+        "embed",
+        "--data",
+        str(manifest),
+        "--model",
+        str(tmp_path / "ft"),
+        "--modality",
+        "a",
+        "--out",
+        str(index),
+    )
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["n"] == 5
     import numpy as np
@@ -260,8 +364,18 @@ def test_finetune_embed_retrieve_classify_round_trip(clip, tmp_path, cache_dir):
     with np.load(index) as plain:
         assert plain["embeddings"].shape == (5, 16) and str(plain["modality"]) == "a"
         assert np.allclose(np.linalg.norm(plain["embeddings"], axis=1), 1, atol=1e-5)
-    found = vab("retrieve", first, "--index", str(index), "--model", str(tmp_path / "ft"),
-                "--direction", "v2a", "--top-k", "3")  # fmt: skip
+    found = vab(
+        "retrieve",
+        first,
+        "--index",
+        str(index),
+        "--model",
+        str(tmp_path / "ft"),
+        "--direction",
+        "v2a",
+        "--top-k",
+        "3",
+    )
     assert found.returncode == 0, found.stderr
     row = json.loads(found.stdout)
     scores = [m["score"] for m in row["matches"]]
@@ -269,21 +383,49 @@ def test_finetune_embed_retrieve_classify_round_trip(clip, tmp_path, cache_dir):
     assert {m["id"] for m in row["matches"]} <= {json.loads(ln)["video"] for ln in lines}
     other = vab("retrieve", first, "--index", str(index), "--model", str(tmp_path / "pre"))
     assert other.returncode == 1 and "built by model" in other.stderr
-    wrong_way = vab("retrieve", first, "--index", str(index), "--model", str(tmp_path / "ft"),
-                    "--direction", "a2v")  # fmt: skip
+    wrong_way = vab(
+        "retrieve",
+        first,
+        "--index",
+        str(index),
+        "--model",
+        str(tmp_path / "ft"),
+        "--direction",
+        "a2v",
+    )
     assert wrong_way.returncode == 1 and "holds audio embeddings" in wrong_way.stderr
     silent = clip("silent.mp4", duration=1.5, audio=False)
     pictures = tmp_path / "visual.npz"
-    assert vab("embed", "--data", str(manifest), "--model", str(tmp_path / "ft"), "--out",
-               str(pictures)).returncode == 0  # fmt: skip
-    mute = vab("retrieve", str(silent), first, "--index", str(pictures), "--model",
-               str(tmp_path / "ft"), "--direction", "a2v")  # fmt: skip
+    assert (
+        vab(
+            "embed",
+            "--data",
+            str(manifest),
+            "--model",
+            str(tmp_path / "ft"),
+            "--out",
+            str(pictures),
+        ).returncode
+        == 0
+    )
+    mute = vab(
+        "retrieve",
+        str(silent),
+        first,
+        "--index",
+        str(pictures),
+        "--model",
+        str(tmp_path / "ft"),
+        "--direction",
+        "a2v",
+    )
     rows = [json.loads(ln) for ln in mute.stdout.splitlines()]
     assert mute.returncode == 1 and [r["status"] for r in rows] == ["error", "ok"]
     assert "no audio" in rows[0]["error"] and len(rows[1]["matches"]) == 5
     assert vab("embed", first, "--model", str(tmp_path / "ft"), "--out", str(index)).returncode == 2
-    scored = vab("eval", "--task", "retrieval", "--model", str(tmp_path / "ft"), "--reference",
-                 str(manifest))  # fmt: skip
+    scored = vab(
+        "eval", "--task", "retrieval", "--model", str(tmp_path / "ft"), "--reference", str(manifest)
+    )
     assert scored.returncode == 0, scored.stderr
     scores = json.loads(scored.stdout)
     assert (scores["clips"], scores["chance_r1"], scores["r5_v2a"]) == (5, 0.2, 1.0)
@@ -298,9 +440,23 @@ def classify_round_trip(tmp_path, manifest, lines, silent, cache_dir):
     from safetensors.torch import load_file
 
     def finetune(init, out, data, *extra):
-        return run_vab("finetune", "classify", "--init", str(init), "--data", str(data), "--out",
-                       str(tmp_path / out), "--cache", str(cache_dir), "--steps", "2", *SHORT,
-                       "--json", *extra)  # fmt: skip
+        return run_vab(
+            "finetune",
+            "classify",
+            "--init",
+            str(init),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / out),
+            "--cache",
+            str(cache_dir),
+            "--steps",
+            "2",
+            *SHORT,
+            "--json",
+            *extra,
+        )
 
     def vab(*args):
         return run_vab(*args, "--cache", str(cache_dir), "--json")
@@ -309,8 +465,11 @@ def classify_round_trip(tmp_path, manifest, lines, silent, cache_dir):
     assert done.returncode == 0, done.stderr
     assert {"val_loss", "val_accuracy"} <= set(json.loads(done.stdout))
     meta = json.loads((tmp_path / "cls" / "last" / "config.json").read_text())
-    assert (meta["task"], meta["labels"], meta["multi_label"]) == ("classify", ["high", "low"],
-                                                                   False)  # fmt: skip
+    assert (meta["task"], meta["labels"], meta["multi_label"]) == (
+        "classify",
+        ["high", "low"],
+        False,
+    )
     probe = finetune(tmp_path / "pre", "probe", manifest, "--freeze", "--modality", "v")
     assert probe.returncode == 0, probe.stderr
     before = load_file(str(tmp_path / "pre" / "last" / "model.safetensors"))
@@ -328,27 +487,44 @@ def classify_round_trip(tmp_path, manifest, lines, silent, cache_dir):
     rows = [json.loads(ln) for ln in deaf.stdout.splitlines()]
     assert deaf.returncode == 1 and [r["status"] for r in rows] == ["error", "ok"]
     assert "no audio" in rows[0]["error"]
-    scored = vab("eval", "--task", "classify", "--model", str(tmp_path / "cls"), "--reference",
-                 str(manifest))  # fmt: skip
+    scored = vab(
+        "eval", "--task", "classify", "--model", str(tmp_path / "cls"), "--reference", str(manifest)
+    )
     assert scored.returncode == 0, scored.stderr
     summary = json.loads(scored.stdout)
     assert (summary["clips"], summary["chance"]) == (5, 0.5) and 0 <= summary["accuracy"] <= 1
     # Label lists: BCE, and mAP in validation and eval.
     lists = tmp_path / "lists.jsonl"
     tags = [["low"], ["high", "loud"], ["low", "loud"], ["high"], ["low", "loud"]]
-    lists.write_text("".join(json.dumps({**json.loads(ln), "label": t}) + "\n"
-                             for ln, t in zip(lines, tags, strict=True)))  # fmt: skip
+    lists.write_text(
+        "".join(
+            json.dumps({**json.loads(ln), "label": t}) + "\n"
+            for ln, t in zip(lines, tags, strict=True)
+        )
+    )
     multi = finetune(tmp_path / "pre", "multi", lists, "--modality", "a")
     assert multi.returncode == 0, multi.stderr
     assert 0 <= json.loads(multi.stdout)["val_map"] <= 1
-    assert vab("eval", "--task", "classify", "--model", str(tmp_path / "multi"),
-               "--reference", str(lists)).returncode == 0  # fmt: skip
+    assert (
+        vab(
+            "eval",
+            "--task",
+            "classify",
+            "--model",
+            str(tmp_path / "multi"),
+            "--reference",
+            str(lists),
+        ).returncode
+        == 0
+    )
     # An unknown label: one line, nothing written or scored.
     unknown = tmp_path / "unknown.jsonl"
-    unknown.write_text(lines[0] + "\n" + json.dumps({**json.loads(lines[3]), "label": "purr"})
-                       + "\n")  # fmt: skip
-    wrong = vab("eval", "--task", "classify", "--model", str(tmp_path / "cls"), "--reference",
-                str(unknown))  # fmt: skip
+    unknown.write_text(
+        lines[0] + "\n" + json.dumps({**json.loads(lines[3]), "label": "purr"}) + "\n"
+    )
+    wrong = vab(
+        "eval", "--task", "classify", "--model", str(tmp_path / "cls"), "--reference", str(unknown)
+    )
     assert wrong.returncode == 1 and wrong.stdout == ""
     assert "line 2" in wrong.stderr and "'purr' is not one of the model's 2 labels" in wrong.stderr
     assert len(wrong.stderr.strip().splitlines()) == 1
