@@ -75,9 +75,12 @@ def start_vab(*args: str) -> subprocess.Popen:
     inherits SIGINT ignored (the shell's rule), and Python keeps an ignored SIGINT ignored.
     """
     return subprocess.Popen(
-        [*VAB, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [*VAB, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
+    )
 
 
 def tmp_entries(root: Path) -> list[Path]:
@@ -124,10 +127,39 @@ def late_video(tmp_path, clip):
     silent until the picture starts, then a tone."""
     picture = clip("picture.mp4", duration=2.5, audio=False)
     sound = tmp_path / "sound.m4a"
-    ffmpeg.run_checked(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-                        "-af", "volume=enable='lt(t,0.5)':volume=0", "-t", "3",
-                        "-c:a", "aac", str(sound)], sound)  # fmt: skip
+    ffmpeg.run_checked(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-af",
+            "volume=enable='lt(t,0.5)':volume=0",
+            "-t",
+            "3",
+            "-c:a",
+            "aac",
+            str(sound),
+        ],
+        sound,
+    )
     late = tmp_path / "late.mp4"
-    ffmpeg.run_checked(["-itsoffset", "0.5", "-i", str(picture), "-i", str(sound), "-map", "0:v",
-                        "-map", "1:a", "-c", "copy", str(late)], late)  # fmt: skip
+    ffmpeg.run_checked(
+        [
+            "-itsoffset",
+            "0.5",
+            "-i",
+            str(picture),
+            "-i",
+            str(sound),
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-c",
+            "copy",
+            str(late),
+        ],
+        late,
+    )
     return late

@@ -35,15 +35,33 @@ def checkpoint(tmp_path_factory) -> Path:
     return make_checkpoint(root / "ckpt", window=2.0, codec=root / "codec")
 
 
-def tone_with_gap(folder: Path, name: str, seconds: float, fps: str, gap: tuple[float, float],
-                  hz: float) -> Path:  # fmt: skip
+def tone_with_gap(
+    folder: Path, name: str, seconds: float, fps: str, gap: tuple[float, float], hz: float
+) -> Path:
     """A test-pattern clip whose tone is silent during `gap` (seconds)."""
     out = folder / name
-    ffmpeg.run_checked(["-f", "lavfi", "-i", f"testsrc2=size=96x64:rate={fps}",
-                        "-f", "lavfi", "-i", f"sine=frequency={hz}:sample_rate=48000",
-                        "-af", f"volume=enable='between(t,{gap[0]},{gap[1]})':volume=0",
-                        "-t", str(seconds), "-c:v", "mjpeg", "-c:a", "pcm_s16le", str(out)],
-                       out)  # fmt: skip
+    ffmpeg.run_checked(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size=96x64:rate={fps}",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency={hz}:sample_rate=48000",
+            "-af",
+            f"volume=enable='between(t,{gap[0]},{gap[1]})':volume=0",
+            "-t",
+            str(seconds),
+            "-c:v",
+            "mjpeg",
+            "-c:a",
+            "pcm_s16le",
+            str(out),
+        ],
+        out,
+    )
     return out
 
 
@@ -59,8 +77,18 @@ def clips(tmp_path_factory) -> list[Path]:
 
 
 def wavs(inputs: list[Path], out: Path, checkpoint: Path, cache: Path, *extra: str) -> list:
-    done = run_vab("generate", *map(str, inputs), "--out", str(out), "--model", str(checkpoint),
-                   "--cache", str(cache), *FAST, *extra)  # fmt: skip
+    done = run_vab(
+        "generate",
+        *map(str, inputs),
+        "--out",
+        str(out),
+        "--model",
+        str(checkpoint),
+        "--cache",
+        str(cache),
+        *FAST,
+        *extra,
+    )
     assert done.returncode == 0, done.stderr
     return [(out / f"{p.stem}.wav").read_bytes() for p in inputs]
 
@@ -118,14 +146,25 @@ def test_a_row_draws_what_it_draws_alone_when_padded_or_beside_rows_with_more_to
 
 def test_a_padded_row_gets_the_logits_it_gets_alone():
     """At the bundled model's size, where masked attention over padding rounded differently."""
-    cfg = ModelConfig(visual_dim=64, n_codebooks=4, codebook_size=1024, d_model=192, n_heads=4,
-                      n_multiway=2, n_shared=2, visual_fps=8.0, audio_frame_rate=50.0)  # fmt: skip
+    cfg = ModelConfig(
+        visual_dim=64,
+        n_codebooks=4,
+        codebook_size=1024,
+        d_model=192,
+        n_heads=4,
+        n_multiway=2,
+        n_shared=2,
+        visual_fps=8.0,
+        audio_frame_rate=50.0,
+    )
     torch.manual_seed(0)
     model = VabModel(cfg).eval()
     g = torch.Generator().manual_seed(0)
     sizes = [(32, 200), (16, 100), (10, 65)]  # longer, the row under test, shorter
-    rows = [(torch.randn(n_v, 64, generator=g),
-             torch.randint(0, 1025, (4, n_a), generator=g)) for n_v, n_a in sizes]  # fmt: skip
+    rows = [
+        (torch.randn(n_v, 64, generator=g), torch.randint(0, 1025, (4, n_a), generator=g))
+        for n_v, n_a in sizes
+    ]
     visual, codes = torch.zeros(3, 32, 64), torch.zeros(3, 4, 200, dtype=torch.long)
     visual_keep, audio_keep = torch.zeros(3, 32, dtype=torch.bool), torch.zeros(3, 200).bool()
     for i, ((v, c), (n_v, n_a)) in enumerate(zip(rows, sizes, strict=True)):

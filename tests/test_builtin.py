@@ -69,13 +69,15 @@ def test_builtin_image_encoder_loads_as_an_open_clip_tower():
 def test_generate_uses_the_bundled_model_by_default(world, tmp_path):
     out = tmp_path / "dubbed"
     args = ["--data", str(world), "--out", str(out), "--cache", str(tmp_path / "cache")]
-    done = subprocess.run([*VAB, "generate", *args, "--steps", "4", "-q"], capture_output=True,
-                          text=True)  # fmt: skip
+    done = subprocess.run(
+        [*VAB, "generate", *args, "--steps", "4", "-q"], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     scores = subprocess.run(
         [*VAB, "eval", "--generated", str(out), "--reference", str(world), "--json", "-q"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert scores.returncode == 0, scores.stderr
     result = json.loads(scores.stdout)
     assert result["clips"] == 3 and result["duration_error_ms"] == 0

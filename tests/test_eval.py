@@ -35,8 +35,11 @@ def _shuffled(clips):
     """Each clip gets the real audio of the next clip with another label, fitted to length."""
 
     def other(i, clip):
-        j = next(k % len(clips) for k in range(i + 1, i + len(clips))
-                 if clips[k % len(clips)].entry.label != clip.entry.label)  # fmt: skip
+        j = next(
+            k % len(clips)
+            for k in range(i + 1, i + len(clips))
+            if clips[k % len(clips)].entry.label != clip.entry.label
+        )
         return np.resize(clips[j].real, len(clip.real))
 
     return _as_generated(clips, other)
@@ -107,8 +110,9 @@ def test_vab_eval_cli(clips, reference, tmp_path, runner):
     assert "no generated audio for" in result.stderr
     text = runner.invoke(app, [*args, "--tolerance", "50"])
     assert "onset_f1" in text.stdout and "within 50 ms" in text.stdout
-    missing = runner.invoke(app, ["eval", "--generated", str(tmp_path / "nope"),
-                                  "--reference", str(reference)])  # fmt: skip
+    missing = runner.invoke(
+        app, ["eval", "--generated", str(tmp_path / "nope"), "--reference", str(reference)]
+    )
     assert missing.exit_code == 2
 
 

@@ -32,16 +32,41 @@ def test_tiny_model_learns_tokens_of_sounds_that_follow_pictures(clip, tmp_path,
     manifest = tmp_path / "manifest.jsonl"
     manifest.write_text("\n".join(lines) + "\n")
     schedule = ["--steps", "150", "--val-every", "150", "--lr", "2e-3", "--warmup-steps", "10"]
-    done = run_vab("train", "--data", str(manifest), "--out", str(tmp_path / "run"),
-                   "--cache", str(cache_dir), "--codec", str(codec), "--image-encoder", "debug",
-                   "--batch-size", "8", "--clip-seconds", "1", *schedule, "--json")  # fmt: skip
+    done = run_vab(
+        "train",
+        "--data",
+        str(manifest),
+        "--out",
+        str(tmp_path / "run"),
+        "--cache",
+        str(cache_dir),
+        "--codec",
+        str(codec),
+        "--image-encoder",
+        "debug",
+        "--batch-size",
+        "8",
+        "--clip-seconds",
+        "1",
+        *schedule,
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     print(f"val masked-token accuracy {result['val_accuracy']:.3f} after 150 steps")
     assert result["val_accuracy"] > 0.3, done.stdout  # chance: 1 in 1024
     # The tokens carry the sound: each tone its own sequence, with many codes in use.
-    listed = run_vab("tokenize", *videos, "--cache", str(cache_dir), "--codec", str(codec),
-                     "--image-encoder", "debug", "--json")  # fmt: skip
+    listed = run_vab(
+        "tokenize",
+        *videos,
+        "--cache",
+        str(cache_dir),
+        "--codec",
+        str(codec),
+        "--image-encoder",
+        "debug",
+        "--json",
+    )
     records = [json.loads(line) for line in listed.stdout.splitlines()]
     assert all(r["cache_hit"] for r in records)
     codes = [np.load(latent_files(Cache(cache_dir), r)[1]) for r in records]

@@ -33,12 +33,14 @@ def test_chunked_search_matches_the_full_similarity_matrix():
 def test_recall_on_a_constructed_example():
     # Query i's target is row i. Query 0 ranks it first, query 1 second, query 2 fourth.
     index = torch.eye(4)
-    queries = torch.tensor([
-        [1.0, 0.0, 0.0, 0.0],
-        [0.9, 0.8, 0.0, 0.0],
-        [0.9, 0.8, 0.4, 0.7],
-        [0.0, 0.0, 0.0, 1.0],
-    ])  # fmt: skip
+    queries = torch.tensor(
+        [
+            [1.0, 0.0, 0.0, 0.0],
+            [0.9, 0.8, 0.0, 0.0],
+            [0.9, 0.8, 0.4, 0.7],
+            [0.0, 0.0, 0.0, 1.0],
+        ]
+    )
     recall = recall_at_k(queries, index, torch.arange(4), ks=(1, 2, 4))
     assert recall == {1: 0.5, 2: 0.75, 4: 1.0}
     assert chance_recall(1, 4) == 0.25 and chance_recall(10, 4) == 1.0
@@ -61,8 +63,17 @@ def test_info_nce_on_a_known_small_case():
 
 def test_towers_keep_the_modalities_apart_and_ignore_padding():
     torch.manual_seed(0)
-    cfg = ModelConfig(visual_dim=8, n_codebooks=2, codebook_size=16, d_model=32, n_heads=4,
-                      n_multiway=2, n_shared=1, visual_fps=4.0, audio_frame_rate=10.0)  # fmt: skip
+    cfg = ModelConfig(
+        visual_dim=8,
+        n_codebooks=2,
+        codebook_size=16,
+        d_model=32,
+        n_heads=4,
+        n_multiway=2,
+        n_shared=1,
+        visual_fps=4.0,
+        audio_frame_rate=10.0,
+    )
     towers = Towers(VabModel(cfg).eval(), n_layers=1)
     features, codes = torch.randn(2, 6, 8), torch.randint(0, 16, (2, 2, 15))
     v, a = towers.visual(features), towers.audio(codes)
@@ -89,8 +100,17 @@ def test_a_whole_clip_pools_over_windows_of_the_trained_length(monkeypatch):
     assert cut_windows(8, 4) == [(0, 4), (4, 8)]
     assert cut_windows(10, 4) == [(0, 4), (4, 8), (6, 10)]  # the last window ends at the end
     torch.manual_seed(0)
-    cfg = ModelConfig(visual_dim=8, n_codebooks=2, codebook_size=16, d_model=32, n_heads=4,
-                      n_multiway=2, n_shared=1, visual_fps=4.0, audio_frame_rate=10.0)  # fmt: skip
+    cfg = ModelConfig(
+        visual_dim=8,
+        n_codebooks=2,
+        codebook_size=16,
+        d_model=32,
+        n_heads=4,
+        n_multiway=2,
+        n_shared=1,
+        visual_fps=4.0,
+        audio_frame_rate=10.0,
+    )
     towers = Towers(VabModel(cfg).eval())
     features, codes = torch.randn(10, 8), torch.randint(0, 16, (2, 25))
     with torch.no_grad():
@@ -139,7 +159,10 @@ def test_retrieval_scores_both_ways_with_chance():
     pairs = torch.eye(4)
     right = retrieval_scores(pairs, pairs, ks=(1, 2))
     assert (right["r1_v2a"], right["r1_a2v"], right["chance_r1"], right["chance_r2"]) == (
-        1.0, 1.0, 0.25, 0.5,
-    )  # fmt: skip
+        1.0,
+        1.0,
+        0.25,
+        0.5,
+    )
     shifted = retrieval_scores(pairs, pairs.roll(1, dims=0), ks=(1,))
     assert shifted["r1_v2a"] == 0.0 and shifted["r1_a2v"] == 0.0

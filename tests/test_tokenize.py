@@ -45,8 +45,18 @@ def clip_folder(clip, tmp_path):
 
 
 def tokenize(folder, cache_dir, *extra, env=None):
-    done = run_vab("tokenize", str(folder), "--cache", str(cache_dir), "--fps", str(FPS),
-                   *DEBUG, "--json", *extra, env=env)  # fmt: skip
+    done = run_vab(
+        "tokenize",
+        str(folder),
+        "--cache",
+        str(cache_dir),
+        "--fps",
+        str(FPS),
+        *DEBUG,
+        "--json",
+        *extra,
+        env=env,
+    )
     return done, {json.loads(line)["input"]: json.loads(line) for line in done.stdout.splitlines()}
 
 
@@ -121,11 +131,22 @@ def test_manifest_segments_labels_and_bad_line(clip, tmp_path, cache_dir):
     video = clip("a.mp4", duration=2.0, fps="25")
     manifest = tmp_path / "manifest.jsonl"
     manifest.write_text(
-        json.dumps({"video": str(video), "label": ["dog", "bark"], "split": "train"}) + "\n"
-        + json.dumps({"video": str(video), "start": 0.5, "end": 1.5, "split": "val"}) + "\n"
-    )  # fmt: skip
-    done = run_vab("tokenize", "--data", str(manifest), "--cache", str(cache_dir), *DEBUG,
-                   "--fps", str(FPS), "--json")  # fmt: skip
+        json.dumps({"video": str(video), "label": ["dog", "bark"], "split": "train"})
+        + "\n"
+        + json.dumps({"video": str(video), "start": 0.5, "end": 1.5, "split": "val"})
+        + "\n"
+    )
+    done = run_vab(
+        "tokenize",
+        "--data",
+        str(manifest),
+        "--cache",
+        str(cache_dir),
+        *DEBUG,
+        "--fps",
+        str(FPS),
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     by_line = {r["manifest_line"]: r for r in map(json.loads, done.stdout.splitlines())}
     whole, part = by_line[1], by_line[2]
@@ -141,8 +162,19 @@ def test_two_processes_at_once_leave_a_consistent_cache(clip_folder, cache_dir):
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "vabcli", "tokenize", str(clip_folder), "--cache",
-           str(cache_dir), "--fps", str(FPS), *DEBUG, "--json"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "vabcli",
+        "tokenize",
+        str(clip_folder),
+        "--cache",
+        str(cache_dir),
+        "--fps",
+        str(FPS),
+        *DEBUG,
+        "--json",
+    ]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [1, 1]  # the corrupt clip, in both

@@ -41,8 +41,18 @@ def trainer(tmp_path, out="run", resume=False, seconds=3.0, **options) -> Traine
     # Under torchrun each rank writes its own (identical) copy: one rank rewriting the files
     # while the other reads them crashed the DDP test now and then.
     clips = synthetic_latents(tmp_path / f"latents{os.environ.get('RANK', '')}", seconds=seconds)
-    opts = TrainOptions(**{"steps": 6, "batch_size": 4, "clip_seconds": 1.0, "val_every": 3,
-                           "warmup_steps": 2, "workers": 0, "lr": 2e-3, **options})  # fmt: skip
+    opts = TrainOptions(
+        **{
+            "steps": 6,
+            "batch_size": 4,
+            "clip_seconds": 1.0,
+            "val_every": 3,
+            "warmup_steps": 2,
+            "workers": 0,
+            "lr": 2e-3,
+            **options,
+        }
+    )
     cfg = model_config("tiny", visual_dim=VISUAL_DIM)
     return Trainer(cfg, INFO, opts, clips, clips, tmp_path / out, "cpu", resume)
 
@@ -109,8 +119,16 @@ def test_resume_refuses_other_encoders(tmp_path):
     other = RunInfo(codec_id="another", visual_id="visual-y")
     clips = synthetic_latents(tmp_path / "latents")
     with pytest.raises(Exception, match="trained with codec encoder"):
-        Trainer(model_config("tiny", visual_dim=VISUAL_DIM), other, TrainOptions(workers=0),
-                clips, clips, tmp_path / "run", "cpu", resume=True)  # fmt: skip
+        Trainer(
+            model_config("tiny", visual_dim=VISUAL_DIM),
+            other,
+            TrainOptions(workers=0),
+            clips,
+            clips,
+            tmp_path / "run",
+            "cpu",
+            resume=True,
+        )
 
 
 DDP_SCRIPT = """

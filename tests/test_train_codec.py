@@ -23,8 +23,9 @@ def test_world_audio_batches_are_repeatable_and_hold_sound():
 
 def test_a_few_steps_write_a_codec_that_loads_and_codes(tmp_path):
     small = dataclasses.replace(WORLD_CODEC, n_filters=2, dimension=8, lstm=0, n_q=2, bins=16)
-    opts = CodecTrainOptions(steps=3, batch_size=2, crop_seconds=0.25, warmup_steps=1,
-                             init_seconds=2.0)  # fmt: skip
+    opts = CodecTrainOptions(
+        steps=3, batch_size=2, crop_seconds=0.25, warmup_steps=1, init_seconds=2.0
+    )
     lines: list[str] = []
     train_codec(tmp_path / "codec", opts, small, log=lines.append)
     assert lines[-1].startswith("codec step 3/3") and "codes used [" in lines[-1]

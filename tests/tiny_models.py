@@ -51,9 +51,16 @@ def make_checkpoint(
     saves one (with the encoder spec that lets `vab generate` load them again)."""
     codec_spec = str(codec)
     codec, visual = load_codec(codec_spec), load_visual_encoder("debug")
-    cfg = ModelConfig(visual_dim=visual.dim, n_codebooks=codec.n_codebooks,
-                      codebook_size=codec.codebook_size, d_model=32, n_heads=2, n_multiway=1,
-                      n_shared=1, audio_frame_rate=codec.frame_rate)  # fmt: skip
+    cfg = ModelConfig(
+        visual_dim=visual.dim,
+        n_codebooks=codec.n_codebooks,
+        codebook_size=codec.codebook_size,
+        d_model=32,
+        n_heads=2,
+        n_multiway=1,
+        n_shared=1,
+        audio_frame_rate=codec.frame_rate,
+    )
     torch.manual_seed(0)
     meta = {
         "step": 0,

@@ -14,7 +14,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 # Each public name of the API, imported from vabcli.api when first asked for.
-_API = (
+API_NAMES = (
     "Classification",
     "Dub",
     "JobEvents",
@@ -26,11 +26,11 @@ _API = (
     "load",
     "train",
 )
-__all__ = ["__version__", *_API]
+__all__ = ["__version__", *API_NAMES]
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _API:
+    if name not in API_NAMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     # Not an import statement: modules of every layer import this package (for __version__),
     # and the layer contract would read one here as all of them importing the API.
@@ -40,4 +40,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_API})
+    return sorted({*globals(), *API_NAMES})

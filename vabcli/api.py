@@ -22,7 +22,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from vabcli.config import DubOptions, SamplerName, SamplingOptions, TrainOptions
+from vabcli import API_NAMES
+from vabcli.config import DUBBED_FOLDER, DubOptions, SamplerName, SamplingOptions, TrainOptions
 from vabcli.core import cancel
 from vabcli.core.builtin import BUILTIN
 from vabcli.core.errors import InputError, VabError
@@ -39,18 +40,7 @@ if TYPE_CHECKING:
     from vabcli.tasks.embedding import Embedder
     from vabcli.training.prepare import RunSetup
 
-__all__ = [
-    "Classification",
-    "Dub",
-    "JobEvents",
-    "LoadedModel",
-    "Outcome",
-    "VabError",
-    "finetune",
-    "generate",
-    "load",
-    "train",
-]
+__all__ = list(API_NAMES)  # what `import vabcli` exposes, listed once there
 
 PathLike = str | os.PathLike[str]
 T = TypeVar("T")
@@ -261,7 +251,7 @@ class LoadedModel:
 
 def generate(
     inputs: PathLike | Sequence[PathLike] = (),
-    out: PathLike = "dubbed",
+    out: PathLike = DUBBED_FOLDER,
     *,
     model: PathLike = BUILTIN,
     data: PathLike | None = None,

@@ -30,6 +30,8 @@ DEFAULT_IMAGE_ENCODER = "ViT-B-32:openai"
 # Seconds of each clip a model trains on (`--clip-seconds`), and so the window it generates and
 # embeds by: every checkpoint records its own; one that does not was trained on this.
 CLIP_SECONDS = 4.0
+# Where `vab generate` (and `vabcli.generate`) write dubbed clips unless told otherwise.
+DUBBED_FOLDER = "dubbed"
 
 VIDEO_EXTENSIONS = frozenset(
     {

@@ -21,7 +21,7 @@ from vabcli.cli.common import (
     show_jobs,
 )
 from vabcli.cli.console import JobsDisplay
-from vabcli.config import DubOptions, SamplingOptions
+from vabcli.config import DUBBED_FOLDER, DubOptions, SamplingOptions
 from vabcli.core.builtin import BUILTIN
 from vabcli.core.device import launch, rank_device
 from vabcli.core.threads import size_torch_threads
@@ -102,7 +102,7 @@ def generate(
     ] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder (mirrors the inputs).")
-    ] = Path("dubbed"),
+    ] = Path(DUBBED_FOLDER),
     model: Annotated[
         Path,
         typer.Option(

@@ -14,6 +14,12 @@ def one_line(error: BaseException | str) -> str:
     return type(error).__name__
 
 
+def internal_error(error: BaseException) -> str:
+    """How a bug (an exception that is not a VabError) is reported for one input: on one line,
+    named by its type; the traceback is kept apart, for VAB_DEBUG."""
+    return one_line(f"internal error: {type(error).__name__}: {error}")
+
+
 class VabError(Exception):
     """Base of every error vab reports to users (exit code 1)."""
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 from vabcli.core import cancel
-from vabcli.core.errors import OutputExistsError, VabError, one_line
+from vabcli.core.errors import OutputExistsError, VabError, internal_error, one_line
 
 Status = Literal["ok", "skipped", "error"]
 T = TypeVar("T")
@@ -93,6 +93,6 @@ def _run_one(item: T, job: Job[T], events: JobEvents) -> Outcome:
         return Outcome(
             name,
             "error",
-            one_line(f"internal error: {type(exc).__name__}: {exc}"),
+            internal_error(exc),
             traceback=traceback.format_exc(),
         )

@@ -56,7 +56,7 @@ def clip_items(inputs: list[str] | None, data: Path | None) -> list[ClipItem]:
                 e.label,
                 e.split,
                 _below(e.video, folder),
-            )  # fmt: skip
+            )
             for e in read_manifest(data)
         ]
     return items

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from vabcli.config import DubOptions
 from vabcli.core import cancel
-from vabcli.core.errors import CancelledError, VabError, one_line
+from vabcli.core.errors import CancelledError, VabError, internal_error, one_line
 from vabcli.core.jobs import JobEvents, Outcome
 from vabcli.generation.outputs import DubTarget
 
@@ -189,6 +189,6 @@ def _failure(name: str, exc: BaseException) -> Outcome:
     return Outcome(
         name,
         "error",
-        f"internal error: {type(exc).__name__}: {exc}",
+        internal_error(exc),
         traceback="".join(traceback.format_exception(exc)),
     )

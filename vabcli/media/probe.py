@@ -89,8 +89,18 @@ def probe(path: str | Path) -> VideoInfo:
         raise MediaError(f"{path}: {problem}")
     if path.stat().st_size == 0:
         raise MediaError(f"{path}: empty file")
-    header_and_packets = ["-nostats", "-i", str(path), "-map", f"{FIRST_VIDEO}?", "-c", "copy",
-                          "-f", "framecrc", "-"]  # fmt: skip
+    header_and_packets = [
+        "-nostats",
+        "-i",
+        str(path),
+        "-map",
+        f"{FIRST_VIDEO}?",
+        "-c",
+        "copy",
+        "-f",
+        "framecrc",
+        "-",
+    ]
     done = ffmpeg.run(header_and_packets, loglevel="info")
     lowered = done.stderr.lower()
     if any(marker in lowered for marker in _TRUNCATION_MARKERS):

@@ -65,12 +65,39 @@ def write_clip(scene: Scene, path: Path) -> None:
         soundfile.write(wav, render_audio(scene), SYNTH_SAMPLE_RATE, subtype="PCM_16")
         with atomic_output(path, overwrite=True) as out:
             args = [
-                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{scene.width}x{scene.height}",
-                "-framerate", scene.fps, "-i", "pipe:0", "-i", str(wav),
-                "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast",
-                "-pix_fmt", "yuv420p", "-threads", "1", "-c:a", "aac", "-b:a", "96k",
-                "-movflags", "+faststart", "-y", str(out),
-            ]  # fmt: skip
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "rgb24",
+                "-s",
+                f"{scene.width}x{scene.height}",
+                "-framerate",
+                scene.fps,
+                "-i",
+                "pipe:0",
+                "-i",
+                str(wav),
+                "-map",
+                "0:v",
+                "-map",
+                "1:a",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+                "-threads",
+                "1",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "96k",
+                "-movflags",
+                "+faststart",
+                "-y",
+                str(out),
+            ]
             proc = ffmpeg.spawn(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
             try:
                 for t in frame_times(scene):
