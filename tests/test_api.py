@@ -198,3 +198,27 @@ def test_train_and_finetune_through_the_api(clip, tmp_path):
     )
     assert tuned["step"] == 2 and "val_accuracy" in tuned
     assert (cls / "last" / "model.safetensors").is_file()
+
+
+def test_tokenize_and_evaluate_give_what_the_commands_give(example, tmp_path):
+    """vabcli.tokenize fills the cache as `vab tokenize` does (a second call finds every clip
+    cached); vabcli.evaluate scores the example's dubs as `vab eval --json` does."""
+    import vabcli
+
+    folder, _ = example
+    manifest = folder / "data" / "manifest.jsonl"
+    debug = {"codec": "debug", "image_encoder": "debug"}
+    first = vabcli.tokenize(data=manifest, cache=tmp_path / "cache", **debug)
+    again = vabcli.tokenize(data=manifest, cache=tmp_path / "cache", **debug)
+    assert [o.status for o in first] == ["ok", "ok"]
+    assert [o.figures["cache_hit"] for o in again] == [True, True]
+    assert [o.figures["n_visual"] for o in again] == [o.figures["n_visual"] for o in first]
+
+    scores = vabcli.evaluate(manifest, generated=folder / "dubbed")
+    command = ["eval", "--generated", str(folder / "dubbed"), "--reference", str(manifest)]
+    done = CliRunner().invoke(app, [*command, "--json", "-q"])
+    printed = json.loads(done.stdout)
+    assert scores["clips"] == printed["clips"] == 2 and scores["missing"] == 0
+    assert scores["onset_f1"] == pytest.approx(printed["onset_f1"], abs=1e-4)
+    with pytest.raises(ValueError, match="generated"):
+        vabcli.evaluate(manifest)

@@ -21,9 +21,11 @@ API_NAMES = (
     "LoadedModel",
     "Outcome",
     "VabError",
+    "evaluate",
     "finetune",
     "generate",
     "load",
+    "tokenize",
     "train",
 )
 __all__ = ["__version__", *API_NAMES]

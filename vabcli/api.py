@@ -28,6 +28,7 @@ from vabcli.core import cancel
 from vabcli.core.builtin import BUILTIN
 from vabcli.core.errors import InputError, VabError
 from vabcli.core.jobs import JobEvents, Outcome
+from vabcli.tasks.options import ClipOptions
 from vabcli.training.pretrain import DEFAULT_PRESET
 
 if TYPE_CHECKING:
@@ -235,7 +236,6 @@ class LoadedModel:
         """`answer(features [T_v, D], codes [K, T_a] or None)` of each video, in order, tokenized
         with the encoders the checkpoint records; the first clip that fails raises VabError."""
         from vabcli.tasks.latents import answer_clips, clip_latents
-        from vabcli.tasks.options import ClipOptions
 
         items = [_clip(video) for video in _as_list(videos)]
         model = self._classifier or self._embedder
@@ -284,6 +284,62 @@ def generate(
         return Dubber(opts, store)
 
     return run_dub(targets, opts, make_dubber, events)
+
+
+def tokenize(
+    inputs: PathLike | Sequence[PathLike] = (),
+    *,
+    data: PathLike | None = None,
+    cache: PathLike | None = None,
+    workers: int = ClipOptions.workers,
+    events: JobEvents | None = None,
+    **options: Any,
+) -> list[Outcome]:
+    """What `vab tokenize INPUT...` does: visual features and audio tokens of every video (files,
+    folders, globs; or the clips of a manifest `data`) into the cache, cached ones at no cost.
+    `options`: any field of `TokenizeOptions` (codec, codec_weights, bandwidth, image_encoder,
+    device, keep_frames, ...), defaults as the command's. One `Outcome` per clip, in input order
+    (`figures` as `--json` prints them); `events` hears of each clip."""
+    from vabcli.core.cache import Cache
+    from vabcli.data.clips import clip_items
+    from vabcli.encoders.tokenize import ClipTokenizer, TokenizeOptions
+    from vabcli.encoders.tokenize_clips import tokenize_clips
+
+    items = clip_items([str(i) for i in _as_list(inputs)], _path(data))
+    with ClipTokenizer(TokenizeOptions(**options), Cache(cache)) as tokenizer:
+        return tokenize_clips(items, tokenizer, workers, events).outcomes
+
+
+def evaluate(
+    reference: PathLike,
+    *,
+    generated: PathLike | None = None,
+    model: PathLike | None = None,
+    task: str = "audio",
+    cache: PathLike | None = None,
+    device: str = "auto",
+    workers: int = ClipOptions.workers,
+) -> dict[str, Any]:
+    """What `vab eval` does, as the dict its `--json` prints (unrounded). task "audio": the
+    audio in the folder `generated` against the clips of the manifest `reference` and their
+    ground truth (onsets, class, spectra, length, silence, clipping; `missing` counts reference
+    clips without generated audio); "retrieval" or "classify": the checkpoint `model` on the
+    reference's clips (R@k both ways, or accuracy and mAP)."""
+    from vabcli.core.cache import Cache
+
+    reference = Path(reference)
+    if task == "audio":
+        from vabcli.evaluation.generated_audio import evaluate_generated
+
+        if generated is None:
+            raise ValueError("task 'audio' scores the audio in `generated`: give its folder")
+        return evaluate_generated(Path(generated), reference, workers=workers).scores
+    if model is None:
+        raise ValueError(f"task {task!r} scores a checkpoint: give `model`")
+    from vabcli.evaluation.backbone import evaluate_backbone
+
+    opts = ClipOptions(device=device, workers=workers)
+    return evaluate_backbone(task, Path(model), reference, Cache(cache), opts)
 
 
 def _dub_options(base: DubOptions, chosen: dict[str, Any]) -> DubOptions:
