@@ -2,11 +2,12 @@
 
     python benchmarks/classification.py [--init builtin] [--steps 300] [--out build/classify]
 
-Each row is `vab finetune classify --init INIT --data TRAIN --modality M [--freeze]` on the
-bundled model's 1000 training clips (`make model`'s data: 800 train, 200 val, 4 s windows),
-then `vab eval --task classify` on the 100 held-out clips of `vab synth --seed 7` (a seed no
-model saw), each classified whole. Prints a markdown table (accuracy, minutes to train) and
-writes OUT/results.json. Runs one after another: on two cores two runs would halve each other.
+Each row is what `vab finetune classify --init INIT --data TRAIN --modality M [--freeze]` does
+(through the library: `vabcli.finetune`) on the bundled model's 1000 training clips (`make
+model`'s data: 800 train, 200 val, 4 s windows), then `vab eval --task classify`
+(`vabcli.evaluate`) on the 100 held-out clips of `vab synth --seed 7` (a seed no model saw), each
+classified whole. Prints a markdown table (accuracy, minutes to train) and writes
+OUT/results.json. Runs one after another: on two cores two runs would halve each other.
 """
 
 from __future__ import annotations
@@ -15,20 +16,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-VAB = [sys.executable, "-m", "vabcli"]
+import vabcli
+
 ROWS = [(modality, freeze) for freeze in (True, False) for modality in ("av", "v", "a")]
-
-
-def run(args: list[str]) -> dict:
-    done = subprocess.run([*VAB, *args, "--json", "--quiet"], capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"vab {' '.join(args)} failed:\n{done.stderr}")
-    return json.loads(done.stdout.splitlines()[-1])
 
 
 def main() -> None:
@@ -40,8 +34,12 @@ def main() -> None:
     parser.add_argument("--held-out-cache", default="build/quality/cache")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr-probe", default="1e-3", help="learning rate of the linear probes")
-    parser.add_argument("--lr-full", default="3e-4", help="learning rate of full fine-tunes")
+    parser.add_argument(
+        "--lr-probe", type=float, default=1e-3, help="learning rate of the linear probes"
+    )
+    parser.add_argument(
+        "--lr-full", type=float, default=3e-4, help="learning rate of full fine-tunes"
+    )
     parser.add_argument("--rows", default="all", help="e.g. 'av-probe,a-full' (default: all 6)")
     parser.add_argument("--out", type=Path, default=Path("build/classify"))
     args = parser.parse_args()
@@ -55,47 +53,24 @@ def main() -> None:
         kind = "probe" if freeze else "full"
         run_dir = args.out / f"{modality}-{kind}"
         started = time.perf_counter()
-        trained = run(
-            [
-                "finetune",
-                "classify",
-                "--init",
-                args.init,
-                "--data",
-                args.train,
-                "--cache",
-                args.train_cache,
-                "--out",
-                str(run_dir),
-                "--modality",
-                modality,
-                "--steps",
-                str(args.steps),
-                "--batch-size",
-                str(args.batch_size),
-                "--lr",
-                args.lr_probe if freeze else args.lr_full,
-                "--warmup-steps",
-                str(args.steps // 10),
-                "--val-every",
-                str(max(1, args.steps // 3)),
-                "--overwrite",
-                *(["--freeze"] if freeze else []),
-            ]
+        trained = vabcli.finetune(
+            "classify",
+            args.init,
+            run_dir,
+            data=args.train,
+            cache=args.train_cache,
+            overwrite=True,
+            modality=modality,
+            freeze=freeze,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr_probe if freeze else args.lr_full,
+            warmup_steps=args.steps // 10,
+            val_every=max(1, args.steps // 3),
         )
         minutes = (time.perf_counter() - started) / 60
-        scored = run(
-            [
-                "eval",
-                "--task",
-                "classify",
-                "--model",
-                str(run_dir),
-                "--reference",
-                args.held_out,
-                "--cache",
-                args.held_out_cache,
-            ]
+        scored = vabcli.evaluate(
+            args.held_out, model=run_dir, task="classify", cache=args.held_out_cache
         )
         results.append(
             {

@@ -12,8 +12,6 @@ import argparse
 import dataclasses
 import os
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import torch
 from vabcli.encoders.audio_codec import load_codec
 from vabcli.evaluation.generated_audio import EvalOptions, fit_judge, load_pairs, score
 from vabcli.evaluation.metrics import EVAL_SAMPLE_RATE
+from vabcli.world.synth import SynthOptions, synthesize
 
 
 def main() -> None:
@@ -32,21 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     manifest = args.work / "manifest.jsonl"
     if not manifest.exists():
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "vabcli",
-                "synth",
-                str(args.work),
-                "--n",
-                str(args.clips),
-                "--seed",
-                "9",
-                "-q",
-            ],
-            check=True,
-        )
+        synthesize(args.work, SynthOptions(n=args.clips, seed=9))
     clips = load_pairs(None, manifest)
     codec = load_codec(args.codec)
     if codec.sample_rate != EVAL_SAMPLE_RATE:

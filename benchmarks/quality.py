@@ -24,8 +24,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -46,17 +44,11 @@ from vabcli.evaluation.generated_audio import (
 )
 from vabcli.evaluation.metrics import EVAL_SAMPLE_RATE
 from vabcli.media.decode import decode_audio_file
+from vabcli.world.synth import SynthOptions, synthesize
 
 HELD_OUT_SEED, OTHER_SEED = 7, 8
 STEPS, GUIDANCES = (1, 4, 8, 16, 32), (0.0, 2.0, 5.0)
 COLUMNS = ("onset_f1", "onset_offset_ms", "class_acc", "fd_logmel", "silence_ratio", "clipping")
-
-
-def vab(*args: str) -> float:
-    """Run the vab command line; its wall time in seconds."""
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "vabcli", *args, "-q"], check=True)
-    return time.perf_counter() - started
 
 
 def dub(manifest: Path, out: Path, cache: Path, **options: object) -> float:
@@ -71,7 +63,7 @@ def dub(manifest: Path, out: Path, cache: Path, **options: object) -> float:
 
 def synth(folder: Path, seed: int, n: int) -> Path:
     if not (folder / "manifest.jsonl").exists():
-        vab("synth", str(folder), "--n", str(n), "--seed", str(seed))
+        synthesize(folder, SynthOptions(n=n, seed=seed))
     return folder / "manifest.jsonl"
 
 
