@@ -61,19 +61,23 @@ def test_info_nce_on_a_known_small_case():
     assert scale().item() == pytest.approx(100.0)  # clamped like CLIP's
 
 
+# A backbone small enough to run in a moment: 2 multiway layers, visual 4 fps, audio 10 Hz.
+TOWER_CFG = ModelConfig(
+    visual_dim=8,
+    n_codebooks=2,
+    codebook_size=16,
+    d_model=32,
+    n_heads=4,
+    n_multiway=2,
+    n_shared=1,
+    visual_fps=4.0,
+    audio_frame_rate=10.0,
+)
+
+
 def test_towers_keep_the_modalities_apart_and_ignore_padding():
     torch.manual_seed(0)
-    cfg = ModelConfig(
-        visual_dim=8,
-        n_codebooks=2,
-        codebook_size=16,
-        d_model=32,
-        n_heads=4,
-        n_multiway=2,
-        n_shared=1,
-        visual_fps=4.0,
-        audio_frame_rate=10.0,
-    )
+    cfg = TOWER_CFG
     towers = Towers(VabModel(cfg).eval(), n_layers=1)
     features, codes = torch.randn(2, 6, 8), torch.randint(0, 16, (2, 2, 15))
     v, a = towers.visual(features), towers.audio(codes)
@@ -100,17 +104,7 @@ def test_a_whole_clip_pools_over_windows_of_the_trained_length(monkeypatch):
     assert cut_windows(8, 4) == [(0, 4), (4, 8)]
     assert cut_windows(10, 4) == [(0, 4), (4, 8), (6, 10)]  # the last window ends at the end
     torch.manual_seed(0)
-    cfg = ModelConfig(
-        visual_dim=8,
-        n_codebooks=2,
-        codebook_size=16,
-        d_model=32,
-        n_heads=4,
-        n_multiway=2,
-        n_shared=1,
-        visual_fps=4.0,
-        audio_frame_rate=10.0,
-    )
+    cfg = TOWER_CFG
     towers = Towers(VabModel(cfg).eval())
     features, codes = torch.randn(10, 8), torch.randint(0, 16, (2, 25))
     with torch.no_grad():
