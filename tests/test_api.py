@@ -94,6 +94,8 @@ def test_a_bad_path_is_one_clear_error(example, tmp_path):
         vabcli.load(tmp_path / "no-model")
     with pytest.raises(vabcli.VabError, match="is not a classifier"):
         ns["model"].classify(missing)
+    with pytest.raises(TypeError, match="'audio_format'"):  # a file's option, not a clip's
+        ns["model"].dub(missing, audio_format="flac")
 
 
 def test_import_stays_light():
@@ -198,6 +200,13 @@ def test_train_and_finetune_through_the_api(clip, tmp_path):
     )
     assert tuned["step"] == 2 and "val_accuracy" in tuned
     assert (cls / "last" / "model.safetensors").is_file()
+    # `data` may also be a pack folder (`vab train --write-pack`): no videos, no encoders.
+    pack, cache = tmp_path / "pack", ["--cache", str(debug["cache"])]
+    encoders = ["--codec", "debug", "--image-encoder", "debug"]
+    write = ["train", "--data", str(manifest), "--write-pack", str(pack), *cache, *encoders]
+    assert CliRunner().invoke(app, write).exit_code == 0
+    from_pack = vabcli.train(tmp_path / "packed", data=pack, steps=1, **short)
+    assert from_pack["step"] == 1
 
 
 def test_tokenize_and_evaluate_give_what_the_commands_give(example, tmp_path):

@@ -28,7 +28,7 @@ def test_exactly_n_samples_whatever_the_tokens_cover(codec, tmp_path, monkeypatc
     monkeypatch.setattr(audio_out, "SYNTHESIS_CHUNK_SECONDS", 0.5)  # many chunks, short test
     codes = torch.randint(0, codec.codebook_size, (codec.n_codebooks, 263))  # 3.51 s of tokens
     path = tmp_path / f"out.{fmt}"
-    audio_out.write_tokens_as_audio(codec, codes, path, n_samples, fmt)
+    audio_out.write_tokens_as_audio(codec, audio_out.AudioOutput(codes, n_samples), path, fmt)
     info = soundfile.info(str(path))
     assert info.frames == n_samples and info.samplerate == 24_000 and info.channels == 1
     chunked, _ = soundfile.read(str(path), dtype="float32")
@@ -45,10 +45,12 @@ def test_a_full_disk_is_the_system_error_it_was_and_a_cut_file_is_caught(codec, 
     disk = tmp_path / "disk"
     with small_disk(disk, "64k"):
         with pytest.raises(OSError) as caught:
-            audio_out.write_tokens_as_audio(codec, codes, disk / "a.wav", 48_000)
+            audio_out.write_tokens_as_audio(
+                codec, audio_out.AudioOutput(codes, 48_000), disk / "a.wav"
+            )
         assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(disk / "a.wav")
     check = audio_out.samples_short(48_000)
     whole = tmp_path / "whole.wav"
-    audio_out.write_tokens_as_audio(codec, codes, whole, 48_000)
+    audio_out.write_tokens_as_audio(codec, audio_out.AudioOutput(codes, 48_000), whole)
     assert check(whole) is None
     assert check(write_tone(tmp_path / "short.wav", 1.0)) == "24000 of 48000 samples"

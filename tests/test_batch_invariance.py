@@ -13,7 +13,7 @@ import torch
 from tests.conftest import run_vab
 from tests.tiny_models import informative_codec, make_checkpoint
 from vabcli.config import ModelConfig, SamplingOptions
-from vabcli.generation.maskgit import sample_autoregressive, sample_maskgit
+from vabcli.generation.maskgit import Fill, sample_autoregressive, sample_maskgit
 from vabcli.media import ffmpeg
 from vabcli.model.transformer import VabModel
 
@@ -136,8 +136,8 @@ def test_a_row_draws_what_it_draws_alone_when_padded_or_beside_rows_with_more_to
         return [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
 
     alone_gen, batch_gen = generators(), generators()
-    alone = sampler(logits, row[None], mask, opts, alone_gen[2:])
-    batched = sampler(logits, padded, mask, opts, batch_gen)
+    alone = sampler(Fill(logits, row[None], mask, alone_gen[2:]), opts)
+    batched = sampler(Fill(logits, padded, mask, batch_gen), opts)
     assert torch.equal(batched[2, :, :t], alone[0])
     # The streams go on where they would alone (the next window of each clip draws from them).
     assert torch.equal(batch_gen[2].get_state(), alone_gen[2].get_state())

@@ -10,11 +10,15 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
 from tests.conftest import VAB, run_vab, start_vab, tmp_entries, wait_until_writing
 from vabcli import __version__
+from vabcli.cli.common import OptionGroup, with_option_groups
 from vabcli.cli.main import app
 from vabcli.core.cache import Cache
 from vabcli.media.testing import write_tone
@@ -196,3 +200,32 @@ def test_results_stay_on_stdout_while_progress_bars_draw_on_a_terminal(clip, cac
         os.close(primary)
     assert done.returncode == 0
     assert json.loads(done.stdout)["status"] == "ok"
+
+
+def test_an_option_group_stands_where_its_placeholder_does_and_arrives_gathered():
+    """`with_option_groups`: the group's options appear in the placeholder's place in --help,
+    take the group's (or the command's own) defaults, and reach the command as one object."""
+    pair = OptionGroup.of(
+        lambda low, high: (low, high),
+        low=(Annotated[int, typer.Option("--low")], 1),
+        high=(Annotated[int, typer.Option("--high")], 9),
+    )
+    seen = []
+    toy = typer.Typer()
+
+    @toy.command()
+    @with_option_groups(bounds=pair.with_defaults(high=5))
+    def command(
+        first: Annotated[str, typer.Option("--first")] = "a",
+        *,
+        bounds: tuple[int, int],
+        last: Annotated[str, typer.Option("--last")] = "z",
+    ) -> None:
+        seen.append((first, bounds, last))
+
+    runner = CliRunner()
+    assert runner.invoke(toy, ["--low", "3", "--last", "y"]).exit_code == 0
+    assert seen == [("a", (3, 5), "y")]
+    shown = runner.invoke(toy, ["--help"], env={"COLUMNS": "100", "NO_COLOR": "1"}).output
+    flags = re.findall(r"--(first|low|high|last)\b", shown)
+    assert flags == ["first", "low", "high", "last"]

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from vabcli.generation.maskgit import (
+    Fill,
     SamplingOptions,
     masked_after,
     sample_autoregressive,
@@ -36,7 +37,9 @@ def target_logits(target: torch.Tensor, strength: float = 10.0):
 def test_samples_every_token_to_the_confident_choice():
     target = torch.randint(0, V, (2, 4, 30), generator=torch.Generator().manual_seed(0))
     start = torch.full_like(target, MASK)
-    out = sample_maskgit(target_logits(target), start, MASK, SamplingOptions(steps=8), gens(2))
+    out = sample_maskgit(
+        Fill(target_logits(target), start, MASK, gens(2)), SamplingOptions(steps=8)
+    )
     assert not (out == MASK).any()
     assert torch.equal(out, target)
 
@@ -49,7 +52,7 @@ def test_masked_count_follows_the_cosine_schedule():
         seen.append(int((codes[:1] == MASK).sum()))
         return target_logits(target)(codes, null)
 
-    sample_maskgit(fn, torch.full_like(target, MASK), MASK, SamplingOptions(steps=6), gens(1))
+    sample_maskgit(Fill(fn, torch.full_like(target, MASK), MASK, gens(1)), SamplingOptions(steps=6))
     total = torch.tensor([200])
     expected = [200] + [int(masked_after(s, 6, total)) for s in range(5)]
     assert seen == expected
@@ -61,7 +64,7 @@ def test_known_tokens_never_change():
     start = torch.randint(0, V, (1, 4, 20), generator=g)
     start[:, :, 10:] = MASK  # a prompt: the first half is known
     noisy = lambda codes, null: torch.randn(codes.shape + (V,), generator=g)  # noqa: E731
-    out = sample_maskgit(noisy, start, MASK, SamplingOptions(steps=4), gens(1, 2))
+    out = sample_maskgit(Fill(noisy, start, MASK, gens(1, 2)), SamplingOptions(steps=4))
     assert torch.equal(out[:, :, :10], start[:, :, :10]) and not (out == MASK).any()
 
 
@@ -75,7 +78,7 @@ def test_classifier_free_guidance(guidance, expected):
 
     start = torch.full((2, 4, 10), MASK)
     opts = SamplingOptions(steps=4, guidance=guidance, temperature=0.05)
-    out = sample_maskgit(fn, start, MASK, opts, gens(2))
+    out = sample_maskgit(Fill(fn, start, MASK, gens(2)), opts)
     assert (out == expected).float().mean() > 0.95
 
 
@@ -86,9 +89,9 @@ def test_the_generator_makes_it_reproducible():
 
     start = torch.full((1, 4, 40), MASK)
     opts = SamplingOptions(steps=5, top_k=4)
-    a = sample_maskgit(fn, start, MASK, opts, gens(1, 5))
-    b = sample_maskgit(fn, start, MASK, opts, gens(1, 5))
-    c = sample_maskgit(fn, start, MASK, opts, gens(1, 6))
+    a = sample_maskgit(Fill(fn, start, MASK, gens(1, 5)), opts)
+    b = sample_maskgit(Fill(fn, start, MASK, gens(1, 5)), opts)
+    c = sample_maskgit(Fill(fn, start, MASK, gens(1, 6)), opts)
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
@@ -104,8 +107,8 @@ def rowwise_noise(codes: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
 def test_a_row_does_not_depend_on_its_batch_neighbours():
     start = torch.full((3, 4, 12), MASK)
     opts = SamplingOptions(steps=4, guidance=1.0)
-    together = sample_maskgit(rowwise_noise, start, MASK, opts, gens(3, 10))
-    alone = sample_maskgit(rowwise_noise, start[1:2], MASK, opts, gens(1, 11))
+    together = sample_maskgit(Fill(rowwise_noise, start, MASK, gens(3, 10)), opts)
+    alone = sample_maskgit(Fill(rowwise_noise, start[1:2], MASK, gens(1, 11)), opts)
     assert torch.equal(together[1:2], alone)
 
 
@@ -119,7 +122,7 @@ def test_autoregressive_baseline_fills_left_to_right_and_keeps_known_tokens():
         calls.append(int((codes == MASK).sum()))
         return target_logits(target)(codes, null)
 
-    out = sample_autoregressive(fn, start, MASK, SamplingOptions(guidance=1.0), gens(2))
+    out = sample_autoregressive(Fill(fn, start, MASK, gens(2)), SamplingOptions(guidance=1.0))
     assert torch.equal(out[0, :, :3], start[0, :, :3])
     assert torch.equal(out[0, :, 3:], target[0, :, 3:]) and torch.equal(out[1], target[1])
     assert len(calls) == 9  # one call per frame that still had a masked token
@@ -128,4 +131,4 @@ def test_autoregressive_baseline_fills_left_to_right_and_keeps_known_tokens():
 
 def test_generators_must_match_the_rows():
     with pytest.raises(ValueError, match="2 generators for 1 rows"):
-        sample_maskgit(rowwise_noise, torch.full((1, 4, 3), MASK), MASK, SamplingOptions(), gens(2))
+        Fill(rowwise_noise, torch.full((1, 4, 3), MASK), MASK, gens(2))

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vabcli import API_NAMES
-from vabcli.config import DUBBED_FOLDER, DubOptions, SamplerName, SamplingOptions, TrainOptions
+from vabcli.config import DUBBED_FOLDER, DubOptions, SamplingOptions, TrainOptions
 from vabcli.core import cancel
 from vabcli.core.builtin import BUILTIN
 from vabcli.core.errors import InputError, VabError
@@ -45,7 +45,6 @@ __all__ = list(API_NAMES)  # what `import vabcli` exposes, listed once there
 
 PathLike = str | os.PathLike[str]
 T = TypeVar("T")
-_SAMPLING = SamplingOptions()
 _DUB = DubOptions(model=Path(BUILTIN))  # the defaults of every dubbing option
 _MODALITIES = ("v", "a")  # embed the pictures or the sound
 
@@ -127,43 +126,19 @@ class LoadedModel:
         else:
             self._embedder = self._load_embedder()
 
-    def dub(
-        self,
-        video: PathLike,
-        *,
-        seed: int = _DUB.seed,
-        steps: int = _SAMPLING.steps,
-        guidance: float = _SAMPLING.guidance,
-        temperature: float = _SAMPLING.temperature,
-        top_k: int | None = _SAMPLING.top_k,
-        sampler: SamplerName = _DUB.sampler,
-        keep_audio: float = _DUB.keep_audio,
-        fill_gaps: bool = _DUB.fill_gaps,
-        gap_threshold_db: float = _DUB.gap_threshold_db,
-        min_gap_seconds: float = _DUB.min_gap_seconds,
-        window_seconds: float | None = _DUB.window_seconds,
-        context_seconds: float = _DUB.context_seconds,
-    ) -> Dub:
+    def dub(self, video: PathLike, *, seed: int = _DUB.seed, **options: Any) -> Dub:
         """Audio generated for `video`'s pictures, in memory (nothing is written but the cache).
 
-        The options are `vab generate`'s (see `vab generate --help`): `keep_audio` seconds of
-        the video's own sound kept as a prompt, `fill_gaps` regenerating only its silent
-        stretches, `window_seconds` None for the window the model was trained on.
+        `options`, as in `vab generate` (see its --help), defaults as there: steps, guidance,
+        temperature, top_k, sampler, keep_audio (seconds of the video's own sound kept as a
+        prompt), fill_gaps (regenerate only its silent stretches), gap_threshold_db,
+        min_gap_seconds, window_seconds (None: the window the model was trained on),
+        context_seconds.
         """
-        chosen = dict(
-            seed=seed,
-            steps=steps,
-            guidance=guidance,
-            temperature=temperature,
-            top_k=top_k,
-            sampler=sampler,
-            keep_audio=keep_audio,
-            fill_gaps=fill_gaps,
-            gap_threshold_db=gap_threshold_db,
-            min_gap_seconds=min_gap_seconds,
-            window_seconds=window_seconds,
-            context_seconds=context_seconds,
-        )
+        unknown = sorted(set(options) - set(_DUB_KEYWORDS))
+        if unknown:
+            raise TypeError(f"dub() got an unexpected keyword argument {unknown[0]!r}")
+        chosen = {"seed": seed, **options}
         dubber = self._need_dubber().with_options(_dub_options(self._options, chosen))
         cancel.reset()
         job, audio = dubber.dub_in_memory(_clip(video))
@@ -342,6 +317,19 @@ def evaluate(
     return evaluate_backbone(task, Path(model), reference, Cache(cache), opts)
 
 
+# What `LoadedModel.dub` may choose: the options of one clip's sampling, not of files or batches.
+_DUB_KEYWORDS = (
+    *(f.name for f in fields(SamplingOptions)),
+    "sampler",
+    "keep_audio",
+    "fill_gaps",
+    "gap_threshold_db",
+    "min_gap_seconds",
+    "window_seconds",
+    "context_seconds",
+)
+
+
 def _dub_options(base: DubOptions, chosen: dict[str, Any]) -> DubOptions:
     """`base` with the options named in `chosen`, sampling ones (steps, ...) included."""
     names = {f.name for f in fields(SamplingOptions)}
@@ -369,57 +357,41 @@ def train(
     out: PathLike,
     *,
     data: PathLike | None = None,
-    pack: PathLike | None = None,
     preset: str = DEFAULT_PRESET,
     dims: dict[str, int | float] | None = None,
-    cache: PathLike | None = None,
-    device: str = "auto",
-    resume: bool = False,
-    overwrite: bool = False,
-    on_step: Callable[[dict[str, float]], None] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """What `vab train --data DATA --out OUT` does: pre-train a `preset` model (`dims`: single
-    dimensions overridden, e.g. {"d_model": 256}) on the train and val clips of the manifest
-    `data` (tokenized into the cache first; cached clips are free), or of a `pack`. `options`:
-    any field of `TrainOptions` (steps, batch_size, lr, clip_seconds, val_every, seed, ...) or
-    the encoders of `TokenizeOptions` (codec, codec_weights, bandwidth, image_encoder),
-    defaults as the command's. An earlier run in OUT is continued (`resume`) or replaced
-    (`overwrite`), else ValueError. Returns the summary `vab train --json` prints (out, last,
-    best, step, loss, ...); `on_step` hears every step's metrics."""
+    dimensions overridden, e.g. {"d_model": 256}) on the train and val clips of `data`: a
+    manifest (tokenized into the cache first; cached clips are free) or a pack folder (`vab
+    train --write-pack`). `options`: any field of `TrainOptions` (steps, batch_size, lr,
+    clip_seconds, val_every, seed, ...), the encoders of `TokenizeOptions` (codec,
+    codec_weights, bandwidth, image_encoder), or the run's own: `cache` (folder), `device`
+    ("auto"), `resume`, `overwrite` (an earlier run in OUT is continued or replaced, else
+    ValueError), `on_step` (hears every step's metrics); defaults as the command's. Returns the
+    summary `vab train --json` prints (out, last, best, step, loss, ...)."""
     from vabcli.encoders.tokenize import TokenizeOptions
     from vabcli.training.pretrain import train as pretrain
 
+    setup = _run_setup(options)
     encoders = {k: options.pop(k) for k in _ENCODER_FIELDS if k in options}
-    tokenize = TokenizeOptions(device=device, **encoders)
-    setup = _run_setup(cache, device, resume, overwrite, on_step)
+    tokenize = TokenizeOptions(device=setup.device, **encoders)
     opts = replace(_TRAIN, **options)
-    where = {"data": _path(data), "pack": _path(pack), "tokenize": tokenize, "setup": setup}
+    where = {**_training_sources(data), "tokenize": tokenize, "setup": setup}
     return pretrain(Path(out), preset=preset, dims=dims, options=opts, **where)
 
 
 def finetune(
-    task: str,
-    init: PathLike,
-    out: PathLike,
-    *,
-    data: PathLike | None = None,
-    pack: PathLike | None = None,
-    cache: PathLike | None = None,
-    device: str = "auto",
-    resume: bool = False,
-    overwrite: bool = False,
-    on_step: Callable[[dict[str, float]], None] | None = None,
-    **options: Any,
+    task: str, init: PathLike, out: PathLike, *, data: PathLike | None = None, **options: Any
 ) -> dict[str, Any]:
     """What `vab finetune contrastive|classify --init INIT --out OUT` does: fine-tune the
-    pre-trained checkpoint (or run folder) INIT on the clips of the manifest `data` (tokenized
-    with INIT's encoders) or of a `pack`, for `task` "contrastive" (an embedding model for
+    pre-trained checkpoint (or run folder) INIT on the clips of `data` (a manifest, tokenized
+    with INIT's encoders, or a pack folder), for `task` "contrastive" (an embedding model for
     `load(OUT).embed`) or "classify" (a classifier for `load(OUT).classify`; labels from the
-    manifest). `options`: any field of `TrainOptions` (steps, batch_size, lr, ...) and the
-    task's own (layers; contrastive: proj_dim; classify: modality "av" | "v" | "a", freeze),
-    defaults as the command's. Run folder, `resume`, `overwrite`, `on_step` and the summary
-    returned as `train`'s."""
+    manifest). `options`: any field of `TrainOptions` (steps, batch_size, lr, ...), the
+    task's own (layers; contrastive: proj_dim; classify: modality "av" | "v" | "a", freeze) and
+    the run's (cache, device, resume, overwrite, on_step), defaults as the command's. The
+    summary returned as `train`'s."""
     from vabcli.tasks import finetune_run
 
     runs = {
@@ -429,9 +401,8 @@ def finetune(
     if task not in runs:
         raise ValueError(f"task must be contrastive or classify, got {task!r}")
     run, defaults = runs[task]
+    where = {**_training_sources(data), "setup": _run_setup(options)}
     trained = {k: options.pop(k) for k in _TRAIN_FIELDS if k in options}
-    setup = _run_setup(cache, device, resume, overwrite, on_step)
-    where = {"data": _path(data), "pack": _path(pack), "setup": setup}
     return run(Path(init), Path(out), options=replace(defaults, **trained), **where, **options)
 
 
@@ -440,18 +411,26 @@ _TRAIN_FIELDS = tuple(f.name for f in fields(TrainOptions))
 _ENCODER_FIELDS = ("codec", "codec_weights", "bandwidth", "image_encoder")
 
 
-def _run_setup(
-    cache: PathLike | None,
-    device: str,
-    resume: bool,
-    overwrite: bool,
-    on_step: Callable[[dict[str, float]], None] | None,
-) -> RunSetup:
+def _run_setup(options: dict[str, Any]) -> RunSetup:
+    """The run's own keywords (cache, device, resume, overwrite, on_step), taken out of
+    `options`."""
     from vabcli.core.cache import Cache
-    from vabcli.training.prepare import RunEvents, RunSetup
+    from vabcli.training.prepare import DEFAULT_SETUP, RunEvents, RunSetup
 
-    events = RunEvents(step=on_step)
-    return RunSetup(device, Cache(_path(cache)), resume, overwrite, events)
+    return RunSetup(
+        options.pop("device", DEFAULT_SETUP.device),
+        Cache(_path(options.pop("cache", None))),
+        options.pop("resume", DEFAULT_SETUP.resume),
+        options.pop("overwrite", DEFAULT_SETUP.overwrite),
+        RunEvents(step=options.pop("on_step", None)),
+    )
+
+
+def _training_sources(data: PathLike | None) -> dict[str, Path | None]:
+    """`data` as the training calls take it: a folder is a pack, anything else a manifest."""
+    path = _path(data)
+    is_pack = path is not None and path.is_dir()
+    return {"data": None if is_pack else path, "pack": path if is_pack else None}
 
 
 def _path(path: PathLike | None) -> Path | None:

@@ -1,12 +1,13 @@
 """What every `vab` command shares: the app; the option types used by more than one command
-(one declaration each, and `shared_options` for the tail every command that runs a checkpoint
-over clips ends with); running a batch with a display; and `one_line_failures`, the one way a
-command's failure becomes an `error:` line and its exit code."""
+(one declaration each) and the groups of options several commands take together (`OUTPUT`,
+`ENCODERS`, `SHARED`: declared once, put into each command by `with_option_groups`); running a
+batch with a display; and `one_line_failures`, the one way a command's failure becomes an
+`error:` line and its exit code."""
 
 import functools
 import inspect
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from vabcli.cli.console import (
 )
 from vabcli.config import (
     CODEC_SAMPLE_RATE,
+    DEFAULT_CODEC,
+    DEFAULT_IMAGE_ENCODER,
     FRAME_SIZE,
     VISUAL_FPS,
     ExtractOptions,
@@ -231,71 +234,128 @@ ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue RUN_DIR/last
 
 
 @dataclass(frozen=True)
-class SharedOptions:
-    """The options every command that runs a checkpoint over clips (embed, retrieve, classify,
-    eval) ends with: --cache, --device, --workers, --json, --quiet."""
+class OptionGroup:
+    """Options several commands share, declared once: `with_option_groups` puts them into a
+    command's signature where its placeholder parameter stands and hands the command their
+    values gathered into `gather(**values)`."""
 
-    cache: Path | None
-    device: str
+    parameters: tuple[inspect.Parameter, ...]
+    gather: Callable[..., Any]
+
+    @classmethod
+    def of(cls, gather: Callable[..., Any], **typed: tuple[Any, Any]) -> "OptionGroup":
+        """The group of the options `typed` (name=(option type, default)), in that order."""
+        parameters = (
+            inspect.Parameter(name, _KEYWORD, annotation=annotation, default=default)
+            for name, (annotation, default) in typed.items()
+        )
+        return cls(tuple(parameters), gather)
+
+    def with_defaults(self, **defaults: Any) -> "OptionGroup":
+        """The same options, those named with a command's own defaults."""
+        parameters = tuple(
+            p.replace(default=defaults.get(p.name, p.default)) for p in self.parameters
+        )
+        return OptionGroup(parameters, self.gather)
+
+
+def with_option_groups(
+    **groups: OptionGroup,
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A decorator: each parameter of the command named in `groups` (a keyword-only placeholder)
+    is, as typer sees the command, that group's options, in its place in `--help`; the command
+    receives their values gathered into the group's `gather`."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command)
+        parameters: list[inspect.Parameter] = []
+        for own in signature.parameters.values():
+            group = groups.get(own.name)
+            # typer passes every option by name
+            parameters.extend(group.parameters if group else [own.replace(kind=_KEYWORD)])
+
+        @functools.wraps(command)
+        def with_groups(**values: Any) -> None:
+            for name, group in groups.items():
+                gathered = {p.name: values.pop(p.name) for p in group.parameters}
+                values[name] = group.gather(**gathered)
+            command(**values)
+
+        with_groups.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        return with_groups
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class Output:
+    """The options every batch command ends with: how many inputs at once, and what it prints."""
+
     workers: int
     as_json: bool
     quiet: bool
 
 
+_OUTPUT_TYPES = {
+    "workers": (WorkersOpt, DEFAULT_WORKERS),
+    "as_json": (JsonOpt, False),
+    "quiet": (QuietOpt, False),
+}
+OUTPUT = OptionGroup.of(Output, **_OUTPUT_TYPES)
+
+
+@dataclass(frozen=True)
+class SharedOptions(Output):
+    """The options every command that runs a checkpoint over clips (embed, retrieve, classify,
+    eval) ends with: --cache, --device, --workers, --json, --quiet."""
+
+    cache: Path | None
+    device: str
+
+
 _CLIP_DEFAULTS = ClipOptions()
-_SHARED = (
-    inspect.Parameter("cache", _KEYWORD, annotation=CacheOpt, default=None),
-    inspect.Parameter("device", _KEYWORD, annotation=DeviceOpt, default=_CLIP_DEFAULTS.device),
-    inspect.Parameter("workers", _KEYWORD, annotation=WorkersOpt, default=_CLIP_DEFAULTS.workers),
-    inspect.Parameter("as_json", _KEYWORD, annotation=JsonOpt, default=False),
-    inspect.Parameter("quiet", _KEYWORD, annotation=QuietOpt, default=False),
+SHARED = OptionGroup.of(
+    SharedOptions,
+    cache=(CacheOpt, None),
+    device=(DeviceOpt, _CLIP_DEFAULTS.device),
+    **_OUTPUT_TYPES,
+)
+# A command whose keyword-only parameter `shared: SharedOptions` stands for the shared options.
+shared_options = with_option_groups(shared=SHARED)
+
+
+@dataclass(frozen=True)
+class Encoders:
+    """The frozen encoders a command tokenizes with (tokenize, train): TokenizeOptions' fields."""
+
+    codec: str
+    codec_weights: Path | None
+    bandwidth: float | None
+    image_encoder: str
+
+
+ENCODERS = OptionGroup.of(
+    Encoders,
+    codec=(CodecOpt, DEFAULT_CODEC),
+    codec_weights=(CodecWeightsOpt, None),
+    bandwidth=(BandwidthOpt, None),
+    image_encoder=(ImageEncoderOpt, DEFAULT_IMAGE_ENCODER),
 )
 
 
-def gathered_options(
-    before: Sequence[inspect.Parameter],
-    after: Sequence[inspect.Parameter],
-    gather: Callable[..., Any],
-) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """A decorator: the command's last parameter, as typer is to see it, replaced by the
-    options `before` (ahead of the command's own in `--help`) and `after` (behind them), whose
-    values reach the command gathered into `gather(**values)`: one declaration of the options
-    several commands share, not one per command."""
-    extra = (*before, *after)
-
-    def decorate(command: Callable[..., None]) -> Callable[..., None]:
-        signature = inspect.signature(command)
-        *own, last = signature.parameters.values()
-        own = [p.replace(kind=_KEYWORD) for p in own]  # typer passes every option by name
-
-        @functools.wraps(command)
-        def with_extra(**values: Any) -> None:
-            gathered = gather(**{p.name: values.pop(p.name) for p in extra})
-            command(**values, **{last.name: gathered})
-
-        parameters = [*before, *own, *after]
-        with_extra.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-        return with_extra
-
-    return decorate
-
-
-# `command`, whose last parameter is `shared: SharedOptions`, with the shared options in its place.
-shared_options = gathered_options((), _SHARED, SharedOptions)
-
-
 def run_command(
-    items: list,
-    job: Job,
-    workers: int,
-    verb: str,
-    as_json: bool,
-    quiet: bool,
-    describe: Callable[[Outcome], str],
+    items: list, job: Job, output: Output, verb: str, describe: Callable[[Outcome], str]
 ) -> None:
     """Run a batch with progress and per-item results; exit 1 if any item failed."""
-    display = JobsDisplay(len(items), verb, as_json, quiet, describe)
-    show_jobs(display, lambda: run_jobs(items, job, workers, display))
+    display = jobs_display(len(items), verb, output, describe)
+    show_jobs(display, lambda: run_jobs(items, job, output.workers, display))
+
+
+def jobs_display(
+    n_items: int, verb: str, output: Output, describe: Callable[[Outcome], str]
+) -> JobsDisplay:
+    """The progress and per-item lines of a batch of `n_items`, as `output` asks."""
+    return JobsDisplay(n_items, verb, output.as_json, output.quiet, describe)
 
 
 def show_jobs(display: JobsDisplay, run: Callable[[], list[Outcome]]) -> None:

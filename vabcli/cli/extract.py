@@ -8,18 +8,17 @@ from vabcli.cli.common import (
     DEFAULT_FPS,
     DEFAULT_SAMPLE_RATE,
     DEFAULT_SIZE,
-    DEFAULT_WORKERS,
+    OUTPUT,
     CacheOpt,
     FpsOpt,
-    JsonOpt,
-    QuietOpt,
+    Output,
     SampleRateOpt,
     SizeOpt,
-    WorkersOpt,
     app,
     extract_options,
     open_cache,
     run_command,
+    with_option_groups,
 )
 from vabcli.core.jobs import Job, Outcome
 from vabcli.media.extract import extract_clip
@@ -34,6 +33,7 @@ def _describe(o: Outcome) -> str:
 
 
 @app.command()
+@with_option_groups(output=OUTPUT)
 def extract(
     inputs: Annotated[
         list[str],
@@ -45,9 +45,8 @@ def extract(
     fps: FpsOpt = DEFAULT_FPS,
     size: SizeOpt = DEFAULT_SIZE,
     sample_rate: SampleRateOpt = DEFAULT_SAMPLE_RATE,
-    workers: WorkersOpt = DEFAULT_WORKERS,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
+    *,
+    output: Output,
 ) -> None:
     """Decode frames and audio of videos into the cache (a cached input is not decoded again)."""
     opts = extract_options(fps, size, sample_rate)
@@ -57,4 +56,4 @@ def extract(
         name=lambda item: str(item.path),
         error=lambda item: item.error,
     )
-    run_command(expand_inputs(inputs), job, workers, "extract", as_json, quiet, _describe)
+    run_command(expand_inputs(inputs), job, output, "extract", _describe)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from vabcli.cli import common
-from vabcli.cli.common import DataOpt, PackOpt, app, gathered_options
+from vabcli.cli.common import DataOpt, OptionGroup, PackOpt, app, with_option_groups
 from vabcli.cli.runs import (
     check_sources,
     print_summary,
@@ -52,13 +52,19 @@ OverwriteOpt = Annotated[
 
 
 @dataclass(frozen=True)
-class _Run:
-    """The options both fine-tunes end with: how long and how they train, where they run."""
+class _Start:
+    """What both fine-tunes start from and write to: the checkpoint, the run folder, the clips."""
 
     init: Path
     out: Path
     data: Path | None
     pack: Path | None
+
+
+@dataclass(frozen=True)
+class _Run:
+    """The options both fine-tunes end with: how long and how they train, where they run."""
+
     steps: int
     batch_size: int
     lr: float
@@ -74,59 +80,60 @@ class _Run:
     as_json: bool
     quiet: bool
 
-    def start(self, finetune: Callable[..., dict[str, Any]], **task: Any) -> None:
-        """Check the options, run `finetune` (a tasks.finetune_run function) showing its
-        progress, and print its summary."""
+    def start(self, start: _Start, finetune: Callable[..., dict[str, Any]], **task: Any) -> None:
+        """Check the options, run `finetune` (a tasks.finetune_run function) from `start`
+        showing its progress, and print its summary."""
         size_torch_threads()  # one steady caller: the training loop (loader workers are processes)
-        check_sources(self.data, self.pack, None, self.out)
+        check_sources(start.data, start.pack, None, start.out)
         opts = train_options(asdict(self))
-        where = {"data": self.data, "cache": self.cache, "device": self.device}
+        where = {"data": start.data, "cache": self.cache, "device": self.device}
         again = {"resume": self.resume, "overwrite": self.overwrite}
-        with training_run(self.out, self.steps, self.quiet, **again, **where) as setup:
-            clips = {"data": self.data, "pack": self.pack}
-            summary = finetune(self.init, self.out, **clips, options=opts, setup=setup, **task)
+        with training_run(start.out, self.steps, self.quiet, **again, **where) as setup:
+            clips = {"data": start.data, "pack": start.pack}
+            summary = finetune(start.init, start.out, **clips, options=opts, setup=setup, **task)
         print_summary(summary, self.as_json)
 
 
-_KEYWORD = inspect.Parameter.KEYWORD_ONLY
-# What both fine-tunes start with: the checkpoint, the run folder, the clips.
-_START = [
-    inspect.Parameter("init", _KEYWORD, annotation=InitOpt),
-    inspect.Parameter("out", _KEYWORD, annotation=OutOpt),
-    inspect.Parameter("data", _KEYWORD, annotation=DataOpt, default=None),
-    inspect.Parameter("pack", _KEYWORD, annotation=PackOpt, default=None),
-]
+_START = OptionGroup.of(
+    _Start,
+    init=(InitOpt, inspect.Parameter.empty),
+    out=(OutOpt, inspect.Parameter.empty),
+    data=(DataOpt, None),
+    pack=(PackOpt, None),
+)
 
 
-def _run_options(defaults: TrainOptions) -> list[inspect.Parameter]:
+def _run_options(defaults: TrainOptions) -> OptionGroup:
     """The options both fine-tunes end with, with a fine-tune's own defaults."""
-    typed = {
-        "steps": (common.StepsOpt, defaults.steps),
-        "batch_size": (BatchOpt, defaults.batch_size),
-        "lr": (common.LrOpt, defaults.lr),
-        "warmup_steps": (common.WarmupOpt, defaults.warmup_steps),
-        "clip_seconds": (common.ClipSecondsOpt, defaults.clip_seconds),
-        "val_every": (common.ValEveryOpt, defaults.val_every),
-        "seed": (common.SeedOpt, defaults.seed),
-        "resume": (common.ResumeOpt, DEFAULT_SETUP.resume),
-        "overwrite": (OverwriteOpt, DEFAULT_SETUP.overwrite),
-        "device": (common.DeviceOpt, DEFAULT_SETUP.device),
-        "cache": (common.CacheOpt, None),
-        "workers": (common.WorkersOpt, defaults.workers),
-        "as_json": (common.JsonOpt, False),
-        "quiet": (common.QuietOpt, False),
-    }
-    return [inspect.Parameter(n, _KEYWORD, annotation=a, default=d) for n, (a, d) in typed.items()]
+    return OptionGroup.of(
+        _Run,
+        steps=(common.StepsOpt, defaults.steps),
+        batch_size=(BatchOpt, defaults.batch_size),
+        lr=(common.LrOpt, defaults.lr),
+        warmup_steps=(common.WarmupOpt, defaults.warmup_steps),
+        clip_seconds=(common.ClipSecondsOpt, defaults.clip_seconds),
+        val_every=(common.ValEveryOpt, defaults.val_every),
+        seed=(common.SeedOpt, defaults.seed),
+        resume=(common.ResumeOpt, DEFAULT_SETUP.resume),
+        overwrite=(OverwriteOpt, DEFAULT_SETUP.overwrite),
+        device=(common.DeviceOpt, DEFAULT_SETUP.device),
+        cache=(common.CacheOpt, None),
+        workers=(common.WorkersOpt, defaults.workers),
+        as_json=(common.JsonOpt, False),
+        quiet=(common.QuietOpt, False),
+    )
 
 
 @finetune_app.command()
-@gathered_options(_START, _run_options(CONTRASTIVE_OPTIONS), _Run)
+@with_option_groups(start=_START, run=_run_options(CONTRASTIVE_OPTIONS))
 def contrastive(
+    *,
+    start: _Start,
     layers: LayersOpt = None,
     proj_dim: Annotated[
         int, typer.Option("--proj-dim", metavar="D", min=1, help="Embedding size.")
     ] = PROJ_DIM,
-    run: _Run | None = None,
+    run: _Run,
 ) -> None:
     """Contrastive fine-tuning: the first N1 multiway layers become a visual and an audio tower
     (no cross-modal attention), mean-pooled, projected, L2-normalised, trained with symmetric
@@ -138,13 +145,14 @@ def contrastive(
     """
     from vabcli.tasks.finetune_run import finetune_contrastive
 
-    assert run is not None  # gathered_options gives it
-    run.start(finetune_contrastive, layers=layers, proj_dim=proj_dim)
+    run.start(start, finetune_contrastive, layers=layers, proj_dim=proj_dim)
 
 
 @finetune_app.command()
-@gathered_options(_START, _run_options(CLASSIFY_OPTIONS), _Run)
+@with_option_groups(start=_START, run=_run_options(CLASSIFY_OPTIONS))
 def classify(
+    *,
+    start: _Start,
     modality: Annotated[
         str,
         typer.Option(metavar="av|v|a", help="Classify from the pictures and the sound, or one."),
@@ -156,7 +164,7 @@ def classify(
         ),
     ] = False,
     layers: LayersOpt = None,
-    run: _Run | None = None,
+    run: _Run,
 ) -> None:
     """Classification: a linear head on the mean-pooled outputs of the first N1 multiway layers
     (visual, audio, or both side by side). Labels come from the manifest's `label` (a list
@@ -169,7 +177,6 @@ def classify(
     from vabcli.tasks.classify import MODALITIES
     from vabcli.tasks.finetune_run import finetune_classify
 
-    assert run is not None  # gathered_options gives it
     if modality not in MODALITIES:
         raise typer.BadParameter("av (both), v (pictures) or a (sound)", param_hint="--modality")
-    run.start(finetune_classify, modality=modality, freeze=freeze, layers=layers)
+    run.start(start, finetune_classify, modality=modality, freeze=freeze, layers=layers)

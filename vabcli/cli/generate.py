@@ -7,22 +7,24 @@ from typing import Annotated, Any
 import typer
 
 from vabcli.cli.common import (
+    OUTPUT,
     CacheOpt,
     DeviceOpt,
-    JsonOpt,
+    OptionGroup,
+    Output,
     OverwriteOpt,
-    QuietOpt,
-    WorkersOpt,
     app,
     bad_options,
     check_writable_folder,
+    jobs_display,
     one_line_failures,
     open_cache,
     show_jobs,
+    with_option_groups,
 )
-from vabcli.cli.console import JobsDisplay
 from vabcli.config import DUBBED_FOLDER, DubOptions, SamplingOptions
 from vabcli.core.builtin import BUILTIN
+from vabcli.core.cache import Cache
 from vabcli.core.device import launch, rank_device
 from vabcli.core.threads import size_torch_threads
 from vabcli.data.clips import clip_items
@@ -47,23 +49,12 @@ _OPTION_NAMES = {
 }
 
 
-# Parameters named apart from the DubOptions field they set.
-_FIELD_OF = {
-    "gap_threshold": "gap_threshold_db",
-    "min_gap": "min_gap_seconds",
-    "window": "window_seconds",
-    "context": "context_seconds",
-}
-
-
-def _dub_options(parameters: dict[str, Any]) -> DubOptions:
-    """The DubOptions (and SamplingOptions) of the command's `parameters`."""
-    values = {_FIELD_OF.get(name, name): value for name, value in parameters.items()}
-    sampling = SamplingOptions(**_fields_of(SamplingOptions, values))
-    mux, device = not values["no_mux"], rank_device(values["device"])
-    return DubOptions(
-        **{**_fields_of(DubOptions, values), "mux": mux, "device": device}, sampling=sampling
-    )
+def _dub_options(chosen: dict[str, Any], device: str) -> DubOptions:
+    """The DubOptions (and SamplingOptions) of the options `chosen`, named as their fields
+    (but --no-mux), on `device` (under torchrun: this rank's)."""
+    sampling = SamplingOptions(**_fields_of(SamplingOptions, chosen))
+    fields_chosen = {**_fields_of(DubOptions, chosen), "mux": not chosen["no_mux"]}
+    return DubOptions(**fields_chosen, device=rank_device(device), sampling=sampling)
 
 
 def _fields_of(options: type, values: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +85,177 @@ def _shard_of_run(shard: str | None) -> tuple[int, int] | None:
     return (run.rank + 1, run.world_size) if run.spread else None
 
 
+# The options of `vab generate` in groups, each gathered into a dict of DubOptions' fields.
+_SAMPLING = OptionGroup.of(
+    dict,
+    steps=(
+        Annotated[int, typer.Option(metavar="N", min=1, help="Decoding steps (maskgit sampler).")],
+        _DEFAULTS.steps,
+    ),
+    guidance=(
+        Annotated[
+            float,
+            typer.Option(
+                metavar="W", help="Classifier-free guidance: 1 = none, 0 = unconditional."
+            ),
+        ],
+        _DEFAULTS.guidance,
+    ),
+    temperature=(
+        Annotated[float, typer.Option(metavar="T", min=0.01, help="Sampling temperature.")],
+        _DEFAULTS.temperature,
+    ),
+    top_k=(
+        Annotated[
+            int | None,
+            typer.Option(
+                "--top-k", metavar="K", min=1, help="Sample among the K likeliest tokens."
+            ),
+        ],
+        _DEFAULTS.top_k,
+    ),
+    seed=(
+        Annotated[int, typer.Option(metavar="N", help="Seed: same seed, same audio.")],
+        _DUB.seed,
+    ),
+    sampler=(
+        Annotated[
+            str,
+            typer.Option(
+                metavar="NAME",
+                help="maskgit (parallel) or ar (one frame per step: the baseline for speed "
+                "comparisons).",
+            ),
+        ],
+        _DUB.sampler,
+    ),
+)
+# What is written: the audio's format, a video beside it or not.
+_FILES = OptionGroup.of(
+    dict,
+    audio_format=(
+        Annotated[
+            str, typer.Option("--format", metavar="FMT", help="Audio file format: wav or flac.")
+        ],
+        _DUB.audio_format,
+    ),
+    no_mux=(
+        Annotated[
+            bool, typer.Option("--no-mux", help="Write audio (and the sidecar) only, no video.")
+        ],
+        not _DUB.mux,
+    ),
+    reencode=(
+        Annotated[
+            bool,
+            typer.Option("--reencode", help="Re-encode video (H.264) when it cannot be copied."),
+        ],
+        _DUB.reencode,
+    ),
+)
+# What is done with the video's own sound.
+_OWN_AUDIO = OptionGroup.of(
+    dict,
+    keep_audio=(
+        Annotated[
+            float,
+            _seconds(
+                "--keep-audio",
+                0.0,
+                "Keep the video's own first SECONDS of audio; generate the rest.",
+            ),
+        ],
+        _DUB.keep_audio,
+    ),
+    fill_gaps=(
+        Annotated[
+            bool,
+            typer.Option(
+                "--fill-gaps",
+                help="Regenerate only the silent stretches of the video's own audio; keep the rest "
+                "untouched.",
+            ),
+        ],
+        _DUB.fill_gaps,
+    ),
+    gap_threshold_db=(
+        Annotated[
+            float,
+            typer.Option(
+                "--gap-threshold", metavar="DB", help="Level below which audio is silent."
+            ),
+        ],
+        _DUB.gap_threshold_db,
+    ),
+    min_gap_seconds=(
+        Annotated[float, _seconds("--min-gap", 0.01, "Shortest gap to fill.")],
+        _DUB.min_gap_seconds,
+    ),
+)
+# How a long video is cut into windows.
+_WINDOWS = OptionGroup.of(
+    dict,
+    window_seconds=(
+        Annotated[
+            float | None,
+            _seconds("--window", 0.1, "Window length [default: the model's training window]."),
+        ],
+        _DUB.window_seconds,
+    ),
+    context_seconds=(
+        Annotated[
+            float,
+            _seconds(
+                "--context",
+                0.0,
+                "Overlap kept from the previous window in long videos (at most half a window).",
+            ),
+        ],
+        _DUB.context_seconds,
+    ),
+)
+# The encoders, when not the model's own.
+_ENCODERS = OptionGroup.of(
+    dict,
+    codec=(
+        Annotated[
+            str | None,
+            typer.Option(
+                metavar="NAME", help="Audio codec [default: the one the model was trained with]."
+            ),
+        ],
+        _DUB.codec,
+    ),
+    codec_weights=(
+        Annotated[
+            Path | None,
+            typer.Option("--codec-weights", metavar="FILE", help="Weights for encodec_24khz."),
+        ],
+        _DUB.codec_weights,
+    ),
+    image_encoder=(
+        Annotated[
+            str | None,
+            typer.Option(
+                "--image-encoder",
+                metavar="SPEC",
+                help="Image encoder [default: the one the model was trained with].",
+            ),
+        ],
+        _DUB.image_encoder,
+    ),
+)
+
+
 @app.command()
+@with_option_groups(
+    decoding=_SAMPLING,
+    files=_FILES,
+    own_audio=_OWN_AUDIO,
+    windows=_WINDOWS,
+    encoders=_ENCODERS,
+    output=OUTPUT.with_defaults(workers=_DUB.workers),
+)
 def generate(
     inputs: Annotated[
         list[str] | None,
@@ -117,77 +278,14 @@ def generate(
         Path | None,
         typer.Option("--data", metavar="MANIFEST", help="A manifest.jsonl of clips."),
     ] = None,
-    steps: Annotated[
-        int, typer.Option(metavar="N", min=1, help="Decoding steps (maskgit sampler).")
-    ] = _DEFAULTS.steps,
-    guidance: Annotated[
-        float,
-        typer.Option(metavar="W", help="Classifier-free guidance: 1 = none, 0 = unconditional."),
-    ] = _DEFAULTS.guidance,
-    temperature: Annotated[
-        float, typer.Option(metavar="T", min=0.01, help="Sampling temperature.")
-    ] = _DEFAULTS.temperature,
-    top_k: Annotated[
-        int | None,
-        typer.Option("--top-k", metavar="K", min=1, help="Sample among the K likeliest tokens."),
-    ] = _DEFAULTS.top_k,
-    seed: Annotated[
-        int, typer.Option(metavar="N", help="Seed: same seed, same audio.")
-    ] = _DUB.seed,
-    sampler: Annotated[
-        str,
-        typer.Option(
-            metavar="NAME",
-            help="maskgit (parallel) or ar (one frame per step: the "
-            "baseline for speed comparisons).",
-        ),
-    ] = _DUB.sampler,
+    *,
+    decoding: dict[str, Any],
     batch_size: Annotated[
         int, typer.Option("--batch-size", "-b", metavar="N", min=1, help="Clips per forward pass.")
     ] = _DUB.batch_size,
-    audio_format: Annotated[
-        str, typer.Option("--format", metavar="FMT", help="Audio file format: wav or flac.")
-    ] = _DUB.audio_format,
-    no_mux: Annotated[
-        bool, typer.Option("--no-mux", help="Write audio (and the sidecar) only, no video.")
-    ] = not _DUB.mux,
-    reencode: Annotated[
-        bool, typer.Option("--reencode", help="Re-encode video (H.264) when it cannot be copied.")
-    ] = _DUB.reencode,
-    keep_audio: Annotated[
-        float,
-        _seconds(
-            "--keep-audio", 0.0, "Keep the video's own first SECONDS of audio; generate the rest."
-        ),
-    ] = _DUB.keep_audio,
-    fill_gaps: Annotated[
-        bool,
-        typer.Option(
-            "--fill-gaps",
-            help="Regenerate only the silent stretches of the video's "
-            "own audio; keep the rest untouched.",
-        ),
-    ] = _DUB.fill_gaps,
-    gap_threshold: Annotated[
-        float,
-        typer.Option("--gap-threshold", metavar="DB", help="Level below which audio is silent."),
-    ] = _DUB.gap_threshold_db,
-    min_gap: Annotated[
-        float,
-        _seconds("--min-gap", 0.01, "Shortest gap to fill."),
-    ] = _DUB.min_gap_seconds,
-    window: Annotated[
-        float | None,
-        _seconds("--window", 0.1, "Window length [default: the model's training window]."),
-    ] = _DUB.window_seconds,
-    context: Annotated[
-        float,
-        _seconds(
-            "--context",
-            0.0,
-            "Overlap kept from the previous window in long videos (at most half a window).",
-        ),
-    ] = _DUB.context_seconds,
+    files: dict[str, Any],
+    own_audio: dict[str, Any],
+    windows: dict[str, Any],
     shard: Annotated[
         str | None,
         typer.Option(
@@ -198,28 +296,9 @@ def generate(
     ] = None,
     overwrite: OverwriteOpt = _DUB.overwrite,
     device: DeviceOpt = _DUB.device,
-    codec: Annotated[
-        str | None,
-        typer.Option(
-            metavar="NAME", help="Audio codec [default: the one the model was trained with]."
-        ),
-    ] = _DUB.codec,
-    codec_weights: Annotated[
-        Path | None,
-        typer.Option("--codec-weights", metavar="FILE", help="Weights for encodec_24khz."),
-    ] = _DUB.codec_weights,
-    image_encoder: Annotated[
-        str | None,
-        typer.Option(
-            "--image-encoder",
-            metavar="SPEC",
-            help="Image encoder [default: the one the model was trained with].",
-        ),
-    ] = _DUB.image_encoder,
+    encoders: dict[str, Any],
     cache: CacheOpt = None,
-    workers: WorkersOpt = _DUB.workers,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
+    output: Output,
 ) -> None:
     """Dub videos: generate audio from their pictures and mux it beside the untouched video.
 
@@ -231,28 +310,32 @@ def generate(
         raise typer.BadParameter("give INPUT paths or --data MANIFEST")
     if str(model) != BUILTIN and not model.exists():
         raise typer.BadParameter(f"{model}: no such checkpoint", param_hint="--model")
-    if sampler not in ("maskgit", "ar"):
+    if decoding["sampler"] not in ("maskgit", "ar"):
         raise typer.BadParameter("maskgit or ar", param_hint="--sampler")
+    chosen = {**decoding, **files, **own_audio, **windows, **encoders, "workers": output.workers}
     try:
-        opts = _dub_options(locals())
+        opts = _dub_options(
+            {**chosen, "model": model, "batch_size": batch_size, "overwrite": overwrite},
+            device,
+        )
     except ValueError as exc:
         raise bad_options(exc, _OPTION_NAMES) from None
     part = _shard_of_run(shard)
     with one_line_failures():
-        targets = plan_targets(clip_items(inputs, data), out, audio_format, mux=not no_mux)
+        targets = plan_targets(clip_items(inputs, data), out, opts.audio_format, mux=opts.mux)
         store = open_cache(cache)
         check_writable_folder(out)
     if part is not None:
         targets = [t for t in targets if in_shard(t.item, *part)]
-    _run(targets, opts, store, as_json, quiet)
+    _run(targets, opts, store, output)
 
 
-def _run(targets: list[DubTarget], opts: DubOptions, store, as_json: bool, quiet: bool) -> None:
+def _run(targets: list[DubTarget], opts: DubOptions, store: Cache, output: Output) -> None:
     def make_dubber():
         from vabcli.generation.dubber import Dubber  # torch: only when some clip needs work
 
         size_torch_threads()  # one steady caller: the sampling loop of the calling thread
         return Dubber(opts, store)
 
-    display = JobsDisplay(len(targets), "generate", as_json, quiet, _describe)
+    display = jobs_display(len(targets), "generate", output, _describe)
     show_jobs(display, lambda: run_dub(targets, opts, make_dubber, display))

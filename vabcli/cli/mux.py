@@ -6,22 +6,22 @@ from typing import Annotated
 import typer
 
 from vabcli.cli.common import (
-    DEFAULT_WORKERS,
-    JsonOpt,
+    OUTPUT,
+    Output,
     OverwriteOpt,
-    QuietOpt,
-    WorkersOpt,
     app,
     one_line_failures,
     run_command,
+    with_option_groups,
 )
-from vabcli.core.jobs import Job
+from vabcli.core.jobs import Job, Outcome
 from vabcli.media.mux import OUTPUT_SUFFIXES, MuxJob, MuxOptions, plan_batch, run_mux_job
 
 _DEFAULTS = MuxOptions()
 
 
 @app.command()
+@with_option_groups(output=OUTPUT)
 def mux(
     video: Annotated[
         Path, typer.Argument(metavar="VIDEO", help="A video file, or a folder of videos.")
@@ -58,9 +58,8 @@ def mux(
         str, typer.Option("--audio-bitrate", metavar="RATE", help="AAC bitrate.")
     ] = _DEFAULTS.audio_bitrate,
     overwrite: OverwriteOpt = _DEFAULTS.overwrite,
-    workers: WorkersOpt = DEFAULT_WORKERS,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
+    *,
+    output: Output,
 ) -> None:
     """Put audio into a video beside its untouched video stream (batch: match by relative name).
 
@@ -86,12 +85,8 @@ def mux(
     job: Job[MuxJob] = Job(
         work=lambda j, progress: run_mux_job(j, opts), name=lambda j: str(j.video)
     )
-    run_command(
-        jobs,
-        job,
-        workers,
-        "mux",
-        as_json,
-        quiet,
-        lambda o: f"-> {o.figures['output']}  {o.figures['duration']:.3f} s",
-    )
+    run_command(jobs, job, output, "mux", _describe)
+
+
+def _describe(o: Outcome) -> str:
+    return f"-> {o.figures['output']}  {o.figures['duration']:.3f} s"

@@ -1,17 +1,16 @@
 """`vab tokenize`: visual features and audio tokens for videos or a manifest, into the cache."""
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from vabcli.cli import common
-from vabcli.cli.console import JobsDisplay
 from vabcli.core.jobs import Outcome
 from vabcli.data.clips import clip_items
 from vabcli.encoders.tokenize import ClipTokenizer, TokenizeOptions
 from vabcli.encoders.tokenize_clips import tokenize_clips
-from vabcli.tasks.options import ClipOptions
 
 _DEFAULTS = TokenizeOptions()
 
@@ -24,6 +23,7 @@ def _describe(o: Outcome) -> str:
 
 
 @common.app.command()
+@common.with_option_groups(encoders=common.ENCODERS, output=common.OUTPUT)
 def tokenize(
     inputs: common.InputsArg = None,
     data: Annotated[
@@ -33,10 +33,8 @@ def tokenize(
         ),
     ] = None,
     cache: common.CacheOpt = None,
-    codec: common.CodecOpt = _DEFAULTS.codec,
-    codec_weights: common.CodecWeightsOpt = _DEFAULTS.codec_weights,
-    bandwidth: common.BandwidthOpt = _DEFAULTS.bandwidth,
-    image_encoder: common.ImageEncoderOpt = _DEFAULTS.image_encoder,
+    *,
+    encoders: common.Encoders,
     fps: common.FpsOpt = _DEFAULTS.extract.fps,
     size: Annotated[
         str | None,
@@ -50,9 +48,7 @@ def tokenize(
         bool,
         typer.Option("--keep-frames", help="Keep decoded frames in the cache after encoding."),
     ] = _DEFAULTS.keep_frames,
-    workers: common.WorkersOpt = ClipOptions.workers,
-    as_json: common.JsonOpt = False,
-    quiet: common.QuietOpt = False,
+    output: common.Output,
 ) -> None:
     """Visual features and audio tokens of clips, into the cache (cached clips are skipped).
 
@@ -61,20 +57,17 @@ def tokenize(
     common.clips_given(inputs, data, "give INPUT paths or --data MANIFEST")
     frames = common.extract_options(fps, size or common.DEFAULT_SIZE, common.DEFAULT_SAMPLE_RATE)
     opts = TokenizeOptions(
-        codec=codec,
-        codec_weights=codec_weights,
-        bandwidth=bandwidth,
+        **asdict(encoders),
         extract=frames,
         frame_size_from_encoder=size is None,  # frames at the image encoder's own size
-        image_encoder=image_encoder,
         device=device,
         keep_frames=keep_frames,
     )
     with common.one_line_failures():
         items = clip_items(inputs, data)
         tokenizer = ClipTokenizer(opts, common.open_cache(cache))
-    display = JobsDisplay(len(items), "tokenize", as_json, quiet, _describe)
+    display = common.jobs_display(len(items), "tokenize", output, _describe)
     with tokenizer:
         common.show_jobs(
-            display, lambda: tokenize_clips(items, tokenizer, workers, display).outcomes
+            display, lambda: tokenize_clips(items, tokenizer, output.workers, display).outcomes
         )

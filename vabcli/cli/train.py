@@ -1,31 +1,31 @@
 """`vab train`: masked audio-token pre-training on a manifest's clips."""
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from vabcli.cli.common import (
-    BandwidthOpt,
+    ENCODERS,
+    OUTPUT,
     CacheOpt,
     ClipSecondsOpt,
-    CodecOpt,
-    CodecWeightsOpt,
     DataOpt,
     DeviceOpt,
+    Encoders,
     FpsOpt,
-    ImageEncoderOpt,
-    JsonOpt,
     LrOpt,
+    OptionGroup,
+    Output,
     PackOpt,
-    QuietOpt,
     ResumeOpt,
     SeedOpt,
     StepsOpt,
     ValEveryOpt,
     WarmupOpt,
-    WorkersOpt,
     app,
+    with_option_groups,
 )
 from vabcli.cli.runs import (
     check_sources,
@@ -34,8 +34,6 @@ from vabcli.cli.runs import (
     training_run,
 )
 from vabcli.config import (
-    DEFAULT_CODEC,
-    DEFAULT_IMAGE_ENCODER,
     MODEL_PRESETS,
     VISUAL_FPS,
     ExtractOptions,
@@ -69,7 +67,55 @@ def _overrides(pairs: list[str]) -> dict[str, int | float]:
     return result
 
 
+def _masking(mask_bounds: str, label_smoothing: float) -> MaskingConfig:
+    """The masking of --mask-bounds and --label-smoothing; a bad value is a usage error."""
+    try:
+        low, high = (float(v) for v in mask_bounds.split(","))
+    except ValueError:
+        raise typer.BadParameter("expected LOW,HIGH", param_hint="--mask-bounds") from None
+    if not 0.0 <= low < high <= 1.0:
+        raise typer.BadParameter("need 0 <= LOW < HIGH <= 1", param_hint="--mask-bounds")
+    try:
+        return MaskingConfig(low=low, high=high, label_smoothing=label_smoothing)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--label-smoothing") from None
+
+
+# --mask-bounds and --label-smoothing, gathered into the MaskingConfig they make.
+_MASKING_OPTIONS = OptionGroup.of(
+    _masking,
+    mask_bounds=(
+        Annotated[
+            str,
+            typer.Option(
+                "--mask-bounds",
+                metavar="LOW,HIGH",
+                help=f"Bounds of the mask ratio, drawn from N({_MASKING.mean}, {_MASKING.std}) "
+                "truncated to them.",
+            ),
+        ],
+        f"{_MASKING.low},{_MASKING.high}",
+    ),
+    label_smoothing=(
+        Annotated[
+            float,
+            typer.Option(
+                "--label-smoothing",
+                metavar="E",
+                min=0.0,
+                max=0.5,
+                help="Label smoothing of the loss.",
+            ),
+        ],
+        _MASKING.label_smoothing,
+    ),
+)
+
+_OUTPUT = OUTPUT.with_defaults(workers=_DEFAULTS.workers)
+
+
 @app.command()
+@with_option_groups(masking=_MASKING_OPTIONS, encoders=ENCODERS, output=_OUTPUT)
 def train(
     data: DataOpt = None,
     out: Annotated[
@@ -99,21 +145,8 @@ def train(
     lr: LrOpt = _DEFAULTS.lr,
     warmup_steps: WarmupOpt = _DEFAULTS.warmup_steps,
     clip_seconds: ClipSecondsOpt = _DEFAULTS.clip_seconds,
-    mask_bounds: Annotated[
-        str,
-        typer.Option(
-            "--mask-bounds",
-            metavar="LOW,HIGH",
-            help=f"Bounds of the mask ratio, drawn from N({_MASKING.mean}, {_MASKING.std}) "
-            "truncated to them.",
-        ),
-    ] = f"{_MASKING.low},{_MASKING.high}",
-    label_smoothing: Annotated[
-        float,
-        typer.Option(
-            "--label-smoothing", metavar="E", min=0.0, max=0.5, help="Label smoothing of the loss."
-        ),
-    ] = _MASKING.label_smoothing,
+    *,
+    masking: MaskingConfig,
     val_every: ValEveryOpt = _DEFAULTS.val_every,
     seed: SeedOpt = _DEFAULTS.seed,
     resume: ResumeOpt = DEFAULT_SETUP.resume,
@@ -122,15 +155,10 @@ def train(
         typer.Option("--overwrite", help="Replace an earlier run in RUN_DIR (or pack in DIR)."),
     ] = DEFAULT_SETUP.overwrite,
     device: DeviceOpt = DEFAULT_SETUP.device,
-    codec: CodecOpt = DEFAULT_CODEC,
-    codec_weights: CodecWeightsOpt = None,
-    bandwidth: BandwidthOpt = None,
-    image_encoder: ImageEncoderOpt = DEFAULT_IMAGE_ENCODER,
+    encoders: Encoders,
     fps: FpsOpt = VISUAL_FPS,
     cache: CacheOpt = None,
-    workers: WorkersOpt = _DEFAULTS.workers,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
+    output: Output,
 ) -> None:
     """Pre-train the VAB model: tokenize missing clips, then masked audio-token prediction.
 
@@ -160,22 +188,15 @@ def train(
         model_config(preset, **dims)
     except (ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--preset/--set") from None
-    opts = train_options(locals(), masking=_masking(mask_bounds, label_smoothing))
-    tok_opts = TokenizeOptions(
-        extract=ExtractOptions(fps=fps),
-        codec=codec,
-        codec_weights=codec_weights,
-        bandwidth=bandwidth,
-        image_encoder=image_encoder,
-        device=device,
-    )
+    opts = train_options(locals(), workers=output.workers)
+    tok_opts = TokenizeOptions(extract=ExtractOptions(fps=fps), **asdict(encoders), device=device)
     places = {"data": data, "cache": cache, "device": device, "overwrite": overwrite}
-    with training_run(out, steps, quiet, resume=resume, **places) as setup:
+    with training_run(out, steps, output.quiet, resume=resume, **places) as setup:
         if write_pack is not None:
             written = write_training_pack(
-                data, write_pack, tokenize=tok_opts, workers=workers, setup=setup
+                data, write_pack, tokenize=tok_opts, workers=output.workers, setup=setup
             )
-            print_summary(written, as_json, _describe_pack)
+            print_summary(written, output.as_json, _describe_pack)
             return
         assert out is not None  # check_sources
         summary = pretrain(
@@ -188,7 +209,7 @@ def train(
             tokenize=tok_opts,
             setup=setup,
         )
-    print_summary(summary, as_json)
+    print_summary(summary, output.as_json)
 
 
 def _describe_pack(written: dict) -> str:
@@ -198,16 +219,3 @@ def _describe_pack(written: dict) -> str:
         f"pack {folder}: {clips}, {written['bytes'] / 1e6:.1f} MB; "
         f"train it with: vab train --pack {folder} --out RUN_DIR"
     )
-
-
-def _masking(bounds: str, label_smoothing: float) -> MaskingConfig:
-    try:
-        low, high = (float(v) for v in bounds.split(","))
-    except ValueError:
-        raise typer.BadParameter("expected LOW,HIGH", param_hint="--mask-bounds") from None
-    if not 0.0 <= low < high <= 1.0:
-        raise typer.BadParameter("need 0 <= LOW < HIGH <= 1", param_hint="--mask-bounds")
-    try:
-        return MaskingConfig(low=low, high=high, label_smoothing=label_smoothing)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--label-smoothing") from None

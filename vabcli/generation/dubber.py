@@ -24,7 +24,13 @@ from vabcli.core.device import resolve_device
 from vabcli.core.errors import MediaError, OutputExistsError
 from vabcli.data.clips import ClipItem
 from vabcli.encoders.tokenize import ClipTokenizer, latent_files, options_from_spec
-from vabcli.generation.audio_file import samples_short, synthesize_waveform, write_tokens_as_audio
+from vabcli.generation.audio_file import (
+    AudioOutput,
+    Splice,
+    samples_short,
+    synthesize_waveform,
+    write_tokens_as_audio,
+)
 from vabcli.generation.outputs import DubTarget, OutputLock
 from vabcli.generation.prompts import fill_gaps, keep_prompt, silent_frames, token_grid
 from vabcli.generation.windowed import ClipTokens, WindowSampler, clip_seed
@@ -53,8 +59,7 @@ class ClipJob:
     grid: np.ndarray  # [K, T_a], mask id where audio is to be generated
     seed: int
     timings: dict[str, float]
-    original: np.ndarray | None = None  # fill-gaps: the clip's own audio, kept outside the gaps
-    regenerate: np.ndarray | None = None  # fill-gaps: [T_a] bool
+    splice: Splice | None = None  # fill-gaps: the clip's own audio, kept outside the gaps
     tokens: ClipTokens | None = None
     target: DubTarget | None = None  # where `finish` writes; None for a clip dubbed in memory
     lock: OutputLock | None = None  # held on the target's outputs while the clip is worked on
@@ -156,7 +161,7 @@ class Dubber:
         gaps = silent_frames(wav, hop, job.grid.shape[1], opts.gap_threshold_db, min_frames)
         regenerate = gaps & (job.grid == self.model.cfg.mask_id).all(axis=0)  # not a kept prompt
         job.grid = fill_gaps(job.grid, own, regenerate)
-        job.original, job.regenerate = wav, regenerate
+        job.splice = Splice(wav, regenerate)
 
     def _clip_key(self, item: ClipItem) -> str:
         segment = item.segment
@@ -182,14 +187,14 @@ class Dubber:
     def synthesize(self, job: ClipJob) -> np.ndarray:
         """A sampled clip's audio `[n_samples]` float32 at the codec's rate, in memory: the
         samples `finish` writes (before the file's 16-bit quantisation)."""
-        codes, n_samples = self._sampled(job)
-        return synthesize_waveform(self.codec, codes, n_samples, job.original, job.regenerate)
+        return synthesize_waveform(self.codec, self._sampled(job))
 
-    def _sampled(self, job: ClipJob) -> tuple[torch.Tensor, int]:
-        """A sampled clip's codes `[K, T_a]` on the CPU and its length in samples."""
+    def _sampled(self, job: ClipJob) -> AudioOutput:
+        """A sampled clip's audio output: its codes `[K, T_a]` on the CPU, exactly as long as
+        the clip."""
         codes = job.tokens.codes.cpu()
         assert not (codes == self.model.cfg.mask_id).any(), "a token was left masked"
-        return codes, round(job.duration * self.codec.sample_rate)
+        return AudioOutput(codes, round(job.duration * self.codec.sample_rate), job.splice)
 
     def finish(self, job: ClipJob) -> dict[str, Any]:
         """Write the audio, the muxed video and then the sidecar (which marks the clip done).
@@ -198,20 +203,12 @@ class Dubber:
         fails, none of them stays (see `atomic.output_group`).
         """
         target, opts = job.target, self.opts
-        codes, n_samples = self._sampled(job)
+        audio = self._sampled(job)
         timings = {**job.timings, "sampling": job.tokens.seconds}
         with output_group(overwrite=True) as group:
-            temps = {target.audio: group.add(target.audio, samples_short(n_samples))}
+            temps = {target.audio: group.add(target.audio, samples_short(audio.n_samples))}
             began = time.perf_counter()
-            write_tokens_as_audio(
-                self.codec,
-                codes,
-                temps[target.audio],
-                n_samples,
-                opts.audio_format,
-                job.original,
-                job.regenerate,
-            )
+            write_tokens_as_audio(self.codec, audio, temps[target.audio], opts.audio_format)
             timings["synthesis"] = time.perf_counter() - began
             if target.video is not None:
                 temps[target.video] = group.add(target.video, incomplete_media)
@@ -223,7 +220,7 @@ class Dubber:
                     MuxOptions(reencode=opts.reencode),
                 )
                 timings["mux"] = time.perf_counter() - began
-            figures = self._figures(job, n_samples, timings)
+            figures = self._figures(job, audio.n_samples, timings)
             # Sizes let a later run tell a whole output from one damaged since (`complete`).
             figures["output_bytes"] = {f.name: tmp.stat().st_size for f, tmp in temps.items()}
             sidecar_tmp = group.add(target.sidecar)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -44,19 +45,30 @@ def guided_logits(logits_fn: LogitsFn, codes: torch.Tensor, guidance: float) -> 
     return uncond + guidance * (cond - uncond)
 
 
-def sample_maskgit(
-    logits_fn: LogitsFn,
-    codes: torch.Tensor,
-    mask_id: int,
-    opts: SamplingOptions,
-    generators: Sequence[torch.Generator],
-) -> torch.Tensor:
-    """Fill every `mask_id` in `codes` `[B, K, T]`; other tokens are kept as given.
+@dataclass(frozen=True)
+class Fill:
+    """What a sampler is asked: fill every `mask_id` in `codes` `[B, K, T]` (other tokens are
+    kept as given) from `logits_fn`, row b drawing every random number from `generators[b]`
+    (on the row's device)."""
 
-    `generators[b]` draws every random number of row b (on the row's device).
-    """
-    _check_generators(codes, generators)
-    codes = codes.clone()
+    logits_fn: LogitsFn
+    codes: torch.Tensor
+    mask_id: int
+    generators: Sequence[torch.Generator]
+
+    def __post_init__(self) -> None:
+        if len(self.generators) != self.codes.shape[0]:
+            raise ValueError(f"{len(self.generators)} generators for {self.codes.shape[0]} rows")
+
+
+# A sampler: the filled codes `[B, K, T]` of a `Fill`.
+Sampler = Callable[[Fill, SamplingOptions], torch.Tensor]
+
+
+def sample_maskgit(fill: Fill, opts: SamplingOptions) -> torch.Tensor:
+    """Fill the masks in S steps of parallel sampling (the module's docstring)."""
+    logits_fn, mask_id, generators = fill.logits_fn, fill.mask_id, fill.generators
+    codes = fill.codes.clone()
     unknown = codes == mask_id  # the positions this call decides
     total = unknown.flatten(1).sum(dim=1)
     for step in range(opts.steps):
@@ -74,34 +86,22 @@ def sample_maskgit(
     return codes
 
 
-def sample_autoregressive(
-    logits_fn: LogitsFn,
-    codes: torch.Tensor,
-    mask_id: int,
-    opts: SamplingOptions,
-    generators: Sequence[torch.Generator],
-) -> torch.Tensor:
+def sample_autoregressive(fill: Fill, opts: SamplingOptions) -> torch.Tensor:
     """The baseline: one call per audio frame, left to right, sampling its K tokens together.
 
     Same options (guidance, temperature, top-k; `steps` does not apply), same known-token rule.
     """
-    _check_generators(codes, generators)
-    codes = codes.clone()
+    codes = fill.codes.clone()
     for t in range(codes.shape[2]):
-        masked = codes[:, :, t] == mask_id  # [B, K]
+        masked = codes[:, :, t] == fill.mask_id  # [B, K]
         if not masked.any():
             continue
-        logits = guided_logits(logits_fn, codes, opts.guidance)[:, :, t : t + 1]
+        logits = guided_logits(fill.logits_fn, codes, opts.guidance)[:, :, t : t + 1]
         sampled, _ = _sample(
-            logits / opts.temperature, opts.top_k, _uniform(masked[..., None], generators)
+            logits / opts.temperature, opts.top_k, _uniform(masked[..., None], fill.generators)
         )
         codes[:, :, t] = torch.where(masked, sampled[:, :, 0], codes[:, :, t])
     return codes
-
-
-def _check_generators(codes: torch.Tensor, generators: Sequence[torch.Generator]) -> None:
-    if len(generators) != codes.shape[0]:
-        raise ValueError(f"{len(generators)} generators for {codes.shape[0]} rows")
 
 
 def _sample(

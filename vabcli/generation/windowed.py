@@ -25,14 +25,16 @@ import torch
 
 from vabcli.config import SamplerName
 from vabcli.generation.maskgit import (
+    Fill,
     LogitsFn,
+    Sampler,
     SamplingOptions,
     sample_autoregressive,
     sample_maskgit,
 )
 from vabcli.generation.windows import Span, WindowPlan
 
-SAMPLERS = {"maskgit": sample_maskgit, "ar": sample_autoregressive}
+SAMPLERS: dict[str, Sampler] = {"maskgit": sample_maskgit, "ar": sample_autoregressive}
 
 
 def clip_seed(seed: int, clip_digest: str) -> int:
@@ -101,9 +103,8 @@ class WindowSampler:
         keeps = (visual_keep, audio_keep) if padded else (None, None)
         logits_fn = self._logits_fn(visual, *keeps)
         with self._autocast():
-            out = self.sample(
-                logits_fn, codes, self.mask_id, self.sampling, [c.generator for c in clips]
-            )
+            fill = Fill(logits_fn, codes, self.mask_id, [c.generator for c in clips])
+            out = self.sample(fill, self.sampling)
         for i, (clip, s) in enumerate(zip(clips, spans, strict=True)):
             clip.codes[:, s.audio_start : s.audio_end] = out[i, :, : s.audio_end - s.audio_start]
             clip.done += 1

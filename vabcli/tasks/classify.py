@@ -9,7 +9,7 @@ of the checkpoint, so `vab classify` needs nothing but the checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,18 +125,13 @@ class ClassifierModel(nn.Module):
         # modality and layer); normalised, one learning rate suits any checkpoint.
         return self.head(torch.cat([F.layer_norm(p, p.shape[-1:]) for p in pooled], dim=-1))
 
-    def forward(
-        self,
-        visual: torch.Tensor,
-        codes: torch.Tensor,
-        visual_keep: torch.Tensor | None = None,
-        audio_keep: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Logits `[B, n_labels]` of aligned windows."""
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Logits `[B, n_labels]` of a batch's aligned windows (`training.dataset.collate`'s
+        visual, codes, visual_keep, audio_keep)."""
         pooled = [
-            self.towers.visual(visual, visual_keep)
+            self.towers.visual(batch["visual"], batch["visual_keep"])
             if m == VISUAL
-            else self.towers.audio(codes, audio_keep)
+            else self.towers.audio(batch["codes"], batch["audio_keep"])
             for m in self.modalities
         ]
         return self._head(pooled)

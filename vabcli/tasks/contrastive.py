@@ -8,6 +8,7 @@ uses `vab train`'s loop: the same checkpoints, resume, metrics and Ctrl-C handli
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,17 +51,12 @@ class ContrastiveModel(nn.Module):
         self.embed = EmbeddingModel(Towers(VabModel(cfg), spec.n_layers), spec.proj_dim)
         self.scale = LogitScale()
 
-    def forward(
-        self,
-        visual: torch.Tensor,
-        codes: torch.Tensor,
-        visual_keep: torch.Tensor | None = None,
-        audio_keep: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unit embeddings (visual `[B, D]`, audio `[B, D]`) of aligned windows."""
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unit embeddings (visual `[B, D]`, audio `[B, D]`) of a batch's aligned windows
+        (`training.dataset.collate`'s visual, codes, visual_keep, audio_keep)."""
         return (
-            self.embed.embed_visual(visual, visual_keep),
-            self.embed.embed_audio(codes, audio_keep),
+            self.embed.embed_visual(batch["visual"], batch["visual_keep"]),
+            self.embed.embed_audio(batch["codes"], batch["audio_keep"]),
         )
 
 

@@ -27,7 +27,5 @@ class FineTuneTrainer(Trainer, Generic[Spec]):
         autocast; and the batch, moved there."""
         batch = self.on_device(batch)
         with self.autocast():
-            out = self.net(
-                batch["visual"], batch["codes"], batch["visual_keep"], batch["audio_keep"]
-            )
+            out = self.net(batch)
         return out, batch
