@@ -48,7 +48,15 @@ from vabcli.world.synth import SynthOptions, synthesize
 
 HELD_OUT_SEED, OTHER_SEED = 7, 8
 STEPS, GUIDANCES = (1, 4, 8, 16, 32), (0.0, 2.0, 5.0)
-COLUMNS = ("onset_f1", "onset_offset_ms", "class_acc", "fd_logmel", "silence_ratio", "clipping")
+COLUMNS = (
+    "onset_f1",
+    "onset_offset_ms",
+    "event_class_acc",
+    "class_acc",
+    "fd_logmel",
+    "silence_ratio",
+    "clipping",
+)
 
 
 def dub(manifest: Path, out: Path, cache: Path, **options: object) -> float:

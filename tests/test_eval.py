@@ -62,6 +62,7 @@ def test_real_audio_scores_far_better_than_audio_of_other_clips(clips):
     assert real["onset_f1"] >= 0.95 and wrong["onset_f1"] < 0.5
     assert real["onset_offset_ms"] < 15 and wrong["onset_offset_ms"] > 100
     assert real["class_acc"] >= 0.9 and wrong["class_acc"] <= 0.5
+    assert real["event_class_acc"] >= 0.9 and wrong["event_class_acc"] <= 0.5
     assert real["fd_logmel"] < 1e-3 < wrong["fd_logmel"]
     assert real["duration_error_ms"] == 0 and real["clipping"] == 0
     assert real["silence_ratio"] == pytest.approx(real["silence_ratio_reference"])
@@ -71,6 +72,14 @@ def test_silence_scores_as_silence(clips):
     silent = score(_as_generated(clips, lambda i, c: np.zeros_like(c.real)), None, EvalOptions())
     assert silent["onset_f1"] == 0 and silent["onset_offset_ms"] == 1000
     assert silent["silence_ratio"] == 1 and silent["class_acc"] is None
+
+
+def test_the_event_level_class_hears_silence_and_late_sound_as_misses(clips):
+    judge = fit_judge(clips)
+    silent = score(_as_generated(clips, lambda i, c: np.zeros_like(c.real)), judge, EvalOptions())
+    assert silent["event_class_acc"] == 0  # the judge would name a class for silence too
+    on_time, late = (score(_delayed(clips, ms), judge, EvalOptions()) for ms in (0, 250))
+    assert on_time["event_class_acc"] >= 0.9 and late["event_class_acc"] < 0.6
 
 
 def test_shifting_real_audio_worsens_the_sync_measures_monotonically(clips):

@@ -141,6 +141,7 @@ GENERATE_OPTIONS = [
     "--min-gap",
     "--window",
     "--context",
+    "--lookahead",
     "--workers",
 ]
 TOKENIZE_OPTIONS = ["--fps", "--size", "--bandwidth", "--workers"]

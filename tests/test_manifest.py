@@ -34,7 +34,8 @@ def test_fields_and_paths(tmp_path):
         ('{"video": "a.mp4", "start": -1}', '"start"'),
         ('{"video": "a.mp4", "start": 5, "end": 3}', '"end"'),
         ('{"video": "a.mp4", "label": 3}', '"label"'),
-        ('{"video": "a.mp4", "lable": "typo"}', "unknown field"),
+        ('{"video": "a.mp4", "lable": "typo"}', 'unknown field(s) "lable"'),
+        ('{"video": "a.mp4", "\\n": null}', 'unknown field(s) "\\n"'),  # one line, quoted
     ],
 )
 def test_malformed_line_names_file_and_line(tmp_path, line, complaint):
@@ -43,3 +44,4 @@ def test_malformed_line_names_file_and_line(tmp_path, line, complaint):
     with pytest.raises(ManifestError) as err:
         read_manifest(manifest)
     assert str(err.value).startswith(f"{manifest}:2: ") and complaint in str(err.value)
+    assert "\n" not in str(err.value)

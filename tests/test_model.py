@@ -109,3 +109,19 @@ def test_tiny_preset_learns_and_uses_the_visual_condition():
     without = (unguided == grids).float().mean().item()
     assert accuracy > 0.9, f"masked-token accuracy {accuracy:.2f} (chance 0.001)"
     assert without < 0.5, f"without the pictures it still got {without:.2f}"
+
+
+def test_logits_are_float32_under_autocast():
+    """Under bf16 autocast the output norm and heads still run in float32: guidance multiplies
+    the logits' rounding error."""
+    import torch
+
+    from vabcli.config import ModelConfig
+    from vabcli.model.transformer import VabModel
+
+    cfg = ModelConfig(visual_dim=8, n_codebooks=2, codebook_size=16, d_model=16, n_heads=2)
+    model = VabModel(cfg).eval()
+    visual, codes = torch.randn(1, 8, 8), torch.randint(0, 16, (1, 2, 75))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(visual, codes)
+    assert logits.dtype == torch.float32

@@ -132,3 +132,54 @@ def test_autoregressive_baseline_fills_left_to_right_and_keeps_known_tokens():
 def test_generators_must_match_the_rows():
     with pytest.raises(ValueError, match="2 generators for 1 rows"):
         Fill(rowwise_noise, torch.full((1, 4, 3), MASK), MASK, gens(2))
+
+
+def test_top_p_samples_only_within_the_nucleus():
+    logits = torch.full((1, 4, 50, V), -5.0)
+    logits[..., 2] = 0.0  # one likely token (p ~ 0.91); the rest share what is left
+    out = sample_maskgit(
+        Fill(
+            lambda c, n: logits.repeat(c.shape[0], 1, 1, 1),
+            torch.full((1, 4, 50), MASK),
+            MASK,
+            gens(1),
+        ),
+        SamplingOptions(steps=3, guidance=1.0, top_p=0.5),
+    )
+    assert (out == 2).all()  # without the nucleus, 9 of these 200 are others
+
+
+def test_guidance_and_temperature_anneal_with_the_masked_share(monkeypatch):
+    import vabcli.generation.maskgit as maskgit
+
+    used = []
+    guided = maskgit.guided_logits
+
+    def recording(logits_fn, codes, guidance):
+        used.append(guidance)
+        return guided(logits_fn, codes, guidance)
+
+    monkeypatch.setattr(maskgit, "guided_logits", recording)
+    target = torch.zeros(1, 4, 20, dtype=torch.long)
+    opts = SamplingOptions(steps=4, guidance=10.0, guidance_end=1.0)
+    sample_maskgit(Fill(target_logits(target), torch.full_like(target, MASK), MASK, gens(1)), opts)
+    shares = [math.cos(math.pi / 2 * s / 4) for s in range(4)]
+    assert used == pytest.approx([1.0 + 9.0 * share for share in shares])  # 10 at full mask
+
+
+def test_coarse_to_fine_decides_one_level_after_another():
+    target = torch.randint(0, V, (2, 4, 12), generator=torch.Generator().manual_seed(4))
+    seen = []
+
+    def fn(codes, null):
+        seen.append([int((codes[:2, k] == MASK).sum()) for k in range(4)])
+        return target_logits(target)(codes, null)
+
+    opts = SamplingOptions(guidance=1.0, level_steps=(3, 1, 1, 2))
+    out = sample_maskgit(Fill(fn, torch.full_like(target, MASK), MASK, gens(2)), opts)
+    assert torch.equal(out, target) and len(seen) == 3 + 1 + 1 + 2
+    # while level 0 is decided, the finer levels are all still masked; then level 1, ...
+    assert all(levels[1:] == [24, 24, 24] for levels in seen[:3])
+    assert seen[3] == [0, 24, 24, 24] and seen[4] == [0, 0, 24, 24]
+    with pytest.raises(ValueError, match="3 level steps for 4 codebooks"):
+        sample_maskgit(Fill(fn, target, MASK, gens(2)), SamplingOptions(level_steps=(1, 1, 1)))

@@ -133,7 +133,7 @@ class LoadedModel:
         temperature, top_k, sampler, keep_audio (seconds of the video's own sound kept as a
         prompt), fill_gaps (regenerate only its silent stretches), gap_threshold_db,
         min_gap_seconds, window_seconds (None: the window the model was trained on),
-        context_seconds.
+        context_seconds, lookahead_seconds.
         """
         unknown = sorted(set(options) - set(_DUB_KEYWORDS))
         if unknown:
@@ -327,6 +327,7 @@ _DUB_KEYWORDS = (
     "min_gap_seconds",
     "window_seconds",
     "context_seconds",
+    "lookahead_seconds",
 )
 
 

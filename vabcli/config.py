@@ -288,6 +288,14 @@ class SamplingOptions:
     temperature: float = 1.0
     top_k: int | None = None
     noise: float = 1.0  # Gumbel noise scale at the first step; it anneals linearly to 0
+    top_p: float | None = None  # sample within the nucleus of this mass (None: all)
+    # Annealed with the share of tokens still masked, from the value above at the first step
+    # to these at the last (MAGNeT); None: constant.
+    temperature_end: float | None = None
+    guidance_end: float | None = None
+    # Coarse to fine (SoundStorm, MAGNeT): steps per codebook level, one level after another;
+    # None: all levels together in `steps`.
+    level_steps: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         check_number("steps", self.steps, 1, MAX_STEPS, integer=True)
@@ -296,6 +304,17 @@ class SamplingOptions:
         if self.top_k is not None:
             check_number("top_k", self.top_k, 1, 1 << 20, integer=True)
         check_number("noise", self.noise, 0, 100)
+        if self.top_p is not None:
+            check_number("top_p", self.top_p, 0, 1, low_open=True)
+        if self.temperature_end is not None:
+            check_number("temperature_end", self.temperature_end, 0, 100, low_open=True)
+        if self.guidance_end is not None:
+            check_number("guidance_end", self.guidance_end, -MAX_GUIDANCE, MAX_GUIDANCE)
+        if self.level_steps is not None:
+            if not self.level_steps:
+                raise ValueError("level_steps must list one step count per codebook level")
+            for steps in self.level_steps:
+                check_number("level_steps", steps, 1, MAX_STEPS, integer=True)
 
 
 SamplerName = Literal["maskgit", "ar"]
@@ -323,6 +342,8 @@ class DubOptions:
     min_gap_seconds: float = 0.25
     window_seconds: float | None = None  # None: the window the model was trained on
     context_seconds: float = 1.0
+    # Keep only tokens with this much of their window after them; the next window decides the rest.
+    lookahead_seconds: float = 0.0
     device: str = "auto"
     # Encoders: None takes what the checkpoint records.
     codec: str | None = None
@@ -341,6 +362,7 @@ class DubOptions:
         if self.window_seconds is not None:
             check_number("window_seconds", self.window_seconds, 0.1, MAX_SECONDS)
         check_number("context_seconds", self.context_seconds, 0, MAX_SECONDS)
+        check_number("lookahead_seconds", self.lookahead_seconds, 0, MAX_SECONDS)
 
     @property
     def needs_own_audio(self) -> bool:

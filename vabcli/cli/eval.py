@@ -23,6 +23,7 @@ _EXPLAINED = {
     "onset_f1": "detected onsets matching a true event within the tolerance (F1)",
     "onset_offset_ms": "mean distance, true event to nearest detected onset (capped at 1 s)",
     "class_acc": "clips a judge fitted on real audio hears as their label",
+    "event_class_acc": "true events whose generated sound the judge hears as their source",
     "fd_logmel": "Frechet distance of log-mel frame statistics, generated vs real",
     "duration_error_ms": "mean |generated - video| length",
     "silence_ratio": "fraction of 10 ms frames below -50 dBFS",
@@ -104,8 +105,9 @@ def eval_command(
 
     Measures, named for what they compute (not FAD, KL or DeSync, which need pretrained audio
     networks): onset_f1 / onset_precision / onset_recall and onset_offset_ms against the
-    manifest's events; class_acc, by a nearest-centroid judge fitted on real audio; fd_logmel;
-    duration_error_ms; silence_ratio; clipping. Exit code 1 if some clip has no generated audio.
+    manifest's events; class_acc (clips) and event_class_acc (each true event, as its source),
+    by a nearest-centroid judge fitted on real audio; fd_logmel; duration_error_ms;
+    silence_ratio; clipping. Exit code 1 if some clip has no generated audio.
 
     --task retrieval --model CKPT: each reference clip's pictures search all clips' sounds (v2a)
     and its sound all pictures (a2v); R@1/5/10 both ways, with chance (k / N). Any checkpoint of

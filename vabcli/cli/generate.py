@@ -39,6 +39,11 @@ _OPTION_NAMES = {
     "guidance": "--guidance",
     "temperature": "--temperature",
     "top_k": "--top-k",
+    "top_p": "--top-p",
+    "noise": "--noise",
+    "temperature_end": "--temperature-end",
+    "guidance_end": "--guidance-end",
+    "level_steps": "--level-steps",
     "batch_size": "--batch-size",
     "workers": "--workers",
     "keep_audio": "--keep-audio",
@@ -46,6 +51,7 @@ _OPTION_NAMES = {
     "min_gap_seconds": "--min-gap",
     "window_seconds": "--window",
     "context_seconds": "--context",
+    "lookahead_seconds": "--lookahead",
 }
 
 
@@ -59,6 +65,16 @@ def _dub_options(chosen: dict[str, Any], device: str) -> DubOptions:
 
 def _fields_of(options: type, values: dict[str, Any]) -> dict[str, Any]:
     return {f.name: values[f.name] for f in fields(options) if f.name in values}
+
+
+def _level_steps(text: str | None) -> tuple[int, ...] | None:
+    """--level-steps 16,1,1,1 -> (16, 1, 1, 1)."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: expected whole numbers like 16,1,1,1") from None
 
 
 def _seconds(flag: str, low: float, help: str) -> Any:
@@ -113,6 +129,61 @@ _SAMPLING = OptionGroup.of(
             ),
         ],
         _DEFAULTS.top_k,
+    ),
+    top_p=(
+        Annotated[
+            float | None,
+            typer.Option(
+                "--top-p", metavar="P", help="Sample within the likeliest tokens of mass P."
+            ),
+        ],
+        _DEFAULTS.top_p,
+    ),
+    noise=(
+        Annotated[
+            float,
+            typer.Option(
+                metavar="G",
+                help="Gumbel noise on the choice of which tokens to keep, at the first step "
+                "(it anneals to 0).",
+            ),
+        ],
+        _DEFAULTS.noise,
+    ),
+    temperature_end=(
+        Annotated[
+            float | None,
+            typer.Option(
+                "--temperature-end",
+                metavar="T",
+                help="Anneal the temperature to T as the masked tokens run out.",
+            ),
+        ],
+        _DEFAULTS.temperature_end,
+    ),
+    guidance_end=(
+        Annotated[
+            float | None,
+            typer.Option(
+                "--guidance-end",
+                metavar="W",
+                help="Anneal the guidance to W as the masked tokens run out.",
+            ),
+        ],
+        _DEFAULTS.guidance_end,
+    ),
+    level_steps=(
+        Annotated[
+            str | None,
+            typer.Option(
+                "--level-steps",
+                metavar="S1,S2,..",
+                callback=_level_steps,
+                help="Decode coarse to fine: steps for each codebook level, one level after "
+                "another (e.g. 16,1,1,1) [default: all levels together in --steps].",
+            ),
+        ],
+        None,
     ),
     seed=(
         Annotated[int, typer.Option(metavar="N", help="Seed: same seed, same audio.")],
@@ -212,6 +283,18 @@ _WINDOWS = OptionGroup.of(
             ),
         ],
         _DUB.context_seconds,
+    ),
+    lookahead_seconds=(
+        Annotated[
+            float,
+            _seconds(
+                "--lookahead",
+                0.0,
+                "Keep only the tokens with this much of their window after them; the next window "
+                "decides the rest, seeing past them.",
+            ),
+        ],
+        _DUB.lookahead_seconds,
     ),
 )
 # The encoders, when not the model's own.

@@ -70,7 +70,8 @@ def _parse_line(raw: str, number: int, folder: Path) -> ManifestEntry:
         raise ValueError("each line must be a JSON object")
     unknown = set(record) - _KNOWN_KEYS
     if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
+        # JSON quoting: a field name may hold a newline or a control character
+        raise ValueError(f"unknown field(s) {', '.join(json.dumps(k) for k in sorted(unknown))}")
     video = record.get("video")
     if not isinstance(video, str) or not video or not _usable_text(video) or "\0" in video:
         raise ValueError('"video" must be a non-empty path string')

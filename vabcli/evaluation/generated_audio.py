@@ -27,6 +27,7 @@ from vabcli.evaluation.metrics import (
     frechet_distance,
     mel_db,
     silence_ratio,
+    sounding,
 )
 from vabcli.evaluation.options import EvalOptions
 from vabcli.generation.outputs import output_stem
@@ -121,6 +122,12 @@ def score(clips: list[ClipAudio], judge: ClassJudge | None, opts: EvalOptions) -
         for clip, heard in zip(found, fake, strict=True)
         if judge is not None and isinstance(clip.entry.label, str)
     ]
+    events_heard = [
+        hit
+        for clip, heard in zip(found, fake, strict=True)
+        if judge is not None
+        for hit in events_heard_as_labelled(clip, heard, judge)
+    ]
     with_events = onsets.reference > 0
     return {
         "clips": len(found),
@@ -130,6 +137,7 @@ def score(clips: list[ClipAudio], judge: ClassJudge | None, opts: EvalOptions) -
         "onset_recall": onsets.recall if with_events else None,
         "onset_offset_ms": onsets.offset_ms if with_events else None,
         "class_acc": float(np.mean(hits)) if hits else None,
+        "event_class_acc": float(np.mean(events_heard)) if events_heard else None,
         "fd_logmel": frechet_distance(np.concatenate([h.spec for h in fake]), np.concatenate(real)),
         "duration_error_ms": float(
             np.mean([abs(len(c.generated) - len(c.real)) for c in found]) / EVAL_SAMPLE_RATE * 1000
@@ -138,6 +146,17 @@ def score(clips: list[ClipAudio], judge: ClassJudge | None, opts: EvalOptions) -
         "silence_ratio_reference": float(np.mean([silence_ratio(c.real) for c in found])),
         "clipping": float(np.mean([clipping_ratio(c.generated) for c in found])),
     }
+
+
+def events_heard_as_labelled(clip: ClipAudio, heard: Heard, judge: ClassJudge) -> list[bool]:
+    """Per true sound of the clip (each source's events, with that source's label): is the
+    generated audio just after it heard, and heard by the judge as that label?"""
+    onsets, labels = labelled_sounds(clip)
+    heard_as = judge.predict(event_features(heard.spec, onsets))
+    loud = sounding(heard.wav, onsets)
+    return [
+        bool(on) and said == label for said, on, label in zip(heard_as, loud, labels, strict=True)
+    ]
 
 
 def clip_events(clip: ClipAudio) -> np.ndarray:

@@ -140,15 +140,30 @@ def clipping_ratio(wav: np.ndarray) -> float:
 JUDGE_WINDOW = 0.1  # seconds of sound after an onset that the class judge listens to
 
 
+def _after(onset: float, n_frames: int) -> slice:
+    """The 10 ms frames of the JUDGE_WINDOW after `onset` (the last frame, past the end)."""
+    k = min(max(0, round(onset / HOP_SECONDS)), max(0, n_frames - 1))
+    return slice(k, k + round(JUDGE_WINDOW / HOP_SECONDS))
+
+
 def event_features(spec: np.ndarray, onsets: np.ndarray) -> np.ndarray:
     """What the class judge hears of each sound: the mean log-mel spectrum (dB, floored) of
     the JUDGE_WINDOW after its onset, `[len(onsets), 64]`; `spec` is `mel_db`'s output."""
-    width = round(JUDGE_WINDOW / HOP_SECONDS)
-    rows = []
-    for onset in onsets:
-        k = min(max(0, round(onset / HOP_SECONDS)), max(0, len(spec) - 1))
-        rows.append(spec[k : k + width].mean(axis=0))
+    rows = [spec[_after(onset, len(spec))].mean(axis=0) for onset in onsets]
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), spec.shape[1])
+
+
+def sounding(
+    wav: np.ndarray, onsets: np.ndarray, sample_rate: int = EVAL_SAMPLE_RATE
+) -> np.ndarray:
+    """Whether anything is heard in the JUDGE_WINDOW after each onset: a 10 ms frame there
+    louder than SILENCE_DB (the judge names a class for silence too; silence is no sound)."""
+    levels = frame_db(wav, sample_rate)
+    heard = [
+        len(levels) > 0 and levels[_after(onset, len(levels))].max() > SILENCE_DB
+        for onset in onsets
+    ]
+    return np.asarray(heard, dtype=bool)
 
 
 class ClassJudge:

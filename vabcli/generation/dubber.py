@@ -21,7 +21,7 @@ from vabcli.config import DubOptions
 from vabcli.core.atomic import output_group
 from vabcli.core.cache import Cache
 from vabcli.core.device import resolve_device
-from vabcli.core.errors import MediaError, OutputExistsError
+from vabcli.core.errors import InputError, MediaError, OutputExistsError
 from vabcli.data.clips import ClipItem
 from vabcli.encoders.tokenize import ClipTokenizer, latent_files, options_from_spec
 from vabcli.generation.audio_file import (
@@ -103,7 +103,17 @@ class Dubber:
         self.opts, cfg = opts, self.model.cfg
         window = opts.window_seconds or self.trained_window
         context = min(opts.context_seconds, window / 2)  # at least half of each window is new
-        self.plan = WindowPlan(window, context, cfg.visual_fps, cfg.audio_frame_rate)
+        lookahead = min(opts.lookahead_seconds, (window - context) / 2)
+        try:
+            self.plan = WindowPlan(window, context, cfg.visual_fps, cfg.audio_frame_rate, lookahead)
+        except ValueError as exc:  # a window too short for the model's frame rate
+            raise InputError(str(exc)) from None
+        levels = opts.sampling.level_steps
+        if levels is not None and len(levels) != cfg.n_codebooks:
+            raise InputError(
+                f"--level-steps gives {len(levels)} levels; the model has {cfg.n_codebooks} "
+                "codebooks"
+            )
         self.sampler = WindowSampler(self.model, opts.sampling, opts.sampler)
 
     def with_options(self, opts: DubOptions) -> Dubber:
@@ -260,6 +270,7 @@ class Dubber:
             "clip_seed": job.seed,
             "window_seconds": self.plan.seconds,
             "context_seconds": self.plan.context,
+            "lookahead_seconds": self.plan.lookahead,
             "keep_audio_seconds": opts.keep_audio,
             "fill_gaps": opts.fill_gaps,
             "generated_token_frames": generated,

@@ -66,24 +66,55 @@ Sampler = Callable[[Fill, SamplingOptions], torch.Tensor]
 
 
 def sample_maskgit(fill: Fill, opts: SamplingOptions) -> torch.Tensor:
-    """Fill the masks in S steps of parallel sampling (the module's docstring)."""
-    logits_fn, mask_id, generators = fill.logits_fn, fill.mask_id, fill.generators
+    """Fill the masks in S steps of parallel sampling (the module's docstring); with
+    `opts.level_steps`, codebook level by level (coarse to fine), each in its own steps, the
+    finer levels still masked while a level is decided."""
     codes = fill.codes.clone()
-    unknown = codes == mask_id  # the positions this call decides
-    total = unknown.flatten(1).sum(dim=1)
-    for step in range(opts.steps):
-        masked = codes == mask_id
+    n_levels = codes.shape[1]
+    if opts.level_steps is None:
+        return _decide(fill, codes, torch.ones(n_levels, dtype=torch.bool), opts.steps, opts)
+    if len(opts.level_steps) != n_levels:
+        raise ValueError(f"{len(opts.level_steps)} level steps for {n_levels} codebooks")
+    for level, steps in enumerate(opts.level_steps):
+        codes = _decide(fill, codes, torch.arange(n_levels) == level, steps, opts)
+    return codes
+
+
+def _decide(
+    fill: Fill, codes: torch.Tensor, levels: torch.Tensor, steps: int, opts: SamplingOptions
+) -> torch.Tensor:
+    """Decide every masked token of the codebook `levels` (`[K]` bool) of `codes` in `steps`."""
+    mask_id, generators = fill.mask_id, fill.generators
+    in_levels = levels.to(codes.device)[None, :, None]
+    total = ((codes == mask_id) & in_levels).flatten(1).sum(dim=1)  # what this call decides
+    for step in range(steps):
+        masked = (codes == mask_id) & in_levels
         if not masked.any():
             break
-        logits = guided_logits(logits_fn, codes, opts.guidance) / opts.temperature
-        sampled, logp = _sample(logits, opts.top_k, _uniform(masked, generators))
-        anneal = opts.noise * (1.0 - (step + 1) / opts.steps)
+        share = _masked_share(step, steps)  # 1 at the first step, falling on the cosine
+        guidance = _annealed(opts.guidance, opts.guidance_end, share)
+        temperature = _annealed(opts.temperature, opts.temperature_end, share)
+        logits = guided_logits(fill.logits_fn, codes, guidance) / temperature
+        sampled, logp = _sample(logits, opts, _uniform(masked, generators))
+        anneal = opts.noise * (1.0 - (step + 1) / steps)
         score = logp + anneal * _gumbel(masked, generators)
-        score = score.masked_fill(~masked, math.inf)  # decided tokens stay decided
+        # decided tokens, and other levels' (masked or not), stay as they are
+        score = score.masked_fill(~masked, math.inf)
         proposal = torch.where(masked, sampled, codes)
-        keep_masked = masked_after(step, opts.steps, total)
+        keep_masked = masked_after(step, steps, total)
         codes = _remask_lowest(proposal, score, keep_masked, mask_id)
     return codes
+
+
+def _masked_share(step: int, steps: int) -> float:
+    """The share of the tokens still masked when `step` (0-based) of `steps` starts."""
+    return math.cos(math.pi / 2 * step / steps)
+
+
+def _annealed(start: float, end: float | None, share: float) -> float:
+    """`start` while every token is masked, moving to `end` as the masked `share` falls to 0
+    (MAGNeT's guidance annealing; None: `start` throughout)."""
+    return start if end is None else end + (start - end) * share
 
 
 def sample_autoregressive(fill: Fill, opts: SamplingOptions) -> torch.Tensor:
@@ -98,20 +129,22 @@ def sample_autoregressive(fill: Fill, opts: SamplingOptions) -> torch.Tensor:
             continue
         logits = guided_logits(fill.logits_fn, codes, opts.guidance)[:, :, t : t + 1]
         sampled, _ = _sample(
-            logits / opts.temperature, opts.top_k, _uniform(masked[..., None], fill.generators)
+            logits / opts.temperature, opts, _uniform(masked[..., None], fill.generators)
         )
         codes[:, :, t] = torch.where(masked, sampled[:, :, 0], codes[:, :, t])
     return codes
 
 
 def _sample(
-    logits: torch.Tensor, top_k: int | None, u: torch.Tensor
+    logits: torch.Tensor, opts: SamplingOptions, u: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sampled ids and their log-probabilities, `[B, K, T]` each, from the uniform numbers `u`
-    `[B, K, T]`."""
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+    `[B, K, T]`, among the `opts.top_k` likeliest and the nucleus of mass `opts.top_p`."""
+    if opts.top_k is not None and opts.top_k < logits.shape[-1]:
+        kth = logits.topk(opts.top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, -math.inf)
+    if opts.top_p is not None and opts.top_p < 1:
+        logits = _nucleus(logits, opts.top_p)
     logp = logits.log_softmax(dim=-1)
     # Inverse-CDF sampling: one uniform number per token. torch.multinomial draws one per
     # vocabulary entry (1024 per token) and took 43% of a CPU sampling step.
@@ -120,6 +153,15 @@ def _sample(
     ids = torch.searchsorted(cdf, u.unsqueeze(-1).contiguous(), right=True).squeeze(-1)
     ids = ids.clamp_(max=logits.shape[-1] - 1)  # u at the very top of a rounded-down total
     return ids, logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+
+
+def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """`logits` outside the nucleus (the likeliest tokens whose mass first reaches `top_p`;
+    never empty) set to -inf."""
+    ordered, order = logits.sort(dim=-1, descending=True)
+    probs = ordered.softmax(dim=-1)
+    outside = probs.cumsum(dim=-1) - probs >= top_p  # the mass before it already reached p
+    return logits.masked_fill(outside.scatter(-1, order, outside), -math.inf)
 
 
 def _uniform(at: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:

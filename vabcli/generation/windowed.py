@@ -106,7 +106,8 @@ class WindowSampler:
             fill = Fill(logits_fn, codes, self.mask_id, [c.generator for c in clips])
             out = self.sample(fill, self.sampling)
         for i, (clip, s) in enumerate(zip(clips, spans, strict=True)):
-            clip.codes[:, s.audio_start : s.audio_end] = out[i, :, : s.audio_end - s.audio_start]
+            # Tokens past keep_end stay masked: the next window decides them, seeing past them.
+            clip.codes[:, s.audio_start : s.keep_end] = out[i, :, : s.keep_end - s.audio_start]
             clip.done += 1
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # honest timings: wait for the queued kernels

@@ -212,8 +212,14 @@ class VabModel(nn.Module):
             x = layer(x, t_v, keep)
         for layer in self.shared:
             x = layer(x, keep)
-        logits = self.heads(self.norm_out(x[:, t_v:]))  # [B, T_a, K * V]
+        logits = self._logits(x[:, t_v:])  # [B, T_a, K * V]
         return logits.view(b, t_a, cfg.n_codebooks, cfg.codebook_size).permute(0, 2, 1, 3)
+
+    def _logits(self, audio: torch.Tensor) -> torch.Tensor:
+        """The output norm and heads in float32 even under autocast: bf16 logits carry a
+        rounding error of ~1% that guidance (uncond + w (cond - uncond)) multiplies by w."""
+        with torch.autocast(audio.device.type, enabled=False):
+            return self.heads(self.norm_out(audio.float()))
 
     def _position(self, n: int, rate: float, modality: int, device: torch.device) -> torch.Tensor:
         key = (n, rate, str(device))
