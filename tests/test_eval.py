@@ -117,8 +117,10 @@ def test_vab_eval_cli(clips, reference, tmp_path, runner):
     assert scores["clips"] == 9 and scores["missing"] == 1
     assert scores["onset_f1"] > 0.95 and scores["class_acc"] >= 0.9
     assert "no generated audio for" in result.stderr
-    text = runner.invoke(app, [*args, "--tolerance", "50"])
+    text = runner.invoke(app, [*args, "--tolerance", "50", "--plot", str(tmp_path / "plots")])
     assert "onset_f1" in text.stdout and "within 50 ms" in text.stdout
+    assert "event_class_acc" in text.stdout and "9 spectrogram pictures" in text.stderr
+    assert len(list((tmp_path / "plots").glob("*.png"))) == 9
     missing = runner.invoke(
         app, ["eval", "--generated", str(tmp_path / "nope"), "--reference", str(reference)]
     )
@@ -142,3 +144,29 @@ def test_evaluate_generated_is_the_library_call_behind_vab_eval(clips, reference
     judged = evaluate_generated(generated, reference, judge_data=reference, on_step=steps.append)
     assert judged.scores["class_acc"] == result.scores["class_acc"]
     assert steps == [READING] * 2 * len(clips) + [SCORING]
+
+
+def test_plot_draws_real_above_generated_with_the_true_events(clips, reference, tmp_path):
+    """`vab eval --plot DIR`: a PNG per clip with generated audio: the real spectrogram above
+    the generated one, a dashed line at each true event in both."""
+    from PIL import Image
+
+    from vabcli.evaluation.generated_audio import clip_events, evaluate_generated
+    from vabcli.evaluation.metrics import mel_db
+    from vabcli.evaluation.plots import spectrogram_figure
+
+    generated = tmp_path / "generated"
+    generated.mkdir()
+    for clip in clips[:2]:  # two clips get (silent) generated audio, the rest none
+        soundfile.write(generated / f"{clip.entry.video.stem}.wav", 0 * clip.real, EVAL_SAMPLE_RATE)
+    result = evaluate_generated(generated, reference, plot=tmp_path / "plots")
+    names = [f"{c.entry.video.stem}.png" for c in clips[:2]]
+    assert sorted(p.name for p in result.plots) == sorted(names)
+    assert Image.open(result.plots[0]).size == (1000, 450)
+    silent = dataclasses.replace(clips[0], generated=np.zeros_like(clips[0].real))
+    top, bottom = spectrogram_figure(silent).axes
+    assert np.array_equal(top.images[0].get_array(), mel_db(silent.real).T)
+    assert np.array_equal(bottom.images[0].get_array(), mel_db(silent.generated).T)
+    events = sorted(clip_events(silent))
+    for axis in (top, bottom):
+        assert sorted(line.get_xdata()[0] for line in axis.get_lines()) == pytest.approx(events)

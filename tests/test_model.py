@@ -83,6 +83,38 @@ def test_masking_skips_padding_and_keeps_a_target_per_sample():
     assert torch.equal(inputs[targets], torch.full_like(inputs[targets], 1024))
 
 
+def test_cosine_share_reaches_the_low_ratios_decoding_asks_about():
+    codes = torch.randint(0, 1024, (2000, 2, 500))
+    vab = mask_tokens(codes, 1024, MaskingConfig(), None, torch.Generator().manual_seed(0))[1]
+    again = mask_tokens(
+        codes, 1024, MaskingConfig(cosine_share=0.0), None, torch.Generator().manual_seed(0)
+    )[1]
+    assert torch.equal(vab, again)  # no share: the very draws of before
+    mixed = MaskingConfig(cosine_share=0.5)
+    ratios = (
+        mask_tokens(codes, 1024, mixed, None, torch.Generator().manual_seed(0))[1]
+        .float()
+        .mean(dim=(1, 2))
+    )
+    assert (vab.float().mean(dim=(1, 2)) > 0.42).all()  # VAB's draw: never below 0.5
+    # half the samples cosine, and cos(pi/2 u) < 0.4 for 26% of u: 13%
+    assert 0.11 < (ratios < 0.4).float().mean() < 0.15
+
+
+def test_level_wise_masking_scores_one_level_with_the_finer_ones_hidden():
+    codes = torch.randint(0, 1024, (400, 4, 30))
+    cfg = MaskingConfig(level_share=1.0)
+    inputs, targets = mask_tokens(codes, 1024, cfg, None, torch.Generator().manual_seed(1))
+    hidden = inputs == 1024
+    for row in range(400):
+        levels = targets[row].any(dim=1).nonzero().flatten().tolist()
+        assert len(levels) == 1, levels  # one level scored
+        level = levels[0]
+        assert hidden[row, level + 1 :].all()  # every finer level hidden whole
+        assert not hidden[row, :level].any()  # the coarser ones given
+        assert torch.equal(hidden[row, level], targets[row, level])
+
+
 def test_tiny_preset_learns_and_uses_the_visual_condition():
     """Overfit 4 clips whose tokens depend on their pictures, then predict every token of a
     fully masked grid: right with the pictures, near chance with the null condition."""

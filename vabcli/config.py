@@ -151,6 +151,11 @@ class ModelConfig:
     dropout: float = 0.0
     visual_fps: float = VISUAL_FPS
     audio_frame_rate: float = 75.0
+    # The time code's amplitude. At 1 its norm is sqrt(d_model / 2) (9.8 at d 192) against
+    # token embeddings of norm 0.02 sqrt(d_model) (0.28) at initialisation, so a visual and an
+    # audio token of one instant start as nearly the same vector; 1 / sqrt(d_model / 2) gives
+    # the code unit norm.
+    time_scale: float = 1.0
 
     def __post_init__(self) -> None:
         # Bounds well past the `base` preset: a config.json is data a stranger may hand us, and
@@ -162,6 +167,7 @@ class ModelConfig:
             raise ValueError(f"dropout must be below 1, got {self.dropout}")
         check_number("visual_fps", self.visual_fps, 0, 1000, low_open=True)
         check_number("audio_frame_rate", self.audio_frame_rate, 0, 1000, low_open=True)
+        check_number("time_scale", self.time_scale, 0, 100)
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} must divide by n_heads {self.n_heads}")
         if self.d_model % 2:
@@ -210,9 +216,15 @@ class MaskingConfig:
     high: float = 1.0
     null_condition_prob: float = 0.1  # classifier-free guidance: drop the visual condition
     label_smoothing: float = 0.0
+    # Share of samples whose ratio is cos(pi/2 u), u uniform (MaskGIT, SoundStorm, MAGNeT): it
+    # reaches the low ratios of a decoding's last steps, which VAB's draw never asks about.
+    cosine_share: float = 0.0
+    # Share of samples masked for coarse-to-fine decoding (SoundStorm): one codebook level by a
+    # cosine ratio, every finer level whole, the coarser ones not; only that level is scored.
+    level_share: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("mean", "low", "high", "null_condition_prob"):
+        for name in ("mean", "low", "high", "null_condition_prob", "cosine_share", "level_share"):
             check_number(name, getattr(self, name), 0.0, 1.0)
         check_number("std", self.std, 0.0, 10.0, low_open=True)
         check_number("label_smoothing", self.label_smoothing, 0.0, 1.0)

@@ -15,7 +15,7 @@ from vabcli.cli.common import (
     open_cache,
     shared_options,
 )
-from vabcli.cli.console import TokenizeBars, print_warning, progress_bars
+from vabcli.cli.console import TokenizeBars, print_warning, progress_bars, stderr
 from vabcli.evaluation.options import EvalOptions
 from vabcli.tasks.options import ClipOptions
 
@@ -98,6 +98,15 @@ def eval_command(
             "--model", metavar="CKPT", help="Checkpoint for --task retrieval or classify."
         ),
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            metavar="DIR",
+            help="Also draw DIR/<clip>.png per clip: real and generated spectrograms, one above "
+            "the other, true events marked (needs matplotlib: pip install 'vabcli[plot]').",
+        ),
+    ] = None,
     *,
     shared: SharedOptions,
 ) -> None:
@@ -140,12 +149,15 @@ def eval_command(
             judge_data,
             shared.workers,
             lambda step: bars.update(stage, description=step, advance=int(step == READING)),
+            plot,
         )
     if shared.as_json:
         paths = {"generated": str(generated), "reference": str(reference)}
         print(json.dumps({**paths, **result.scores}))
     else:
         _show(result.scores, tolerance)
+    if plot is not None and not shared.quiet:
+        stderr.print(f"{len(result.plots)} spectrogram pictures in {plot}")
     for video in result.missing:
         print_warning(f"no generated audio for {video}")
     raise typer.Exit(1 if result.scores["missing"] else 0)

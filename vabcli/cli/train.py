@@ -67,8 +67,11 @@ def _overrides(pairs: list[str]) -> dict[str, int | float]:
     return result
 
 
-def _masking(mask_bounds: str, label_smoothing: float) -> MaskingConfig:
-    """The masking of --mask-bounds and --label-smoothing; a bad value is a usage error."""
+def _masking(
+    mask_bounds: str, label_smoothing: float, cosine_share: float, level_share: float
+) -> MaskingConfig:
+    """The masking of --mask-bounds, --label-smoothing, --mask-cosine-share and
+    --mask-level-share; a bad value is a usage error."""
     try:
         low, high = (float(v) for v in mask_bounds.split(","))
     except ValueError:
@@ -76,12 +79,18 @@ def _masking(mask_bounds: str, label_smoothing: float) -> MaskingConfig:
     if not 0.0 <= low < high <= 1.0:
         raise typer.BadParameter("need 0 <= LOW < HIGH <= 1", param_hint="--mask-bounds")
     try:
-        return MaskingConfig(low=low, high=high, label_smoothing=label_smoothing)
+        return MaskingConfig(
+            low=low,
+            high=high,
+            label_smoothing=label_smoothing,
+            cosine_share=cosine_share,
+            level_share=level_share,
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--label-smoothing") from None
 
 
-# --mask-bounds and --label-smoothing, gathered into the MaskingConfig they make.
+# The masking options, gathered into the MaskingConfig they make.
 _MASKING_OPTIONS = OptionGroup.of(
     _masking,
     mask_bounds=(
@@ -108,6 +117,34 @@ _MASKING_OPTIONS = OptionGroup.of(
             ),
         ],
         _MASKING.label_smoothing,
+    ),
+    cosine_share=(
+        Annotated[
+            float,
+            typer.Option(
+                "--mask-cosine-share",
+                metavar="F",
+                min=0.0,
+                max=1.0,
+                help="Share of samples whose mask ratio is cos(pi/2 u) instead (MaskGIT's "
+                "schedule: low ratios too, as a decoding's last steps ask).",
+            ),
+        ],
+        _MASKING.cosine_share,
+    ),
+    level_share=(
+        Annotated[
+            float,
+            typer.Option(
+                "--mask-level-share",
+                metavar="F",
+                min=0.0,
+                max=1.0,
+                help="Share of samples masked as coarse-to-fine decoding sees them: one codebook "
+                "level partly, the finer ones whole (for --level-steps).",
+            ),
+        ],
+        _MASKING.level_share,
     ),
 )
 

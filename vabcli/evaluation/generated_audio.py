@@ -37,7 +37,7 @@ from vabcli.tasks.options import ClipOptions
 
 GENERATED_SUFFIXES = (".wav", ".flac", ".mp4")
 # The stages `evaluate_generated` reports: once per clip read, then once.
-READING, SCORING = "reading audio", "scoring"
+READING, SCORING, PLOTTING = "reading audio", "scoring", "plotting"
 
 
 class EvalError(VabError):
@@ -199,6 +199,7 @@ def fit_judge(clips: list[ClipAudio]) -> ClassJudge | None:
 class GeneratedAudioScores:
     scores: dict[str, Any]  # see `score`
     missing: list[Path]  # the reference videos without generated audio
+    plots: list[Path]  # the pictures written (`plot`), one per clip with generated audio
 
 
 def evaluate_generated(
@@ -208,10 +209,12 @@ def evaluate_generated(
     judge_data: Path | None = None,
     workers: int = ClipOptions.workers,
     on_step: Callable[[str], None] | None = None,
+    plot: Path | None = None,
 ) -> GeneratedAudioScores:
     """`vab eval`: every measure of the audio in `generated` against the clips of `reference`,
     with the class judge fitted on the real audio of `judge_data`'s clips (default: the
-    reference's). `on_step` hears READING once per clip read, then SCORING once."""
+    reference's). `on_step` hears READING once per clip read, then SCORING once (and PLOTTING
+    once, with `plot`: a folder for a spectrogram picture per clip, `evaluation.plots`)."""
     step = on_step or (lambda stage: None)
     clips = load_pairs(generated, reference, workers, lambda: step(READING))
     judge_clips = clips
@@ -219,4 +222,11 @@ def evaluate_generated(
         judge_clips = load_pairs(None, judge_data, workers, lambda: step(READING))
     step(SCORING)
     scores = score(clips, fit_judge(judge_clips), opts or EvalOptions())
-    return GeneratedAudioScores(scores, [c.entry.video for c in clips if c.generated is None])
+    plots: list[Path] = []
+    if plot is not None:
+        from vabcli.evaluation.plots import plot_clips  # it imports this module: import here
+
+        step(PLOTTING)
+        plots = plot_clips(clips, plot)
+    missing = [c.entry.video for c in clips if c.generated is None]
+    return GeneratedAudioScores(scores, missing, plots)

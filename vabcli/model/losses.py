@@ -60,12 +60,19 @@ def mask_tokens(
     """(inputs with [MASK] ids, bool mask of the tokens to predict), both `[B, K, T]`.
 
     Padding (`audio_keep` False) is never a target. Every sample keeps at least one target, so a
-    short clip with an unlucky draw still teaches something.
+    short clip with an unlucky draw still teaches something. With `cfg.cosine_share` some
+    samples' ratios are cosine draws; with `cfg.level_share` some samples are masked level-wise
+    (see MaskingConfig), hiding more than they score.
     """
     b, k, t = codes.shape
-    ratios = sample_mask_ratios(b, cfg, generator).to(codes.device)
+    ratios = sample_mask_ratios(b, cfg, generator)
+    if cfg.cosine_share > 0:  # only then: other runs draw exactly the numbers they always drew
+        ratios = torch.where(_share(b, cfg.cosine_share, generator), _cosine(b, generator), ratios)
     draws = torch.rand(b, k, t, generator=generator).to(codes.device)
-    masked = draws < ratios[:, None, None]
+    masked = draws < ratios.to(codes.device)[:, None, None]
+    hidden = masked
+    if cfg.level_share > 0:
+        hidden, masked, draws = _level_wise(draws, masked, cfg.level_share, generator)
     if audio_keep is not None:
         masked &= audio_keep[:, None, :]
         draws = draws.masked_fill(~audio_keep[:, None, :], 2.0)
@@ -73,7 +80,38 @@ def mask_tokens(
     none = ~flat.any(dim=1)
     if none.any():  # force the lowest draw (a real token) in samples that got no target
         flat[none, draws.view(b, -1)[none].argmin(dim=1)] = True
-    return codes.masked_fill(masked, mask_id), masked
+    return codes.masked_fill(hidden | masked, mask_id), masked
+
+
+def _share(n: int, share: float, generator: torch.Generator | None) -> torch.Tensor:
+    """`[n]` bool, each True with probability `share`."""
+    return torch.rand(n, generator=generator) < share
+
+
+def _cosine(n: int, generator: torch.Generator | None) -> torch.Tensor:
+    """`[n]` ratios cos(pi/2 u), u uniform on [0, 1): MaskGIT's schedule as a distribution."""
+    return torch.cos(math.pi / 2 * torch.rand(n, generator=generator))
+
+
+def _level_wise(
+    draws: torch.Tensor, masked: torch.Tensor, share: float, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(hidden, scored, draws) `[B, K, T]`: `masked` for most samples; for a `share` of them,
+    one level chosen uniformly masked by a cosine ratio and scored, every finer level hidden
+    whole (and the draws of the other levels out of reach of a forced target)."""
+    b, k, _ = draws.shape
+    chosen = _share(b, share, generator).to(draws.device)[:, None, None]
+    level = torch.randint(0, k, (b,), generator=generator).to(draws.device)[:, None, None]
+    depth = torch.arange(k, device=draws.device)[None, :, None]
+    ratio = _cosine(b, generator).to(draws.device)[:, None, None]
+    scored = (depth == level) & (draws < ratio)
+    hidden = scored | (depth > level)
+    elsewhere = chosen & (depth != level)
+    return (
+        torch.where(chosen, hidden, masked),
+        torch.where(chosen, scored, masked),
+        draws.masked_fill(elsewhere, 2.0),
+    )
 
 
 def masked_token_loss(

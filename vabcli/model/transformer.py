@@ -225,7 +225,8 @@ class VabModel(nn.Module):
         key = (n, rate, str(device))
         code = self._time_codes.get(key)
         if code is None:  # built once per length: it costs a CPU round trip (float64)
-            code = time_code(torch.arange(n) / rate, self.cfg.d_model).to(device)
+            code = time_code(torch.arange(n) / rate, self.cfg.d_model) * self.cfg.time_scale
+            code = code.to(device)
             if len(self._time_codes) > 64:
                 self._time_codes.clear()
             self._time_codes[key] = code
