@@ -47,6 +47,16 @@ CANDIDATES: dict[str, dict[str, dict]] = {
         "levels 16,1,1,1 (SoundStorm)": {"level_steps": (16, 1, 1, 1)},
         "levels 8,4,2,2": {"level_steps": (8, 4, 2, 2)},
     },
+    # The settings that helped clip class, timing or fd_logmel at some cost in onset F1, with
+    # the clear winner, together (`--only combined`, after a full run).
+    "combined": {
+        "temperature 1 -> 0.3, guidance 4 -> 1, noise 4.5": {
+            "temperature_end": 0.3,
+            "guidance": 4.0,
+            "guidance_end": 1.0,
+            "noise": 4.5,
+        },
+    },
 }
 EXTRA = ("s_per_clip", "x_real_time")
 
