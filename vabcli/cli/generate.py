@@ -156,7 +156,8 @@ _SAMPLING = OptionGroup.of(
             typer.Option(
                 "--temperature-end",
                 metavar="T",
-                help="Anneal the temperature to T as the masked tokens run out.",
+                help="Anneal the temperature to T as the masked tokens run out (T equal to "
+                "--temperature: constant).",
             ),
         ],
         _DEFAULTS.temperature_end,
