@@ -70,12 +70,12 @@ def gain(row: dict, base: dict) -> float | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("build/ablation"))
-    parser.add_argument("--clips", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=2611)
     parser.add_argument("--model", default="builtin")
     parser.add_argument("--only", nargs="*", help="knobs to try (default: all)")
+    parser.add_argument("--clips", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=2611, help="of the held-out clips")
     args = parser.parse_args()
     work, cache = args.work, args.work / "cache"
     held_out = synth(work / "held-out", args.seed, args.clips)

@@ -128,19 +128,11 @@ def test_a_ten_second_clip_without_context_is_sampled_to_the_last_token(lookahea
     the check that none is): sampled window by window, a real (tiny) model leaves none now."""
     import torch
 
-    from vabcli.config import ModelConfig, SamplingOptions
+    from vabcli.config import SamplingOptions, model_config
     from vabcli.generation.windowed import WindowSampler
     from vabcli.model.transformer import VabModel
 
-    cfg = ModelConfig(
-        visual_dim=8,
-        n_codebooks=2,
-        codebook_size=16,
-        d_model=16,
-        n_heads=2,
-        n_multiway=1,
-        n_shared=1,
-    )
+    cfg = model_config("tiny", visual_dim=8, n_codebooks=2, codebook_size=16)
     torch.manual_seed(0)
     sampler = WindowSampler(VabModel(cfg).eval(), SamplingOptions(steps=2))
     plan = WindowPlan(3.2, 0.0, cfg.visual_fps, cfg.audio_frame_rate, lookahead)

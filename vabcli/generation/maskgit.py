@@ -11,6 +11,11 @@ order, and none once it has none: so the numbers a row gets do not depend on the
 padding to a longer row, or on how many steps the others still need (a clip's audio then does
 not depend on its batch, given logits that do not either).
 
+Options beyond MaskGIT's: the temperature and the guidance may anneal with the share of tokens
+still masked (MAGNeT), sampling may keep to a nucleus (top-p), and `level_steps` decodes coarse
+to fine, one codebook level after another in its own steps, the finer levels masked meanwhile
+(SoundStorm). Which of them helps is measured in benchmarks/README.md ("generation options").
+
 `sample_autoregressive` is the baseline the speed claim is measured against: the same logits
 function, one audio frame (K tokens) per call, left to right.
 """
@@ -120,7 +125,8 @@ def _annealed(start: float, end: float | None, share: float) -> float:
 def sample_autoregressive(fill: Fill, opts: SamplingOptions) -> torch.Tensor:
     """The baseline: one call per audio frame, left to right, sampling its K tokens together.
 
-    Same options (guidance, temperature, top-k; `steps` does not apply), same known-token rule.
+    Same options (guidance, temperature, top-k, top-p; steps, annealing and levels do not
+    apply), same known-token rule.
     """
     codes = fill.codes.clone()
     for t in range(codes.shape[2]):
