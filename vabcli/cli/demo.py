@@ -24,6 +24,7 @@ DEMO_CLIPS = 6
 SCORES_SHOWN = (
     "onset_f1",
     "onset_offset_ms",
+    "event_class_acc",
     "class_acc",
     "fd_logmel",
     "duration_error_ms",
