@@ -106,6 +106,12 @@ def wait_until_writing(proc: subprocess.Popen, root: Path, timeout: float = 90) 
         time.sleep(0.05)
 
 
+def generate_args(inputs, out: Path, checkpoint: Path, cache: Path, *extra: str) -> list[str]:
+    """`generate INPUT... --out OUT --model CKPT --cache CACHE EXTRA...`, as arguments."""
+    paths = ["--out", str(out), "--model", str(checkpoint), "--cache", str(cache)]
+    return ["generate", *map(str, inputs), *paths, *extra]
+
+
 def run_vab(
     *args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:

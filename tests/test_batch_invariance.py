@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import run_vab
+from tests.conftest import generate_args, run_vab
 from tests.tiny_models import informative_codec, make_checkpoint
 from vabcli.config import ModelConfig, SamplingOptions
 from vabcli.generation.maskgit import Fill, sample_autoregressive, sample_maskgit
@@ -77,18 +77,7 @@ def clips(tmp_path_factory) -> list[Path]:
 
 
 def wavs(inputs: list[Path], out: Path, checkpoint: Path, cache: Path, *extra: str) -> list:
-    done = run_vab(
-        "generate",
-        *map(str, inputs),
-        "--out",
-        str(out),
-        "--model",
-        str(checkpoint),
-        "--cache",
-        str(cache),
-        *FAST,
-        *extra,
-    )
+    done = run_vab(*generate_args(inputs, out, checkpoint, cache, *FAST, *extra))
     assert done.returncode == 0, done.stderr
     return [(out / f"{p.stem}.wav").read_bytes() for p in inputs]
 

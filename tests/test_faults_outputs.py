@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import VAB, run_vab
+from tests.conftest import VAB, generate_args, run_vab
 from tests.faults import fill_up, small_disk
 from tests.tiny_models import informative_codec, make_checkpoint
 from vabcli.cli.main import app
@@ -60,19 +60,9 @@ def real_ffmpeg(monkeypatch):
 
 def generate(video: Path, out: Path, checkpoint: Path, cache: Path) -> tuple[int, list, list]:
     """`vab generate --json` in this process: exit code, JSON records, `error:` lines."""
-    args = [
-        "generate",
-        str(video),
-        "--out",
-        str(out),
-        "--model",
-        str(checkpoint),
-        "--cache",
-        str(cache),
-        "--json",
-        *FAST,
-    ]
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(
+        app, generate_args([video], out, checkpoint, cache, "--json", *FAST)
+    )
     records = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
     return result.exit_code, records, errors
@@ -213,17 +203,7 @@ def test_temporaries_of_a_sigkilled_generate_are_swept_by_the_next_run(
 ):
     out = tmp_path / "out"
     slow = fake_ffmpeg(tmp_path, real_ffmpeg, SLOW_MUX)
-    args = [
-        "generate",
-        str(video),
-        "--out",
-        str(out),
-        "--model",
-        str(checkpoint),
-        "--cache",
-        str(cache_dir),
-        *FAST,
-    ]
+    args = generate_args([video], out, checkpoint, cache_dir, *FAST)
     proc = start_killable(*args, env={"VAB_FFMPEG": str(slow)})
     kill_when_muxing(proc, out)
     assert {Path(n).suffix for n in leftovers(out)} >= {".wav", ".mp4"}  # what a kill leaves

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.conftest import VAB, run_vab, start_vab
+from tests.conftest import VAB, generate_args, run_vab, start_vab
 from tests.tiny_models import informative_codec, make_checkpoint
 from vabcli.media.probe import packet_stats, probe
 
@@ -30,19 +30,7 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 def generate(inputs, out, checkpoint, cache, *extra, **kwargs):
-    return run_vab(
-        "generate",
-        *map(str, inputs),
-        "--out",
-        str(out),
-        "--model",
-        str(checkpoint),
-        "--cache",
-        str(cache),
-        *FAST,
-        *extra,
-        **kwargs,
-    )
+    return run_vab(*generate_args(inputs, out, checkpoint, cache, *FAST, *extra), **kwargs)
 
 
 def json_lines(text: str) -> list[dict]:
