@@ -26,11 +26,12 @@ demo: install
 
 # Rebuilds the bundled model (codec, image tower, VAB checkpoint) from scratch into
 # vabcli/weights/builtin (README: how long, where). build/model keeps the stages, so an
-# interrupted build continues; `make model FORCE=--force` starts over, DEVICE=cuda uses a GPU.
+# interrupted build continues; `make model FORCE=--force` starts over, DEVICE=cuda uses a GPU,
+# RECIPE="--recipe data_clips=2000" changes a field of the recipe (make_model.Recipe).
 DEVICE ?= auto
 model: install
 	HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m vabcli.world.make_model build/model \
-		--device $(DEVICE) $(FORCE)
+		--device $(DEVICE) $(FORCE) $(RECIPE)
 
 bench: install
 	$(BIN)/python benchmarks/extract_throughput.py

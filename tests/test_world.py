@@ -127,3 +127,15 @@ def test_vab_synth_cli_is_deterministic(tmp_path, runner):
         app, ["synth", str(tmp_path / "c"), "--min-duration", "5", "--max-duration", "2"]
     )
     assert bad.exit_code == 2 and "durations" in bad.output
+
+
+def test_make_model_recipe_overrides_are_typed_as_the_recipe_and_checked():
+    from vabcli.world.make_model import Recipe, with_overrides
+
+    recipe = with_overrides(Recipe(), ["data_clips=20", "lr=2e-3", "model_set=d_model=64,n_heads=2"])
+    assert recipe.data_clips == 20 and recipe.lr == 0.002
+    assert recipe.model_set == ("d_model=64", "n_heads=2")
+    assert recipe.train_steps == Recipe().train_steps  # untouched fields keep their defaults
+    for bad in ["data_clips=0.5", "no_such_field=1", "data_clips"]:
+        with pytest.raises(ValueError, match="--recipe"):
+            with_overrides(Recipe(), [bad])
