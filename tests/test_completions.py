@@ -46,7 +46,7 @@ def test_completion_lists_commands_and_options():
             "generate",
             "mux",
         ),
-        *("synth", "eval", "models", "cache"),
+        *("manifest", "synth", "eval", "models", "cache"),
     ]
     options = complete("vab extract --", 2)
     assert {"--cache", "--fps", "--size", "--sample-rate", "--workers", "--json"} <= set(options)

@@ -56,6 +56,7 @@ COMMAND_ORDER = (
     "classify",
     "generate",
     "mux",
+    "manifest",
     "synth",
     "eval",
     "models",

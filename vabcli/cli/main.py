@@ -19,6 +19,7 @@ import vabcli.cli.eval  # noqa: F401
 import vabcli.cli.extract  # noqa: F401
 import vabcli.cli.finetune  # noqa: F401
 import vabcli.cli.generate  # noqa: F401
+import vabcli.cli.manifest  # noqa: F401
 import vabcli.cli.models  # noqa: F401
 import vabcli.cli.mux  # noqa: F401
 import vabcli.cli.synth  # noqa: F401
