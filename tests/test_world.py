@@ -132,7 +132,9 @@ def test_vab_synth_cli_is_deterministic(tmp_path, runner):
 def test_make_model_recipe_overrides_are_typed_as_the_recipe_and_checked():
     from vabcli.world.make_model import Recipe, with_overrides
 
-    recipe = with_overrides(Recipe(), ["data_clips=20", "lr=2e-3", "model_set=d_model=64,n_heads=2"])
+    recipe = with_overrides(
+        Recipe(), ["data_clips=20", "lr=2e-3", "model_set=d_model=64,n_heads=2"]
+    )
     assert recipe.data_clips == 20 and recipe.lr == 0.002
     assert recipe.model_set == ("d_model=64", "n_heads=2")
     assert recipe.train_steps == Recipe().train_steps  # untouched fields keep their defaults

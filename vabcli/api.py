@@ -369,8 +369,8 @@ def train(
     clip_seconds, val_every, seed, ...), the encoders of `TokenizeOptions` (codec,
     codec_weights, bandwidth, image_encoder), or the run's own: `cache` (folder), `device`
     ("auto"), `resume`, `overwrite` (an earlier run in OUT is continued or replaced, else
-    ValueError), `on_step` (hears every step's metrics); defaults as the command's. Returns the
-    summary `vab train --json` prints (out, last, best, step, loss, ...)."""
+    ValueError), `on_step` (hears every step, with the metrics on log steps); defaults as the
+    command's. Returns the summary `vab train --json` prints (out, last, best, step, loss, ...)."""
     from vabcli.encoders.tokenize import TokenizeOptions
     from vabcli.training.pretrain import train as pretrain
 

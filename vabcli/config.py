@@ -248,6 +248,13 @@ class TrainOptions:
     seed: int = 0
     workers: int = 2  # loader processes reading cached arrays in the background
     masking: MaskingConfig = field(default_factory=MaskingConfig)
+    # Every N steps: a metrics line, and the checks that need the host to wait for the device
+    # (loss finite, a stop asked for on any rank), in one collective; between them the steps
+    # run without waiting.
+    log_every: int = 10
+    save_every: int = 0  # also save RUN_DIR/last every N steps between validations (0: never)
+    grad_accum: int = 1  # micro-batches (of batch_size clips per rank) summed into each step
+    compile: bool = False  # torch.compile the model (pays on CUDA; minutes of compiling on CPU)
 
     def __post_init__(self) -> None:
         """Refuse values no run can mean (NaN, infinities, a step count of centuries)."""
@@ -268,6 +275,9 @@ _WHOLE_BOUNDS = (
     ("val_every", 1, 10**9),
     ("seed", -(1 << 63), (1 << 63) - 1),
     ("workers", 0, 256),
+    ("log_every", 1, 10**9),
+    ("save_every", 0, 10**9),
+    ("grad_accum", 1, 1 << 16),
 )
 
 

@@ -12,6 +12,8 @@ import typer
 from vabcli.cli import common
 from vabcli.cli.common import DataOpt, OptionGroup, PackOpt, app, with_option_groups
 from vabcli.cli.runs import (
+    STEPPING_TYPES,
+    Stepping,
     check_sources,
     print_summary,
     train_options,
@@ -62,7 +64,7 @@ class _Start:
 
 
 @dataclass(frozen=True)
-class _Run:
+class _Run(Stepping):
     """The options both fine-tunes end with: how long and how they train, where they run."""
 
     steps: int
@@ -113,6 +115,7 @@ def _run_options(defaults: TrainOptions) -> OptionGroup:
         warmup_steps=(common.WarmupOpt, defaults.warmup_steps),
         clip_seconds=(common.ClipSecondsOpt, defaults.clip_seconds),
         val_every=(common.ValEveryOpt, defaults.val_every),
+        **STEPPING_TYPES,
         seed=(common.SeedOpt, defaults.seed),
         resume=(common.ResumeOpt, DEFAULT_SETUP.resume),
         overwrite=(OverwriteOpt, DEFAULT_SETUP.overwrite),

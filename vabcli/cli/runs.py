@@ -6,13 +6,13 @@ training bar, validation lines), the summary on stdout, and how a run that does 
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
-from vabcli.cli.common import bad_options, one_line_failures, open_cache
+from vabcli.cli.common import OptionGroup, bad_options, one_line_failures, open_cache
 from vabcli.cli.console import TokenizeBars, print_warning, stderr
 from vabcli.config import TrainOptions
 from vabcli.core.device import launch
@@ -28,7 +28,75 @@ _TRAIN_OPTION_NAMES = {
     "val_every": "--val-every",
     "seed": "--seed",
     "workers": "--workers",
+    "log_every": "--log-every",
+    "save_every": "--save-every",
+    "grad_accum": "--grad-accum",
 }
+
+_DEFAULTS = TrainOptions()
+
+
+@dataclass(frozen=True)
+class Stepping:
+    """How a run's steps go on big machines (train and both fine-tunes): TrainOptions' fields."""
+
+    grad_accum: int
+    log_every: int
+    save_every: int
+    compile: bool
+
+
+STEPPING_TYPES = {
+    "grad_accum": (
+        Annotated[
+            int,
+            typer.Option(
+                "--grad-accum",
+                metavar="N",
+                min=1,
+                help="Micro-batches per step, their gradients summed: a batch N x --batch-size "
+                "in the memory of one.",
+            ),
+        ],
+        _DEFAULTS.grad_accum,
+    ),
+    "log_every": (
+        Annotated[
+            int,
+            typer.Option(
+                "--log-every",
+                metavar="N",
+                min=1,
+                help="Log metrics and check the loss every N steps (the only steps that wait "
+                "for the device).",
+            ),
+        ],
+        _DEFAULTS.log_every,
+    ),
+    "save_every": (
+        Annotated[
+            int,
+            typer.Option(
+                "--save-every",
+                metavar="N",
+                min=0,
+                help="Also save RUN_DIR/last every N steps between validations (0: never).",
+            ),
+        ],
+        _DEFAULTS.save_every,
+    ),
+    "compile": (
+        Annotated[
+            bool,
+            typer.Option(
+                "--compile", help="torch.compile the model: faster CUDA steps after compiling."
+            ),
+        ],
+        _DEFAULTS.compile,
+    ),
+}
+# A command's keyword-only `stepping: Stepping` placeholder stands for these options.
+STEPPING = OptionGroup.of(Stepping, **STEPPING_TYPES)
 
 
 def train_options(parameters: dict[str, Any], **more: Any) -> TrainOptions:
@@ -152,6 +220,9 @@ def _progress(steps: int, quiet: bool) -> Callable[[dict[str, float]], None]:
     def on_step(m: dict[str, float]) -> None:
         if not bars.live.is_started and not bars.disable:
             bars.start()
+        if "loss" not in m:  # a step between log steps: its number only
+            bars.update(task, completed=m["step"])
+            return
         stats = (
             f"loss {m['loss']:.3f}  acc {m['accuracy']:.3f}  lr {m['lr']:.2e}  "
             f"{m['tokens_per_s']:.0f} tok/s"

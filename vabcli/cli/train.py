@@ -28,6 +28,8 @@ from vabcli.cli.common import (
     with_option_groups,
 )
 from vabcli.cli.runs import (
+    STEPPING,
+    Stepping,
     check_sources,
     print_summary,
     train_options,
@@ -152,7 +154,7 @@ _OUTPUT = OUTPUT.with_defaults(workers=_DEFAULTS.workers)
 
 
 @app.command()
-@with_option_groups(masking=_MASKING_OPTIONS, encoders=ENCODERS, output=_OUTPUT)
+@with_option_groups(masking=_MASKING_OPTIONS, stepping=STEPPING, encoders=ENCODERS, output=_OUTPUT)
 def train(
     data: DataOpt = None,
     out: Annotated[
@@ -185,6 +187,7 @@ def train(
     *,
     masking: MaskingConfig,
     val_every: ValEveryOpt = _DEFAULTS.val_every,
+    stepping: Stepping,
     seed: SeedOpt = _DEFAULTS.seed,
     resume: ResumeOpt = DEFAULT_SETUP.resume,
     overwrite: Annotated[
@@ -225,7 +228,7 @@ def train(
         model_config(preset, **dims)
     except (ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--preset/--set") from None
-    opts = train_options(locals(), workers=output.workers)
+    opts = train_options({**locals(), **asdict(stepping)}, workers=output.workers)
     tok_opts = TokenizeOptions(extract=ExtractOptions(fps=fps), **asdict(encoders), device=device)
     places = {"data": data, "cache": cache, "device": device, "overwrite": overwrite}
     with training_run(out, steps, output.quiet, resume=resume, **places) as setup:

@@ -36,7 +36,9 @@ MAX_INVERSE_TEMPERATURE = 100.0
 class LossResult:
     loss: torch.Tensor  # scalar, differentiable
     accuracy: torch.Tensor  # top-1 accuracy of the predictions scored, scalar
-    n_masked: int  # predictions scored (masked tokens, clips or pairs)
+    # Predictions scored (masked tokens, clips or pairs); a tensor where counting on the host
+    # would make it wait for the device.
+    n_masked: int | torch.Tensor
 
 
 def sample_mask_ratios(
@@ -114,6 +116,56 @@ def _level_wise(
     )
 
 
+@dataclass(frozen=True)
+class MaskedCodes:
+    """One batch's corruption, drawn where the random numbers live (the host, in training)."""
+
+    inputs: torch.Tensor  # [B, K, T] codes with [MASK] ids
+    targets: torch.Tensor  # [B, K, T] bool: the tokens scored
+    null: torch.Tensor  # [B] bool: samples shown the null condition instead of their pictures
+
+
+def draw_masks(
+    codes: torch.Tensor,
+    mask_id: int,
+    cfg: MaskingConfig,
+    audio_keep: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> MaskedCodes:
+    """The masks of `masked_token_loss` (same draws, same order), on `codes`' device."""
+    inputs, targets = mask_tokens(codes, mask_id, cfg, audio_keep, generator)
+    null = torch.rand(codes.shape[0], generator=generator) < cfg.null_condition_prob
+    return MaskedCodes(inputs, targets, null.to(codes.device))
+
+
+def scored_token_loss(
+    model: torch.nn.Module,
+    visual: torch.Tensor,
+    codes: torch.Tensor,
+    masked: MaskedCodes,
+    visual_keep: torch.Tensor | None = None,
+    audio_keep: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> LossResult:
+    """Predict the masked tokens and score them: cross-entropy averaged over the targets.
+
+    Every position is scored and the targets weighted in, rather than the targets picked out:
+    picking gives a tensor whose size the device must report to the host, a wait every step."""
+    logits = model(visual, masked.inputs, masked.null, visual_keep, audio_keep)
+    weights = masked.targets.float()
+    count = weights.sum()
+    per_token = F.cross_entropy(
+        logits.float().flatten(0, 2),
+        codes.flatten(),
+        reduction="none",
+        label_smoothing=label_smoothing,
+    )
+    loss = (per_token * weights.flatten()).sum() / count.clamp(min=1)
+    hits = (logits.detach().argmax(dim=-1) == codes).float()
+    accuracy = (hits * weights).sum() / count.clamp(min=1)
+    return LossResult(loss, accuracy, count)
+
+
 def masked_token_loss(
     model: torch.nn.Module,
     visual: torch.Tensor,
@@ -127,16 +179,10 @@ def masked_token_loss(
 
     `model` is a VabModel, or one wrapped for data-parallel training.
     """
-    mask_id = unwrap(model).cfg.mask_id
-    inputs, targets = mask_tokens(codes, mask_id, cfg, audio_keep, generator)
-    null = (torch.rand(codes.shape[0], generator=generator) < cfg.null_condition_prob).to(
-        codes.device
+    masked = draw_masks(codes, unwrap(model).cfg.mask_id, cfg, audio_keep, generator)
+    return scored_token_loss(
+        model, visual, codes, masked, visual_keep, audio_keep, cfg.label_smoothing
     )
-    logits = model(visual, inputs, null, visual_keep, audio_keep)
-    picked, truth = logits[targets], codes[targets]
-    loss = F.cross_entropy(picked.float(), truth, label_smoothing=cfg.label_smoothing)
-    accuracy = (picked.argmax(dim=-1) == truth).float().mean()
-    return LossResult(loss, accuracy.detach(), int(truth.numel()))
 
 
 class LogitScale(nn.Module):

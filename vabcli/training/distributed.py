@@ -69,14 +69,12 @@ def exit_process(code: int) -> NoReturn:
     exit_now(code)
 
 
-def sum_across_ranks(values: dict[str, float], run: Launch, device: str) -> dict[str, float]:
-    """Each value summed over every process of `run` (the values themselves for one alone)."""
-    if run.world_size == 1:
-        return values
-    # On the run's device: nccl reduces CUDA tensors only.
-    t = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return dict(zip(values, t.tolist(), strict=True))
+def all_ranks_sum(t: torch.Tensor, run: Launch) -> torch.Tensor:
+    """`t` summed over every process of `run`, in place (a CUDA tensor under nccl); `t` itself
+    for one process alone."""
+    if run.world_size > 1:
+        dist.all_reduce(t)
+    return t
 
 
 def gather_batch(x: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,10 @@ from vabcli.model.checkpoint import (
     save_checkpoint,
     tidy_checkpoint,
 )
-from vabcli.model.losses import masked_token_loss
+from vabcli.model.losses import LossResult, MaskedCodes, draw_masks, scored_token_loss
 from vabcli.model.transformer import VabModel
 from vabcli.training.dataset import CropDataset, EpochBatches, LatentClip, WindowLength, collate
-from vabcli.training.distributed import join_process_group, sum_across_ranks
+from vabcli.training.distributed import Launch, all_ranks_sum, join_process_group
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,18 @@ def lr_at(step: int, opts: TrainOptions) -> float:
     return opts.lr * (opts.min_lr_ratio + (1 - opts.min_lr_ratio) * cosine)
 
 
-def make_optimizer(model: torch.nn.Module, opts: TrainOptions) -> torch.optim.AdamW:
-    """AdamW; matrices decay, biases, norms and single vectors do not."""
+def make_optimizer(
+    model: torch.nn.Module, opts: TrainOptions, device: str = "cpu"
+) -> torch.optim.AdamW:
+    """AdamW; matrices decay, biases, norms and single vectors do not. On CUDA the fused
+    kernel: one launch for every parameter instead of several per tensor."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": opts.weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=opts.lr, betas=(0.9, 0.95))
+    fused = device.startswith("cuda")
+    return torch.optim.AdamW(groups, lr=opts.lr, betas=(0.9, 0.95), fused=fused)
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -111,14 +116,15 @@ class Trainer:
         )
         torch.manual_seed(opts.seed)  # the same initial weights on every rank
         self.model = self.build_model().to(device)
-        self.optimizer = make_optimizer(self.model, opts)
+        self.optimizer = make_optimizer(self.model, opts, device)
         self.step, self.best = 0, math.inf
         if resume:
             self._resume()
-        self.net: torch.nn.Module = self.model
+        # self.model keeps the bare weights (saved, resumed); self.net is what steps run through.
+        self.net: torch.nn.Module = torch.compile(self.model) if opts.compile else self.model
         if self.launch.spread:
             ids = [torch.device(device).index] if device.startswith("cuda") else None
-            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self.net = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
 
     def build_model(self) -> torch.nn.Module:
         """The model this run trains (subclasses train others on the same loop)."""
@@ -129,7 +135,11 @@ class Trainer:
         return CropDataset(clips, self.window, self.opts.seed)
 
     def on_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        """`batch` on the run's device; on CUDA copied from pinned memory, so the copy does not
+        make the host wait for the steps queued before it."""
+        if not self.device.startswith("cuda"):
+            return batch
+        return {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in batch.items()}
 
     def autocast(self) -> torch.autocast:
         """bf16 on CUDA (the model trains in it), full precision on CPU."""
@@ -137,12 +147,15 @@ class Trainer:
 
     def run(self, on_step: StepFn | None = None) -> dict[str, float]:
         """Train until `opts.steps`; returns the last metrics. Ctrl-C or SIGTERM saves `last`
-        after the step in progress, then raises KeyboardInterrupt."""
+        after the step in progress (with several processes: at the next log step), then raises
+        KeyboardInterrupt. `on_step` hears every step's number and learning rate, and on log
+        steps the metrics of the steps since the last one."""
+        accum = self.opts.grad_accum
         sampler = EpochBatches(
             len(self.train_clips),
             self.opts.batch_size,
             self.opts.seed,
-            self.step,
+            self.step * accum,  # the sampler counts micro-batches
             self.launch.rank,
             self.launch.world_size,
         )
@@ -153,69 +166,107 @@ class Trainer:
             collate_fn=collate,
         )
         batches, metrics = iter(loader), {"step": self.step}
+        tally = _Tally(self.device)
         with _stop_between_steps() as stop:
             while self.step < self.opts.steps:
-                metrics = self._train_step(next(batches))
+                lr = self._train_step([next(batches) for _ in range(accum)], tally)
                 self.step += 1
-                checkpoint = self.step % self.opts.val_every == 0 or self.step == self.opts.steps
-                if checkpoint:
-                    metrics.update(self._validate())
-                # Logged before the checkpoint is saved: a run killed in between resumes from
-                # the previous checkpoint and drops this line, rather than miss it for good.
-                self._log(metrics)
-                if checkpoint:
-                    self._save_checkpoints(metrics)
+                metrics, stopped = self._after_step(tally, lr, stop.is_set())
                 if on_step:
                     on_step(metrics)
-                if self._any_rank(stop.is_set()):  # all ranks stop at the same step
+                # One process alone stops right after the step it was asked at (several agree
+                # at a log step): the steps since the last line get theirs first.
+                if stop.is_set() and not self.launch.spread and not stopped:
+                    if tally.steps:
+                        self._log(self._settle(tally, True, lr)[0])
+                    stopped = True
+                if stopped:
                     self._save("last")
                     raise KeyboardInterrupt
         return metrics
 
-    def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        started = time.perf_counter()
+    def _after_step(self, tally: _Tally, lr: float, stop: bool) -> tuple[dict[str, float], bool]:
+        """On log steps, validation steps and save steps: gather the metrics (and whether any
+        rank asked to stop), validate, log, save. Otherwise only the step and its rate."""
+        validate = self.step % self.opts.val_every == 0 or self.step == self.opts.steps
+        save = self.opts.save_every > 0 and self.step % self.opts.save_every == 0
+        if not (validate or save or self.step % self.opts.log_every == 0):
+            return {"step": self.step, "lr": lr}, False
+        metrics, stopped = self._settle(tally, stop, lr)
+        if validate:
+            metrics.update(self._validate())
+        # Logged before the checkpoint is saved: a run killed in between resumes from the
+        # previous checkpoint and drops this line, rather than miss it for good.
+        self._log(metrics)
+        if validate:
+            self._save_checkpoints(metrics)
+        elif save:
+            self._save("last")
+        return metrics, stopped
+
+    def _train_step(self, micro_batches: list[dict[str, torch.Tensor]], tally: _Tally) -> float:
+        """One optimizer step over `micro_batches` (their gradients averaged), queued on the
+        device without waiting for it; the loss goes into `tally`. Returns the learning rate."""
         lr = lr_at(self.step, self.opts)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.net.train()
         generator = _generator(self.opts.seed, self.step, self.launch.rank)
         torch.manual_seed(generator.initial_seed())  # dropout draws from the global generator
-        result = self._loss(batch, generator)
-        loss = result.loss.item()
-        if self._any_rank(not math.isfinite(loss)):
-            value = loss if not math.isfinite(loss) else "non-finite in another process"
-            raise TrainingStopped(
-                f"loss became {value} at step {self.step}; stopped, and the last good "
-                f"checkpoint in {self.out / 'last'} is kept"
-            )
         self.optimizer.zero_grad(set_to_none=True)
-        result.loss.backward()
+        losses, hits = [], []
+        for index, batch in enumerate(micro_batches):
+            last = index == len(micro_batches) - 1
+            # Gradients are summed across ranks once, after the last micro-batch.
+            with nullcontext() if last or not self.launch.spread else self.net.no_sync():
+                result = self._loss(batch, generator)
+                (result.loss / len(micro_batches)).backward()
+            losses.append(result.loss.detach())
+            hits.append(result.accuracy.detach())
+        # A non-finite loss poisons the weights from here on, but is caught at the next log
+        # step, before anything is validated or saved: the checkpoints on disk stay good.
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.opts.grad_clip)
         self.optimizer.step()
-        tokens = int(batch["audio_keep"].sum()) * self.cfg.n_codebooks
-        seconds = time.perf_counter() - started
-        values = {"loss": loss, "accuracy": result.accuracy.item()}
-        summed = sum_across_ranks(values, self.launch, self.device)
-        values = {k: v / self.launch.world_size for k, v in summed.items()}
-        return {"step": self.step + 1, **values, "lr": lr, "tokens_per_s": tokens / seconds}
+        tokens = sum(int(b["audio_keep"].sum()) for b in micro_batches) * self.cfg.n_codebooks
+        tally.add(torch.stack(losses).mean(), torch.stack(hits).mean(), tokens)
+        return lr
 
-    def _any_rank(self, flag: bool) -> bool:
-        """True on every rank if it is true on one (a lone rank leaving would hang the rest)."""
-        if not self.launch.spread:
-            return flag
-        return sum_across_ranks({"flag": float(flag)}, self.launch, self.device)["flag"] > 0
+    def _settle(self, tally: _Tally, stop: bool, lr: float) -> tuple[dict[str, float], bool]:
+        """The steps since the last log step, agreed by every rank in one collective: their
+        mean metrics, and whether to stop. A non-finite loss on any rank stops the run."""
+        first = self.step - tally.steps + 1
+        summary = tally.gather(stop, self.launch, self.device)
+        if summary["non_finite"]:
+            when = f"at step {self.step}" if first == self.step else f"at steps {first}-{self.step}"
+            raise TrainingStopped(
+                f"loss became non-finite {when}; stopped, and the last good checkpoint in "
+                f"{self.out / 'last'} is kept"
+            )
+        metrics = {
+            "step": self.step,
+            "loss": summary["loss"],
+            "accuracy": summary["accuracy"],
+            "lr": lr,
+            "tokens_per_s": summary["tokens_per_s"],
+        }
+        return metrics, summary["stop"] > 0
 
-    def _loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator):
-        batch = self.on_device(batch)
+    def _loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> LossResult:
+        # The masks are drawn on the host, where the loader left the batch, and travel with it.
+        masking = self.opts.masking
+        masked = draw_masks(
+            batch["codes"], self.cfg.mask_id, masking, batch["audio_keep"], generator
+        )
+        batch = self.on_device({**batch, **asdict(masked)})
         with self.autocast():
-            return masked_token_loss(
+            return scored_token_loss(
                 self.net,
                 batch["visual"],
                 batch["codes"],
-                self.opts.masking,
+                MaskedCodes(batch["inputs"], batch["targets"], batch["null"]),
                 batch["visual_keep"],
                 batch["audio_keep"],
-                generator,
+                masking.label_smoothing,
             )
 
     @torch.no_grad()
@@ -223,15 +274,15 @@ class Trainer:
         """Masked-token loss and accuracy over every val clip (each rank scores its share)."""
         if not self.val_clips:
             return {}
-        sums = {"loss": 0.0, "correct": 0.0, "count": 0.0}
+        wide = _sum_dtype(self.device)
+        sums = torch.zeros(3, dtype=wide, device=self.device)  # loss, correct, count
         for first, batch in self.val_batches(shard=True):
             result = self._loss(batch, _generator(self.opts.seed, -1 - first, 0))
-            sums["loss"] += result.loss.item() * result.n_masked
-            sums["correct"] += result.accuracy.item() * result.n_masked
-            sums["count"] += result.n_masked
-        sums = sum_across_ranks(sums, self.launch, self.device)
-        count = max(sums["count"], 1.0)
-        return {"val_loss": sums["loss"] / count, "val_accuracy": sums["correct"] / count}
+            count = torch.as_tensor(result.n_masked, dtype=wide, device=self.device)
+            sums += torch.stack([result.loss.detach() * count, result.accuracy * count, count])
+        loss, correct, count = all_ranks_sum(sums, self.launch).tolist()
+        count = max(count, 1.0)
+        return {"val_loss": loss / count, "val_accuracy": correct / count}
 
     def val_batches(self, shard: bool) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
         """(first clip index, batch) over one window (epoch 0) of every val clip, the model in
@@ -291,6 +342,47 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(metrics) + "\n")
+
+
+class _Tally:
+    """Loss and accuracy of the steps since the last log step, summed on the device, so that
+    no step waits for the host to read them."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self._reset()
+
+    def _reset(self) -> None:
+        # loss, accuracy, non-finite losses
+        self.sums = torch.zeros(3, dtype=_sum_dtype(self.device), device=self.device)
+        self.steps, self.tokens, self.started = 0, 0, time.perf_counter()
+
+    def add(self, loss: torch.Tensor, accuracy: torch.Tensor, tokens: int) -> None:
+        bad = ~torch.isfinite(loss)
+        self.sums += torch.stack([loss, accuracy, bad]).to(self.sums.dtype)
+        self.steps, self.tokens = self.steps + 1, self.tokens + tokens
+
+    def gather(self, stop: bool, launch: Launch, device: str) -> dict[str, float]:
+        """Mean loss and accuracy over the steps and ranks, non-finite losses, stop votes and
+        tokens per second (this rank's tokens x ranks); then start counting again."""
+        flags = torch.tensor([float(stop)], dtype=self.sums.dtype, device=device)
+        loss, accuracy, bad, votes = all_ranks_sum(torch.cat([self.sums, flags]), launch).tolist()
+        seconds = max(time.perf_counter() - self.started, 1e-9)
+        share = max(self.steps, 1) * launch.world_size
+        summary = {
+            "loss": loss / share,
+            "accuracy": accuracy / share,
+            "non_finite": bad,
+            "stop": votes,
+            "tokens_per_s": self.tokens * launch.world_size / seconds,
+        }
+        self._reset()
+        return summary
+
+
+def _sum_dtype(device: str) -> torch.dtype:
+    """Sums of many losses in float64, but where the device has none (Apple's MPS)."""
+    return torch.float32 if device.startswith("mps") else torch.float64
 
 
 def _generator(seed: int, step: int, rank: int) -> torch.Generator:
