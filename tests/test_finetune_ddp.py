@@ -35,6 +35,7 @@ def contrastive_trainer(root: Path, batch_size: int, out: str) -> ContrastiveTra
         warmup_steps=1,
         workers=0,
         lr=1e-3,
+        log_every=1,
     )
     return ContrastiveTrainer(
         cfg, INFO, opts, clips, clips, root / out, "cpu", spec=ContrastiveSpec(2, 16), init=init

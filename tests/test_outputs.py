@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from vabcli.data.clips import ClipItem
-from vabcli.generation.outputs import ClipBusyError, OutputLock, in_shard, parse_shard, plan_targets
+from vabcli.data.shards import Shard
+from vabcli.generation.outputs import ClipBusyError, OutputLock, plan_targets, shard_key
 from vabcli.media.extract import Segment
 
 
@@ -71,18 +72,15 @@ def test_a_clip_with_damaged_outputs_is_not_complete(tmp_path, clip, damage):
     assert not target.complete()
 
 
-def test_shards_split_a_list_deterministically_and_completely():
-    found = items(*(f"clip{i}.mp4" for i in range(200)))
-    shards = [[it for it in found if in_shard(it, i, 4)] for i in range(1, 5)]
-    assert sorted(sum(shards, []), key=str) == sorted(found, key=str)
-    assert all(25 <= len(s) <= 75 for s in shards)
-    # adding clips never moves the others
-    more = items(*(f"new{i}.mp4" for i in range(50)))
-    assert [it for it in found + more if in_shard(it, 2, 4)][: len(shards[1])] == shards[1]
-    assert parse_shard("2/4") == (2, 4)
-    for bad in ("0/4", "5/4", "x", "1/0"):
-        with pytest.raises(ValueError):
-            parse_shard(bad)
+def test_shards_follow_the_output_name_wherever_the_inputs_are(tmp_path):
+    names = [f"clip{i}.mp4" for i in range(50)]
+    here = plan_targets(items(*names), tmp_path, "wav", mux=True)
+    elsewhere = [ClipItem(Path("/mnt/other") / n, relative=Path(n)) for n in names]
+    there = plan_targets(elsewhere, tmp_path, "wav", mux=True)
+    shares = [[shard_key(t) for t in Shard(n, 3).of(here, shard_key)] for n in (1, 2, 3)]
+    assert sorted(sum(shares, [])) == sorted(shard_key(t) for t in here)
+    for number, share in zip((1, 2, 3), shares, strict=True):
+        assert [shard_key(t) for t in Shard(number, 3).of(there, shard_key)] == share
 
 
 def test_taking_a_clip_lock_sweeps_that_clip_temporaries_only(tmp_path):

@@ -57,7 +57,7 @@ def test_train_writes_a_run_and_reports_what_it_skipped(manifest, tmp_path, cach
     resumed = train(manifest, tmp_path / "run", cache_dir, "--steps", "4", "--resume", "--json")
     assert resumed.returncode == 0, resumed.stderr
     steps = [json.loads(ln)["step"] for ln in (tmp_path / "run" / "metrics.jsonl").open()]
-    assert steps == [1, 2, 3, 4]
+    assert steps == [2, 4]  # a line every --log-every (10) steps, and at each run's last step
     finished = train(manifest, tmp_path / "run", cache_dir, "--steps", "4", "--resume")
     assert finished.returncode == 0 and "already at step 4" in finished.stdout
     again = train(manifest, tmp_path / "run", cache_dir, "--steps", "2")
@@ -219,6 +219,8 @@ def test_torchrun_two_processes_through_the_cli(manifest, tmp_path, cache_dir):
         *SHORT,
         "--steps",
         "2",
+        "--log-every",
+        "1",
         "--json",
         env=torchrun_env(tmp_path),
         timeout=600,
@@ -289,7 +291,7 @@ def test_finetune_embed_retrieve_classify_round_trip(clip, tmp_path, cache_dir):
     resumed = finetune(tmp_path / "pre", "--steps", "3", "--proj-dim", "16", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     steps = [json.loads(ln)["step"] for ln in (tmp_path / "ft" / "metrics.jsonl").open()]
-    assert steps == [1, 2, 3]
+    assert steps == [2, 3]  # each run's last step (a line every --log-every steps otherwise)
     # What the towers never run stays as pre-trained; what they run has moved.
     from safetensors.torch import load_file
 

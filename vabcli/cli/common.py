@@ -39,6 +39,7 @@ from vabcli.core.cache import Cache, default_cache_dir, sweep
 from vabcli.core.errors import VabError
 from vabcli.core.jobs import Job, JobEvents, Outcome, run_jobs
 from vabcli.data.clips import ClipItem, clip_items
+from vabcli.data.shards import Shard
 from vabcli.tasks.latents import ClipAnswer
 from vabcli.tasks.options import ClipOptions
 
@@ -227,6 +228,25 @@ WarmupOpt = Annotated[
 ClipSecondsOpt = Annotated[
     float, typer.Option("--clip-seconds", metavar="S", help="Training window, seconds.")
 ]
+ShardOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="I/N",
+        help="Only share I of N of the clips (1 <= I <= N; a clip's share follows from its "
+        "name), e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT of a Slurm --array=1-N; "
+        "under torchrun each process takes its part of that share.",
+    ),
+]
+
+
+def parse_shard(text: str | None) -> Shard:
+    """--shard's value; a malformed one is a usage error."""
+    try:
+        return Shard() if text is None else Shard.parse(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--shard") from None
+
+
 ValEveryOpt = Annotated[
     int, typer.Option("--val-every", metavar="N", min=1, help="Validate and save every N.")
 ]

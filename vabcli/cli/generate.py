@@ -13,12 +13,14 @@ from vabcli.cli.common import (
     OptionGroup,
     Output,
     OverwriteOpt,
+    ShardOpt,
     app,
     bad_options,
     check_writable_folder,
     jobs_display,
     one_line_failures,
     open_cache,
+    parse_shard,
     show_jobs,
     with_option_groups,
 )
@@ -28,7 +30,8 @@ from vabcli.core.cache import Cache
 from vabcli.core.device import launch, rank_device
 from vabcli.core.threads import size_torch_threads
 from vabcli.data.clips import clip_items
-from vabcli.generation.outputs import DubTarget, in_shard, parse_shard, plan_targets
+from vabcli.data.shards import Shard
+from vabcli.generation.outputs import DubTarget, plan_targets, shard_key
 from vabcli.generation.pipeline import run_dub
 
 _DUB = DubOptions(model=Path(BUILTIN))  # the defaults of every option below
@@ -90,15 +93,11 @@ def _describe(outcome) -> str:
     return f"{f['duration']:.3f} s  {windows}  sampling {t['sampling']:.2f} s  -> {where}"
 
 
-def _shard_of_run(shard: str | None) -> tuple[int, int] | None:
-    """--shard I/N, or under torchrun each rank its own shard (RANK/WORLD_SIZE)."""
-    if shard is not None:
-        try:
-            return parse_shard(shard)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--shard") from None
+def _shard_of_run(shard: str | None) -> Shard:
+    """--shard I/N, and under torchrun each rank its part of that share (RANK/WORLD_SIZE)."""
+    part = parse_shard(shard)
     run = launch()
-    return (run.rank + 1, run.world_size) if run.spread else None
+    return part.within(Shard(run.rank + 1, run.world_size)) if run.spread else part
 
 
 # The options of `vab generate` in groups, each gathered into a dict of DubOptions' fields.
@@ -370,14 +369,7 @@ def generate(
     files: dict[str, Any],
     own_audio: dict[str, Any],
     windows: dict[str, Any],
-    shard: Annotated[
-        str | None,
-        typer.Option(
-            "--shard",
-            metavar="I/N",
-            help="Do only shard I of N (stable per clip); under torchrun each rank takes its own.",
-        ),
-    ] = None,
+    shard: ShardOpt = None,
     overwrite: OverwriteOpt = _DUB.overwrite,
     device: DeviceOpt = _DUB.device,
     encoders: dict[str, Any],
@@ -409,8 +401,7 @@ def generate(
         targets = plan_targets(clip_items(inputs, data), out, opts.audio_format, mux=opts.mux)
         store = open_cache(cache)
         check_writable_folder(out)
-    if part is not None:
-        targets = [t for t in targets if in_shard(t.item, *part)]
+    targets = part.of(targets, shard_key)
     _run(targets, opts, store, output)
 
 

@@ -1,12 +1,14 @@
 """`vab tokenize`: visual features and audio tokens for videos or a manifest, into the cache."""
 
-from dataclasses import asdict
+import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from vabcli.cli import common
+from vabcli.core.device import launch
 from vabcli.core.jobs import Outcome
 from vabcli.data.clips import clip_items
 from vabcli.encoders.tokenize import ClipTokenizer, TokenizeOptions
@@ -44,6 +46,7 @@ def tokenize(
         ),
     ] = None,
     device: common.DeviceOpt = _DEFAULTS.device,
+    shard: common.ShardOpt = None,
     keep_frames: Annotated[
         bool,
         typer.Option("--keep-frames", help="Keep decoded frames in the cache after encoding."),
@@ -51,6 +54,9 @@ def tokenize(
     output: common.Output,
 ) -> None:
     """Visual features and audio tokens of clips, into the cache (cached clips are skipped).
+
+    Under torchrun each process tokenizes its share on its own GPU: of all clips when every
+    machine sees the same cache, else of its machine's (each machine fills its own cache).
 
     JSON lines add n_visual, visual_dim, n_codebooks, n_audio_frames and cache_hit.
     """
@@ -63,11 +69,23 @@ def tokenize(
         device=device,
         keep_frames=keep_frames,
     )
+    # torch: imported when run, not for `vab --help`
+    from vabcli.training.distributed import tokenizing_share, wait_for_all_processes
+
+    part = common.parse_shard(shard)
     with common.one_line_failures():
-        items = clip_items(inputs, data)
-        tokenizer = ClipTokenizer(opts, common.open_cache(cache))
+        store = common.open_cache(cache)
+        items = tokenizing_share(clip_items(inputs, data), part, store.root, device)
+        tokenizer = ClipTokenizer(opts, store)
+    if not launch().leader:  # under torchrun one process draws bars; each prints its results
+        output = replace(output, quiet=True)
     display = common.jobs_display(len(items), "tokenize", output, _describe)
+
+    def run() -> list[Outcome]:
+        outcomes = tokenize_clips(items, tokenizer, output.workers, display).outcomes
+        sys.stdout.flush()  # every result out before torchrun may stop this process
+        wait_for_all_processes()
+        return outcomes
+
     with tokenizer:
-        common.show_jobs(
-            display, lambda: tokenize_clips(items, tokenizer, output.workers, display).outcomes
-        )
+        common.show_jobs(display, run)

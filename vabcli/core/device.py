@@ -1,4 +1,5 @@
-"""Where a process runs: how it was launched (torchrun's RANK, WORLD_SIZE, LOCAL_RANK) and the
+"""Where a process runs: how it was launched (torchrun's RANK, WORLD_SIZE, LOCAL_RANK,
+LOCAL_WORLD_SIZE) and the
 device it computes on.
 
 The one module that reads torchrun's environment. torch is imported only inside the functions
@@ -18,6 +19,7 @@ class Launch:
     rank: int = 0  # among all processes of the run
     world_size: int = 1  # processes in the run
     local_rank: int = 0  # among the processes on this machine
+    local_world_size: int = 1  # processes on this machine
 
     @property
     def leader(self) -> bool:
@@ -37,6 +39,7 @@ def launch() -> Launch:
         rank=int(os.environ.get("RANK", "0")),
         world_size=int(os.environ.get("WORLD_SIZE", "1")),
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
     )
 
 

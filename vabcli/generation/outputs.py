@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -95,23 +94,10 @@ def output_stem(item: ClipItem) -> Path:
     return stem
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """`2/4` -> (2, 4): the second of four shards (1-based, as people count machines)."""
-    index, sep, count = text.partition("/")
-    try:
-        i, n = int(index), int(count)
-    except ValueError:
-        i = n = 0
-    if not sep or n < 1 or not 1 <= i <= n:
-        raise ValueError(f"shard must be I/N with 1 <= I <= N, got {text!r}")
-    return i, n
-
-
-def in_shard(item: ClipItem, index: int, count: int) -> bool:
-    """Deterministic and stable: a clip's shard depends only on its own output name, so adding
-    clips to a folder never moves the others to another shard (and another machine)."""
-    key = output_stem(item).as_posix().encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") % count == index - 1
+def shard_key(target: DubTarget) -> str:
+    """The name a clip's shard follows from: its outputs' (relative) name, the same on every
+    machine wherever the inputs are mounted."""
+    return output_stem(target.item).as_posix()
 
 
 class ClipBusyError(VabError):

@@ -9,14 +9,21 @@ never joined one (`vabcli.cli.main` relies on that to choose how to exit).
 from __future__ import annotations
 
 import datetime
+import os
 import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 import torch
 import torch.distributed as dist
 
-from vabcli.core.device import Launch, launch, rank_device
+from vabcli.core.device import Launch, launch, rank_device, resolve_device
 from vabcli.core.process import exit_now
+from vabcli.data.clips import ClipItem
+from vabcli.data.shards import Shard
 
 # Set once this process joins a torchrun group: it must then leave through `exit_process`.
 _joined_group = False
@@ -41,7 +48,7 @@ def join_process_group(device: str) -> Launch:
         # Long timeout: the other ranks wait at a barrier while the first tokenizes the data.
         backend = "nccl" if device.startswith("cuda") else "gloo"
         dist.init_process_group(backend, timeout=datetime.timedelta(hours=24))
-    return Launch(dist.get_rank(), dist.get_world_size(), run.local_rank)
+    return Launch(dist.get_rank(), dist.get_world_size(), run.local_rank, run.local_world_size)
 
 
 def end_distributed() -> None:
@@ -75,6 +82,70 @@ def all_ranks_sum(t: torch.Tensor, run: Launch) -> torch.Tensor:
     if run.world_size > 1:
         dist.all_reduce(t)
     return t
+
+
+def tokenizing_share(
+    items: Sequence[ClipItem], shard: Shard, cache_root: Path, device: str
+) -> list[ClipItem]:
+    """The clips `vab tokenize` tokenizes in this process: those of `shard`, and under torchrun
+    this process's share of them (joining the process group to find out whether all processes
+    share the cache, `tokenizing_shard`)."""
+    if launch().spread:
+        join_process_group(rank_device(resolve_device(device)))
+        shard = shard.within(tokenizing_shard(cache_root))
+    return shard.of(items, ClipItem.name)
+
+
+def wait_for_all_processes() -> None:
+    """Under torchrun, return once every process got here: a process that left first with
+    status 1 (some clip failed) would have torchrun stop the others mid-work."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def tokenizing_shard(cache_root: Path) -> Shard:
+    """This process's share of the clips to tokenize: of all of them among every process of the
+    run when they all see one cache (a shared file system), else among the processes of its
+    machine (each machine then fills its own cache). A process alone: the whole list."""
+    run = launch()
+    if not run.spread:
+        return Shard()
+    if _seen_by_all(cache_root):
+        return Shard(run.rank + 1, run.world_size)
+    return Shard(run.local_rank + 1, run.local_world_size)
+
+
+def _seen_by_all(folder: Path, grace: float = 3.0) -> bool:
+    """Whether every process sees the same `folder`: the first leaves a probe file in it and
+    the others look (for up to `grace` seconds, as a network file system may show it late).
+    One machine's processes share their folder; a false "no" only costs repeated work."""
+    token = [uuid.uuid4().hex if dist.get_rank() == 0 else ""]
+    dist.broadcast_object_list(token, src=0)
+    probe = folder / f".vab-probe-{token[0]}"
+    if dist.get_rank() == 0:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_text(token[0])
+    dist.barrier()
+    deadline = time.monotonic() + grace
+    while not _listed(probe) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    on = (
+        torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    )
+    seen = torch.tensor([float(_listed(probe))], device=on)
+    dist.all_reduce(seen)
+    dist.barrier()  # everyone has looked
+    if dist.get_rank() == 0:
+        probe.unlink(missing_ok=True)
+    return int(seen.item()) == dist.get_world_size()
+
+
+def _listed(path: Path) -> bool:
+    # Listing the folder, rather than asking for the file, reads a network folder afresh.
+    try:
+        return path.name in os.listdir(path.parent)
+    except OSError:
+        return False
 
 
 def gather_batch(x: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """What a training run (pre-training or a fine-tune) does before its first step: the run folder
 made ready, and the clips to train on read from a pack or tokenized from a manifest (under
-torchrun, once per machine). How a run reports what happens (`RunEvents`) lives here too.
+torchrun, shared among the processes). How a run reports what happens (`RunEvents`) lives here too.
 """
 
 from __future__ import annotations
@@ -108,8 +108,8 @@ def load_plan(
     if not items:
         raise VabError(f"{data}: no train or val clips in this manifest")
     store = cache or Cache(None)
-    tokenized = tokenize_once_per_machine(
-        items, lambda: ClipTokenizer(tok_opts, store), workers, events
+    tokenized = tokenize_in_shares(
+        items, lambda: ClipTokenizer(tok_opts, store), workers, events, store.root
     )
     ids = (tokenized.codec_id, tokenized.visual_id)
     return plan_training(
@@ -124,28 +124,31 @@ def load_plan(
     )
 
 
-def tokenize_once_per_machine(
+def tokenize_in_shares(
     items: list[ClipItem],
     make_tokenizer: Callable[[], ClipTokenizer],
     workers: int,
     events: JobEvents | None,
+    cache_root: Path,
 ) -> TokenizedClips:
-    """The clips tokenized. Under torchrun the first process of each machine tokenizes while
-    the others wait; they then find everything cached and, with the encoder ids remembered,
-    load no model at all."""
+    """The clips tokenized. Under torchrun every process tokenizes its share (on its own GPU):
+    a share of all clips when every process sees the one cache, else of its machine's (see
+    `tokenizing_shard`); after a barrier each reads the whole list from the cache, and with the
+    encoder ids remembered loads no model for it."""
     import torch.distributed as dist
 
     from vabcli.encoders.tokenize_clips import tokenize_clips
+    from vabcli.training.distributed import tokenizing_shard
 
-    spread = dist.is_initialized() and dist.get_world_size() > 1
-    first_on_machine = launch().local_rank == 0
-    if spread and not first_on_machine:
-        dist.barrier()
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        with make_tokenizer() as tokenizer:
+            return tokenize_clips(items, tokenizer, workers, events)
+    shard = tokenizing_shard(cache_root)
     with make_tokenizer() as tokenizer:
-        tokenized = tokenize_clips(items, tokenizer, workers, events)
-    if spread and first_on_machine:
-        dist.barrier()
-    return tokenized
+        tokenize_clips(shard.of(items, lambda item: item.name()), tokenizer, workers, events)
+    dist.barrier()
+    with make_tokenizer() as tokenizer:
+        return tokenize_clips(items, tokenizer, workers, None)
 
 
 def run_summary(out: Path, final: Mapping[str, float]) -> dict[str, object]:
