@@ -41,8 +41,15 @@ def make_clips(folder: Path, count: int, seconds: float) -> None:
         make_clip(folder / f"clip{i:03d}.mp4", spec)
 
 
-def save_random_model(folder: Path, preset: str, encoder_options: list[str]) -> Path:
-    """A random-init VAB model of `preset` on the given encoders, as a checkpoint folder."""
+def as_keywords(options: list[str]) -> dict[str, str]:
+    """`["--codec-weights", "w.th", ...]` -> `{"codec_weights": "w.th", ...}`."""
+    pairs = zip(options[::2], options[1::2], strict=True)
+    return {k.lstrip("-").replace("-", "_"): v for k, v in pairs}
+
+
+def save_random_model(folder: Path, preset: str, encoders: dict[str, str]) -> Path:
+    """A random-init VAB model of `preset` on the `encoders` (codec, codec_weights,
+    image_encoder: TokenizeOptions' fields), as a checkpoint folder."""
     import torch
 
     from vabcli.config import model_config
@@ -52,9 +59,14 @@ def save_random_model(folder: Path, preset: str, encoder_options: list[str]) -> 
     from vabcli.model.checkpoint import save_checkpoint
     from vabcli.model.transformer import VabModel
 
-    opts = dict(zip(encoder_options[::2], encoder_options[1::2], strict=True))
-    codec = load_codec("encodec_24khz", weights=Path(opts["--codec-weights"]))
-    visual = load_visual_encoder(opts["--image-encoder"])
+    weights = encoders.get("codec_weights")
+    tok = TokenizeOptions(
+        codec=encoders.get("codec", "encodec_24khz"),
+        codec_weights=Path(weights) if weights else None,
+        image_encoder=encoders["image_encoder"],
+    )
+    codec = load_codec(tok.codec, weights=tok.codec_weights)
+    visual = load_visual_encoder(tok.image_encoder)
     dims = {
         "visual_dim": visual.dim,
         "n_codebooks": codec.n_codebooks,
@@ -63,11 +75,6 @@ def save_random_model(folder: Path, preset: str, encoder_options: list[str]) -> 
     }
     cfg = model_config(preset, **dims)
     torch.manual_seed(0)
-    tok = TokenizeOptions(
-        codec="encodec_24khz",
-        codec_weights=Path(opts["--codec-weights"]),
-        image_encoder=opts["--image-encoder"],
-    )
     meta = {
         "step": 0,
         "codec_id": codec.id,
@@ -134,7 +141,7 @@ def main() -> None:
         )
         print("|" + "-" * 26 + "|" + "--------:|" * len(STAGES) + "---------:|------------:|")
         for preset in args.presets.split(","):
-            model = save_random_model(root, preset, encoders)
+            model = save_random_model(root, preset, as_keywords(encoders))
             cache = root / f"cache-{preset}"
             for run in ("first", "cached features"):
                 out = root / f"out-{preset}-{run[0]}"
@@ -148,7 +155,7 @@ def main() -> None:
         for preset in args.ar_presets.split(","):
             model = root / f"vab-{preset}"
             if not model.exists():
-                model = save_random_model(root, preset, encoders)
+                model = save_random_model(root, preset, as_keywords(encoders))
             cache = root / f"cache-{preset}"
             times = {}
             for sampler in ("maskgit", "ar"):
