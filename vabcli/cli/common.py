@@ -6,6 +6,7 @@ batch with a display; and `one_line_failures`, the one way a command's failure b
 
 import functools
 import inspect
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from vabcli.config import (
     parse_frame_size,
 )
 from vabcli.core.cache import Cache, default_cache_dir, sweep
+from vabcli.core.device import launch
 from vabcli.core.errors import VabError
 from vabcli.core.jobs import Job, JobEvents, Outcome, run_jobs
 from vabcli.data.clips import ClipItem, clip_items
@@ -375,16 +377,34 @@ def run_command(
 def jobs_display(
     n_items: int, verb: str, output: Output, describe: Callable[[Outcome], str]
 ) -> JobsDisplay:
-    """The progress and per-item lines of a batch of `n_items`, as `output` asks."""
-    return JobsDisplay(n_items, verb, output.as_json, output.quiet, describe)
+    """The progress and per-item lines of a batch of `n_items`, as `output` asks. Under
+    torchrun only the first process draws bars (each prints its own items' lines)."""
+    quiet = output.quiet or not launch().leader
+    return JobsDisplay(n_items, verb, output.as_json, quiet, describe)
 
 
 def show_jobs(display: JobsDisplay, run: Callable[[], list[Outcome]]) -> None:
     """Run a batch under `display` and exit: 0 all ok, 1 some item (or the run: e.g. a model
-    that cannot load) failed, 130 on Ctrl-C or SIGTERM."""
+    that cannot load) failed, 130 on Ctrl-C or SIGTERM. Under torchrun every process first
+    waits for the others to finish their share: torchrun stops all processes as soon as one
+    leaves with a status other than 0, which some failed clip gives."""
     with one_line_failures(interrupted="interrupted; unfinished outputs were removed"), display:
         outcomes = run()
+        if launch().spread:
+            from vabcli.training.distributed import wait_for_all_processes  # torch
+
+            sys.stdout.flush()  # every result out before torchrun may stop this process
+            wait_for_all_processes()
     raise typer.Exit(display.summary(outcomes))
+
+
+def join_torchrun(device: str) -> None:
+    """Under torchrun, join its process group (on `device`'s backend), so that the processes
+    of a batch command can wait for each other at the end (`show_jobs`)."""
+    if launch().spread:
+        from vabcli.training.distributed import join_process_group  # torch
+
+        join_process_group(device)
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from vabcli.cli.common import (
     bad_options,
     check_writable_folder,
     jobs_display,
+    join_torchrun,
     one_line_failures,
     open_cache,
     parse_shard,
@@ -397,6 +398,7 @@ def generate(
     except ValueError as exc:
         raise bad_options(exc, _OPTION_NAMES) from None
     part = _shard_of_run(shard)
+    join_torchrun(opts.device)
     with one_line_failures():
         targets = plan_targets(clip_items(inputs, data), out, opts.audio_format, mux=opts.mux)
         store = open_cache(cache)

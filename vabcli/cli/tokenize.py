@@ -1,7 +1,6 @@
 """`vab tokenize`: visual features and audio tokens for videos or a manifest, into the cache."""
 
-import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +9,7 @@ import typer
 from vabcli.cli import common
 from vabcli.core.device import launch
 from vabcli.core.jobs import Outcome
-from vabcli.data.clips import clip_items
+from vabcli.data.clips import ClipItem, clip_items
 from vabcli.encoders.tokenize import ClipTokenizer, TokenizeOptions
 from vabcli.encoders.tokenize_clips import tokenize_clips
 
@@ -69,23 +68,19 @@ def tokenize(
         device=device,
         keep_frames=keep_frames,
     )
-    # torch: imported when run, not for `vab --help`
-    from vabcli.training.distributed import tokenizing_share, wait_for_all_processes
-
     part = common.parse_shard(shard)
     with common.one_line_failures():
         store = common.open_cache(cache)
-        items = tokenizing_share(clip_items(inputs, data), part, store.root, device)
+        items = clip_items(inputs, data)
+        if launch().spread:  # torch's process group: imported only then (a cached run is quick)
+            from vabcli.training.distributed import tokenizing_share
+
+            items = tokenizing_share(items, part, store.root, device)
+        else:
+            items = part.of(items, ClipItem.name)
         tokenizer = ClipTokenizer(opts, store)
-    if not launch().leader:  # under torchrun one process draws bars; each prints its results
-        output = replace(output, quiet=True)
     display = common.jobs_display(len(items), "tokenize", output, _describe)
-
-    def run() -> list[Outcome]:
-        outcomes = tokenize_clips(items, tokenizer, output.workers, display).outcomes
-        sys.stdout.flush()  # every result out before torchrun may stop this process
-        wait_for_all_processes()
-        return outcomes
-
     with tokenizer:
-        common.show_jobs(display, run)
+        common.show_jobs(
+            display, lambda: tokenize_clips(items, tokenizer, output.workers, display).outcomes
+        )

@@ -87,13 +87,11 @@ def all_ranks_sum(t: torch.Tensor, run: Launch) -> torch.Tensor:
 def tokenizing_share(
     items: Sequence[ClipItem], shard: Shard, cache_root: Path, device: str
 ) -> list[ClipItem]:
-    """The clips `vab tokenize` tokenizes in this process: those of `shard`, and under torchrun
-    this process's share of them (joining the process group to find out whether all processes
-    share the cache, `tokenizing_shard`)."""
-    if launch().spread:
-        join_process_group(rank_device(resolve_device(device)))
-        shard = shard.within(tokenizing_shard(cache_root))
-    return shard.of(items, ClipItem.name)
+    """The clips `vab tokenize` tokenizes in this process under torchrun: its share of those of
+    `shard` (joining the process group to find out whether all processes share the cache,
+    `tokenizing_shard`)."""
+    join_process_group(rank_device(resolve_device(device)))
+    return shard.within(tokenizing_shard(cache_root)).of(items, ClipItem.name)
 
 
 def wait_for_all_processes() -> None:
