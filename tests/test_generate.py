@@ -16,6 +16,7 @@ import pytest
 import soundfile
 
 from tests.conftest import VAB, generate_args, run_vab, start_vab
+from tests.test_exit import torchrun, torchrun_env
 from tests.tiny_models import informative_codec, make_checkpoint
 from vabcli.media.probe import packet_stats, probe
 
@@ -275,23 +276,32 @@ def test_shards_and_manifests(clip, checkpoint, tmp_path, cache_dir):
     out = tmp_path / "out"
     run_dir = tmp_path / "run"
     shutil.copytree(checkpoint, run_dir / "last")  # a run folder names its checkpoint
-    done = {}
-    for rank in ("0", "1"):  # as torchrun would start them
-        env = {"WORLD_SIZE": "2", "RANK": rank, "LOCAL_RANK": rank}
-        run = generate(
-            [], out, run_dir, cache_dir, "--data", str(manifest), "--no-mux", "--json", env=env
-        )
-        assert run.returncode == 0, run.stderr
-        done[rank] = {line["input"] for line in json_lines(run.stdout)}
-    assert done["0"].isdisjoint(done["1"]) and len(done["0"] | done["1"]) == 4
+    # Under torchrun each process dubs its share, and all wait for each other before leaving.
+    args = generate_args([], out, run_dir, cache_dir, *FAST, "--data", str(manifest), "--json")
+    together = torchrun("-m", "vabcli", *args, "--no-mux", env=torchrun_env(tmp_path))
+    assert together.returncode == 0, together.stderr[-3000:]
+    names = sorted(line["input"] for line in json_lines(together.stdout))
+    assert len(names) == 4 and len(set(names)) == 4  # every clip, once
     wavs = sorted(out.glob("*.wav"))
     assert [p.name for p in wavs] == [f"s{i}_0.5-1.5s.wav" for i in range(4)]
     assert all(soundfile.info(str(p)).frames == 24_000 for p in wavs)  # the 1 s segment
-    again = generate(
-        [], out, run_dir, cache_dir, "--data", str(manifest), "--no-mux", "--shard", "2/2", "--json"
-    )
-    assert {line["input"] for line in json_lines(again.stdout)} == done["1"]
-    assert {line["status"] for line in json_lines(again.stdout)} == {"skipped"}
+    shares = []
+    for shard in ("1/2", "2/2"):
+        again = generate(
+            [],
+            out,
+            run_dir,
+            cache_dir,
+            "--data",
+            str(manifest),
+            "--no-mux",
+            "--shard",
+            shard,
+            "--json",
+        )
+        assert {line["status"] for line in json_lines(again.stdout)} == {"skipped"}
+        shares.append({line["input"] for line in json_lines(again.stdout)})
+    assert shares[0].isdisjoint(shares[1]) and len(shares[0] | shares[1]) == 4
 
 
 def test_missing_encoder_weights_offline_fail_at_once_with_one_line(clip, tmp_path, cache_dir):

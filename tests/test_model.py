@@ -77,7 +77,8 @@ def test_masking_skips_padding_and_keeps_a_target_per_sample():
     keep = torch.zeros(64, 10, dtype=torch.bool)
     keep[:, :2] = True
     cfg = MaskingConfig(mean=0.0, std=0.01, low=0.0, high=0.02)  # almost never masks
-    inputs, targets = mask_tokens(codes, 1024, cfg, keep, torch.Generator().manual_seed(0))
+    masked = mask_tokens(codes, 1024, cfg, keep, torch.Generator().manual_seed(0))
+    inputs, targets = masked.inputs, masked.targets
     assert not targets[:, :, 2:].any()
     assert targets.view(64, -1).any(dim=1).all()
     assert torch.equal(inputs[targets], torch.full_like(inputs[targets], 1024))
@@ -85,15 +86,15 @@ def test_masking_skips_padding_and_keeps_a_target_per_sample():
 
 def test_cosine_share_reaches_the_low_ratios_decoding_asks_about():
     codes = torch.randint(0, 1024, (2000, 2, 500))
-    vab = mask_tokens(codes, 1024, MaskingConfig(), None, torch.Generator().manual_seed(0))[1]
+    vab = mask_tokens(codes, 1024, MaskingConfig(), None, torch.Generator().manual_seed(0)).targets
     again = mask_tokens(
         codes, 1024, MaskingConfig(cosine_share=0.0), None, torch.Generator().manual_seed(0)
-    )[1]
+    ).targets
     assert torch.equal(vab, again)  # no share: the very draws of before
     mixed = MaskingConfig(cosine_share=0.5)
     ratios = (
-        mask_tokens(codes, 1024, mixed, None, torch.Generator().manual_seed(0))[1]
-        .float()
+        mask_tokens(codes, 1024, mixed, None, torch.Generator().manual_seed(0))
+        .targets.float()
         .mean(dim=(1, 2))
     )
     assert (vab.float().mean(dim=(1, 2)) > 0.42).all()  # VAB's draw: never below 0.5
@@ -104,7 +105,8 @@ def test_cosine_share_reaches_the_low_ratios_decoding_asks_about():
 def test_level_wise_masking_scores_one_level_with_the_finer_ones_hidden():
     codes = torch.randint(0, 1024, (400, 4, 30))
     cfg = MaskingConfig(level_share=1.0)
-    inputs, targets = mask_tokens(codes, 1024, cfg, None, torch.Generator().manual_seed(1))
+    masked = mask_tokens(codes, 1024, cfg, None, torch.Generator().manual_seed(1))
+    inputs, targets = masked.inputs, masked.targets
     hidden = inputs == 1024
     for row in range(400):
         levels = targets[row].any(dim=1).nonzero().flatten().tolist()

@@ -41,6 +41,15 @@ class LossResult:
     n_masked: int | torch.Tensor
 
 
+@dataclass(frozen=True)
+class MaskedCodes:
+    """One batch's corruption, drawn where the random numbers live (the host, in training)."""
+
+    inputs: torch.Tensor  # [B, K, T] codes with [MASK] ids
+    targets: torch.Tensor  # [B, K, T] bool: the tokens scored
+    null: torch.Tensor  # [B] bool: samples shown the null condition instead of their pictures
+
+
 def sample_mask_ratios(
     n: int, cfg: MaskingConfig, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -58,8 +67,9 @@ def mask_tokens(
     cfg: MaskingConfig,
     audio_keep: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs with [MASK] ids, bool mask of the tokens to predict), both `[B, K, T]`.
+) -> MaskedCodes:
+    """The corruption of a batch, on `codes`' device: inputs with [MASK] ids and the tokens to
+    predict, both `[B, K, T]`, and the samples shown the null condition.
 
     Padding (`audio_keep` False) is never a target. Every sample keeps at least one target, so a
     short clip with an unlucky draw still teaches something. With `cfg.cosine_share` some
@@ -82,7 +92,8 @@ def mask_tokens(
     none = ~flat.any(dim=1)
     if none.any():  # force the lowest draw (a real token) in samples that got no target
         flat[none, draws.view(b, -1)[none].argmin(dim=1)] = True
-    return codes.masked_fill(hidden | masked, mask_id), masked
+    null = torch.rand(b, generator=generator) < cfg.null_condition_prob
+    return MaskedCodes(codes.masked_fill(hidden | masked, mask_id), masked, null.to(codes.device))
 
 
 def _share(n: int, share: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -114,28 +125,6 @@ def _level_wise(
         torch.where(chosen, scored, masked),
         draws.masked_fill(elsewhere, 2.0),
     )
-
-
-@dataclass(frozen=True)
-class MaskedCodes:
-    """One batch's corruption, drawn where the random numbers live (the host, in training)."""
-
-    inputs: torch.Tensor  # [B, K, T] codes with [MASK] ids
-    targets: torch.Tensor  # [B, K, T] bool: the tokens scored
-    null: torch.Tensor  # [B] bool: samples shown the null condition instead of their pictures
-
-
-def draw_masks(
-    codes: torch.Tensor,
-    mask_id: int,
-    cfg: MaskingConfig,
-    audio_keep: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> MaskedCodes:
-    """The masks of `masked_token_loss` (same draws, same order), on `codes`' device."""
-    inputs, targets = mask_tokens(codes, mask_id, cfg, audio_keep, generator)
-    null = torch.rand(codes.shape[0], generator=generator) < cfg.null_condition_prob
-    return MaskedCodes(inputs, targets, null.to(codes.device))
 
 
 def scored_token_loss(
@@ -179,7 +168,7 @@ def masked_token_loss(
 
     `model` is a VabModel, or one wrapped for data-parallel training.
     """
-    masked = draw_masks(codes, unwrap(model).cfg.mask_id, cfg, audio_keep, generator)
+    masked = mask_tokens(codes, unwrap(model).cfg.mask_id, cfg, audio_keep, generator)
     return scored_token_loss(
         model, visual, codes, masked, visual_keep, audio_keep, cfg.label_smoothing
     )

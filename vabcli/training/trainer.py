@@ -31,7 +31,7 @@ from vabcli.model.checkpoint import (
     save_checkpoint,
     tidy_checkpoint,
 )
-from vabcli.model.losses import LossResult, MaskedCodes, draw_masks, scored_token_loss
+from vabcli.model.losses import LossResult, MaskedCodes, mask_tokens, scored_token_loss
 from vabcli.model.transformer import VabModel
 from vabcli.training.dataset import CropDataset, EpochBatches, LatentClip, WindowLength, collate
 from vabcli.training.distributed import Launch, all_ranks_sum, join_process_group
@@ -254,10 +254,11 @@ class Trainer:
     def _loss(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> LossResult:
         # The masks are drawn on the host, where the loader left the batch, and travel with it.
         masking = self.opts.masking
-        masked = draw_masks(
+        masked = mask_tokens(
             batch["codes"], self.cfg.mask_id, masking, batch["audio_keep"], generator
         )
-        batch = self.on_device({**batch, **asdict(masked)})
+        corrupted = {"inputs": masked.inputs, "targets": masked.targets, "null": masked.null}
+        batch = self.on_device({**batch, **corrupted})
         with self.autocast():
             return scored_token_loss(
                 self.net,
