@@ -47,6 +47,12 @@ CANDIDATES: dict[str, dict[str, dict]] = {
         "levels 16,1,1,1 (SoundStorm)": {"level_steps": (16, 1, 1, 1)},
         "levels 8,4,2,2": {"level_steps": (8, 4, 2, 2)},
     },
+    # Fewer forward passes: the speed target (8x real time on two cores) against quality.
+    "speed": {
+        "steps 12": {"steps": 12},
+        "steps 8": {"steps": 8},
+        "context 0.5 s": {"context_seconds": 0.5},
+    },
     # The settings that helped clip class, timing or fd_logmel at some cost in onset F1, with
     # the clear winner, together (`--only combined`, after a full run).
     "combined": {
