@@ -194,3 +194,22 @@ def test_vab_manifest_to_stdout_and_its_one_line_errors(tmp_path, runner, monkey
         failed = runner.invoke(app, ["manifest", *args])
         assert failed.exit_code == code and message in failed.stderr, failed.output
     assert not (tmp_path / "manifest.jsonl").exists()
+
+
+def test_the_api_writes_what_the_command_writes(tmp_path, runner):
+    import vabcli
+
+    table = tmp_path / "list.csv"
+    _tree(tmp_path, ["clips/a_000001.mp4", "clips/b_000002.mp4"])
+    table.write_text("a,1,dog\nb,2,cat\n")
+    shape = ["--columns", "id,second,label", "--video-pattern", "clips/{id}_{second:06d}.mp4"]
+    done = runner.invoke(app, ["manifest", str(table), "-o", str(tmp_path / "cli.jsonl"), *shape])
+    assert done.exit_code == 0, done.output
+    written = vabcli.manifest(
+        table,
+        tmp_path / "api.jsonl",
+        columns=["id", "second", "label"],
+        video_pattern="clips/{id}_{second:06d}.mp4",
+    )
+    assert written.read_text() == (tmp_path / "cli.jsonl").read_text()
+    assert [e.label for e in read_manifest(written)] == ["dog", "cat"]

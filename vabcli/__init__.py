@@ -25,6 +25,7 @@ API_NAMES = (
     "finetune",
     "generate",
     "load",
+    "manifest",
     "tokenize",
     "train",
 )

@@ -285,6 +285,37 @@ def tokenize(
         return tokenize_clips(items, tokenizer, workers, events).outcomes
 
 
+def manifest(
+    source: PathLike,
+    out: PathLike,
+    *,
+    split: str = "8:1:1",
+    columns: Sequence[str] | None = None,
+    video_pattern: str | None = None,
+    keep_missing: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """What `vab manifest SOURCE -o OUT` does: a manifest of the videos under the folder
+    `source` (labelled by their folder's name) or of the rows of the CSV `source`, splits by a
+    stable hash where none is given. Returns OUT; missing videos are left out (VabError when
+    none is left)."""
+    from vabcli.data.manifest_sources import (
+        SplitShares,
+        records_from_csv,
+        records_from_folder,
+        write_manifest,
+    )
+
+    shares, where = SplitShares.parse(split), Path(source)
+    if where.is_dir():
+        records = records_from_folder(where, shares)
+    else:
+        names = None if columns is None else list(columns)
+        records = records_from_csv(where, shares, names, video_pattern)
+    write_manifest(records, Path(out), overwrite=overwrite, keep_missing=keep_missing)
+    return Path(out)
+
+
 def evaluate(
     reference: PathLike,
     *,

@@ -235,7 +235,7 @@ class Trainer:
         """The steps since the last log step, agreed by every rank in one collective: their
         mean metrics, and whether to stop. A non-finite loss on any rank stops the run."""
         first = self.step - tally.steps + 1
-        summary = tally.gather(stop, self.launch, self.device)
+        summary = tally.gather(stop, self.launch)
         if summary["non_finite"]:
             when = f"at step {self.step}" if first == self.step else f"at steps {first}-{self.step}"
             raise TrainingStopped(
@@ -363,10 +363,10 @@ class _Tally:
         self.sums += torch.stack([loss, accuracy, bad]).to(self.sums.dtype)
         self.steps, self.tokens = self.steps + 1, self.tokens + tokens
 
-    def gather(self, stop: bool, launch: Launch, device: str) -> dict[str, float]:
+    def gather(self, stop: bool, launch: Launch) -> dict[str, float]:
         """Mean loss and accuracy over the steps and ranks, non-finite losses, stop votes and
         tokens per second (this rank's tokens x ranks); then start counting again."""
-        flags = torch.tensor([float(stop)], dtype=self.sums.dtype, device=device)
+        flags = torch.tensor([float(stop)], dtype=self.sums.dtype, device=self.device)
         loss, accuracy, bad, votes = all_ranks_sum(torch.cat([self.sums, flags]), launch).tolist()
         seconds = max(time.perf_counter() - self.started, 1e-9)
         share = max(self.steps, 1) * launch.world_size
