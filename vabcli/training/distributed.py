@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from vabcli.core.device import Launch, launch, rank_device, resolve_device
+from vabcli.core.errors import VabError, one_line
 from vabcli.core.process import exit_now
 from vabcli.data.clips import ClipItem
 from vabcli.data.shards import Shard
@@ -47,7 +48,10 @@ def join_process_group(device: str) -> Launch:
             torch.cuda.set_device(torch.device(rank_device(device, run)))
         # Long timeout: the other ranks wait at a barrier while the first tokenizes the data.
         backend = "nccl" if device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend, timeout=datetime.timedelta(hours=24))
+        try:
+            dist.init_process_group(backend, timeout=datetime.timedelta(hours=24))
+        except ValueError as exc:  # e.g. WORLD_SIZE set by hand, without torchrun's MASTER_ADDR
+            raise VabError(f"cannot join the torchrun processes: {one_line(exc)}") from None
     return Launch(dist.get_rank(), dist.get_world_size(), run.local_rank, run.local_world_size)
 
 
