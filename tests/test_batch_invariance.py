@@ -126,7 +126,7 @@ def test_a_row_draws_what_it_draws_alone_when_padded_or_beside_rows_with_more_to
 
     alone_gen, batch_gen = generators(), generators()
     alone = sampler(Fill(logits, row[None], mask, alone_gen[2:]), opts)
-    batched = sampler(Fill(logits, padded, mask, batch_gen), opts)
+    batched = sampler(Fill(logits, padded, mask, batch_gen, lengths=[20, 20, t]), opts)
     assert torch.equal(batched[2, :, :t], alone[0])
     # The streams go on where they would alone (the next window of each clip draws from them).
     assert torch.equal(batch_gen[2].get_state(), alone_gen[2].get_state())

@@ -183,3 +183,38 @@ def test_coarse_to_fine_decides_one_level_after_another():
     assert seen[3] == [0, 24, 24, 24] and seen[4] == [0, 0, 24, 24]
     with pytest.raises(ValueError, match="3 level steps for 4 codebooks"):
         sample_maskgit(Fill(fn, target, MASK, gens(2)), SamplingOptions(level_steps=(1, 1, 1)))
+
+
+def test_a_call_reads_the_device_once_not_at_every_step(monkeypatch):
+    """On a GPU each read from the device waits for the steps queued before it: the sampler
+    reads one thing per call (which rows have tokens to decide), however many steps it takes."""
+    import sys
+
+    reads = []
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__"):
+        real = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _real=real, _name=name):
+            if sys._getframe(1).f_globals.get("__name__", "").startswith("vabcli"):
+                reads.append(_name)
+            return _real(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    target = torch.randint(0, V, (3, 4, 20), generator=torch.Generator().manual_seed(0))
+    start = torch.full_like(target, MASK)
+    start[1] = target[1]  # a row with nothing to decide
+    fill = Fill(target_logits(target), start, MASK, gens(3), lengths=[20, 20, 14])
+    out = sample_maskgit(fill, SamplingOptions(steps=12, noise=1.0, top_p=0.9))
+    assert reads == ["tolist"]
+    assert not (out[:, :, :14] == MASK).any() and torch.equal(out[1], target[1])
+
+
+def test_lengths_must_match_the_rows():
+    with pytest.raises(ValueError, match="2 lengths for 3 rows"):
+        Fill(
+            target_logits(torch.zeros(3, 1, 2, dtype=torch.long)),
+            torch.zeros(3, 1, 2),
+            MASK,
+            gens(3),
+            [2, 2],
+        )

@@ -6,10 +6,12 @@ each of S steps predict every masked token, sample it (temperature, top-k), scor
 log-probability plus Gumbel noise that anneals to zero, and re-mask the lowest-scoring ones so
 that the masked count follows cos(pi/2 * s/S). Known tokens (a prompt, the tail of the
 previous window) are never changed. All randomness comes from the given torch.Generators, one
-per batch row, and a row draws one number per token it still has to decide, in its own (k, t)
-order, and none once it has none: so the numbers a row gets do not depend on the other rows, on
-padding to a longer row, or on how many steps the others still need (a clip's audio then does
-not depend on its batch, given logits that do not either).
+per batch row: in a call where a row has tokens to decide it draws, at every step, one number
+for each of its own K x length positions (in (k, t) order) for sampling and as many for the
+noise, and nothing in a call where it has none. So the numbers a row gets do not depend on the
+other rows or on padding to a longer row (a clip's audio then does not depend on its batch,
+given logits that do not either), and the device is waited for once per call (which rows have
+tokens to decide), not at every step.
 
 Options beyond MaskGIT's: the temperature and the guidance may anneal with the share of tokens
 still masked (MAGNeT), sampling may keep to a nucleus (top-p), and `level_steps` decodes coarse
@@ -44,8 +46,9 @@ def guided_logits(logits_fn: LogitsFn, codes: torch.Tensor, guidance: float) -> 
     b = codes.shape[0]
     if guidance == 1.0:
         return logits_fn(codes, torch.zeros(b, dtype=torch.bool, device=codes.device))
-    null = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)])
-    both = logits_fn(torch.cat([codes, codes]), null.to(codes.device)).float()
+    # made on the device: a copy from the host would wait for the steps queued before it
+    null = torch.arange(2 * b, device=codes.device) >= b
+    both = logits_fn(torch.cat([codes, codes]), null).float()
     cond, uncond = both[:b], both[b:]
     return uncond + guidance * (cond - uncond)
 
@@ -60,10 +63,16 @@ class Fill:
     codes: torch.Tensor
     mask_id: int
     generators: Sequence[torch.Generator]
+    lengths: Sequence[int] | None = None  # each row's own length along T (padding after it)
 
     def __post_init__(self) -> None:
         if len(self.generators) != self.codes.shape[0]:
             raise ValueError(f"{len(self.generators)} generators for {self.codes.shape[0]} rows")
+        if self.lengths is not None and len(self.lengths) != self.codes.shape[0]:
+            raise ValueError(f"{len(self.lengths)} lengths for {self.codes.shape[0]} rows")
+
+    def length(self, row: int) -> int:
+        return self.codes.shape[2] if self.lengths is None else self.lengths[row]
 
 
 # A sampler: the filled codes `[B, K, T]` of a `Fill`.
@@ -89,20 +98,23 @@ def _decide(
     fill: Fill, codes: torch.Tensor, levels: torch.Tensor, steps: int, opts: SamplingOptions
 ) -> torch.Tensor:
     """Decide every masked token of the codebook `levels` (`[K]` bool) of `codes` in `steps`."""
-    mask_id, generators = fill.mask_id, fill.generators
+    mask_id = fill.mask_id
     in_levels = levels.to(codes.device)[None, :, None]
     total = ((codes == mask_id) & in_levels).flatten(1).sum(dim=1)  # what this call decides
+    drawing = [n > 0 for n in total.tolist()]  # the call's one wait for the device
+    if not any(drawing):
+        return codes
     for step in range(steps):
+        # A row whose tokens ran out before the last step (a handful to decide) stays as it is:
+        # the schedule's count, once 0, stays 0.
         masked = (codes == mask_id) & in_levels
-        if not masked.any():
-            break
         share = _masked_share(step, steps)  # 1 at the first step, falling on the cosine
         guidance = _annealed(opts.guidance, opts.guidance_end, share)
         temperature = _annealed(opts.temperature, opts.temperature_end, share)
         logits = guided_logits(fill.logits_fn, codes, guidance) / temperature
-        sampled, logp = _sample(logits, opts, _uniform(masked, generators))
+        sampled, logp = _sample(logits, opts, _row_uniform(fill, drawing))
         anneal = opts.noise * (1.0 - (step + 1) / steps)
-        score = logp + anneal * _gumbel(masked, generators)
+        score = logp + anneal * _gumbel(_row_uniform(fill, drawing))
         # decided tokens, and other levels' (masked or not), stay as they are
         score = score.masked_fill(~masked, math.inf)
         proposal = torch.where(masked, sampled, codes)
@@ -183,8 +195,22 @@ def _uniform(at: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.T
     return out
 
 
-def _gumbel(at: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
-    return -torch.log(-torch.log(_uniform(at, generators).clamp_(1e-9, 1 - 1e-9)))
+def _row_uniform(fill: Fill, drawing: Sequence[bool]) -> torch.Tensor:
+    """Uniform [0, 1) numbers `[B, K, T]`: a `drawing` row b draws K x its own length from
+    `fill.generators[b]` (padding after it gets 0), the others none. Fixed counts, known on
+    the host: the draws need nothing back from the device."""
+    b, k, t = fill.codes.shape
+    out = torch.zeros(b, k, t, device=fill.codes.device)
+    for row, (generator, draws) in enumerate(zip(fill.generators, drawing, strict=True)):
+        if draws:
+            n = fill.length(row)
+            numbers = torch.rand(k, n, generator=generator, device=generator.device)
+            out[row, :, :n] = numbers.to(out.device)
+    return out
+
+
+def _gumbel(uniform: torch.Tensor) -> torch.Tensor:
+    return -torch.log(-torch.log(uniform.clamp_(1e-9, 1 - 1e-9)))
 
 
 def _remask_lowest(

@@ -99,11 +99,14 @@ class WindowSampler:
             visual[i, :n_v] = clip.features[s.visual_start : s.visual_end]
             codes[i, :, :n_a] = clip.codes[:, s.audio_start : s.audio_end]
             visual_keep[i, :n_v], audio_keep[i, :n_a] = True, True
-        padded = not (bool(visual_keep.all()) and bool(audio_keep.all()))
+        padded = any(
+            s.visual_end - s.visual_start < t_v or s.audio_end - s.audio_start < t_a for s in spans
+        )
         keeps = (visual_keep, audio_keep) if padded else (None, None)
         logits_fn = self._logits_fn(visual, *keeps)
         with self._autocast():
-            fill = Fill(logits_fn, codes, self.mask_id, [c.generator for c in clips])
+            lengths = [s.audio_end - s.audio_start for s in spans]
+            fill = Fill(logits_fn, codes, self.mask_id, [c.generator for c in clips], lengths)
             out = self.sample(fill, self.sampling)
         for i, (clip, s) in enumerate(zip(clips, spans, strict=True)):
             # Tokens past keep_end stay masked: the next window decides them, seeing past them.
