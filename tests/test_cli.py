@@ -51,6 +51,7 @@ def test_help_lists_only_working_commands(runner):
         "classify",
         "generate",
         "mux",
+        "manifest",
         "synth",
         "eval",
         "models",

@@ -378,9 +378,12 @@ def jobs_display(
     n_items: int, verb: str, output: Output, describe: Callable[[Outcome], str]
 ) -> JobsDisplay:
     """The progress and per-item lines of a batch of `n_items`, as `output` asks. Under
-    torchrun only the first process draws bars (each prints its own items' lines)."""
-    quiet = output.quiet or not launch().leader
-    return JobsDisplay(n_items, verb, output.as_json, quiet, describe)
+    torchrun only the first process draws bars and sums up, saying that it speaks for its own
+    share (each process prints its own items' lines)."""
+    run = launch()
+    if run.spread:
+        verb = f"{verb} (process 1 of {run.world_size}, its share)"
+    return JobsDisplay(n_items, verb, output.as_json, output.quiet or not run.leader, describe)
 
 
 def show_jobs(display: JobsDisplay, run: Callable[[], list[Outcome]]) -> None:
