@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from vabcli.config import MaskingConfig, model_config
-from vabcli.model.losses import mask_tokens, masked_token_loss, sample_mask_ratios
+from vabcli.model.losses import mask_tokens, sample_mask_ratios, scored_token_loss
 from vabcli.model.transformer import VabModel, time_code
 
 VISUAL_DIM = 32
@@ -129,7 +129,8 @@ def test_tiny_preset_learns_and_uses_the_visual_condition():
     for _ in range(150):
         pick = torch.randint(0, 4, (8,), generator=g)
         visual = pictures[pick, None, :].expand(8, 8, VISUAL_DIM)
-        result = masked_token_loss(model, visual, grids[pick], MaskingConfig(), generator=g)
+        masked = mask_tokens(grids[pick], model.cfg.mask_id, MaskingConfig(), generator=g)
+        result = scored_token_loss(model, visual, grids[pick], masked)
         optimizer.zero_grad()
         result.loss.backward()
         optimizer.step()

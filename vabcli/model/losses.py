@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from vabcli.config import MaskingConfig
-from vabcli.model.checkpoint import unwrap
 
 INITIAL_TEMPERATURE = 0.07
 MAX_INVERSE_TEMPERATURE = 100.0
@@ -153,25 +152,6 @@ def scored_token_loss(
     hits = (logits.detach().argmax(dim=-1) == codes).float()
     accuracy = (hits * weights).sum() / count.clamp(min=1)
     return LossResult(loss, accuracy, count)
-
-
-def masked_token_loss(
-    model: torch.nn.Module,
-    visual: torch.Tensor,
-    codes: torch.Tensor,
-    cfg: MaskingConfig,
-    visual_keep: torch.Tensor | None = None,
-    audio_keep: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> LossResult:
-    """Mask, predict, score: visual `[B, T_v, D]`, codes `[B, K, T_a]`.
-
-    `model` is a VabModel, or one wrapped for data-parallel training.
-    """
-    masked = mask_tokens(codes, unwrap(model).cfg.mask_id, cfg, audio_keep, generator)
-    return scored_token_loss(
-        model, visual, codes, masked, visual_keep, audio_keep, cfg.label_smoothing
-    )
 
 
 class LogitScale(nn.Module):
