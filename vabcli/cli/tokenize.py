@@ -77,7 +77,7 @@ def tokenize(
 
             items = tokenizing_share(items, part, store.root, device)
         else:
-            items = part.of(items, ClipItem.name)
+            items = part.of(items, ClipItem.share_key)
         tokenizer = ClipTokenizer(opts, store)
     display = common.jobs_display(len(items), "tokenize", output, _describe)
     with tokenizer:

@@ -33,6 +33,11 @@ class ClipItem:
         end = "end" if self.segment.end is None else f"{self.segment.end:g}"
         return f"{self.path} [{self.segment.start:g}-{end} s]"
 
+    def share_key(self) -> str:
+        """The name a clip's share (`data/shards.py`) follows from: its manifest line, the same on
+        every machine wherever the files are mounted; else its path as given."""
+        return f"manifest line {self.line}" if self.line is not None else self.name()
+
     def labels(self) -> dict[str, Any]:
         """Manifest fields echoed in the JSON line, so results join back to the data set."""
         if self.line is None:

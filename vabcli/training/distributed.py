@@ -46,7 +46,7 @@ def join_process_group(device: str) -> Launch:
     if not dist.is_initialized():
         if device.startswith("cuda"):
             torch.cuda.set_device(torch.device(rank_device(device, run)))
-        # Long timeout: the other ranks wait at a barrier while the first tokenizes the data.
+        # Long timeout: ranks wait at a barrier until the slowest has tokenized its share.
         backend = "nccl" if device.startswith("cuda") else "gloo"
         try:
             dist.init_process_group(backend, timeout=datetime.timedelta(hours=24))
@@ -95,7 +95,7 @@ def tokenizing_share(
     `shard` (joining the process group to find out whether all processes share the cache,
     `tokenizing_shard`)."""
     join_process_group(rank_device(resolve_device(device)))
-    return shard.within(tokenizing_shard(cache_root)).of(items, ClipItem.name)
+    return shard.within(tokenizing_shard(cache_root)).of(items, ClipItem.share_key)
 
 
 def wait_for_all_processes() -> None:

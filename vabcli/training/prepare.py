@@ -145,7 +145,7 @@ def tokenize_in_shares(
             return tokenize_clips(items, tokenizer, workers, events)
     shard = tokenizing_shard(cache_root)
     with make_tokenizer() as tokenizer:
-        tokenize_clips(shard.of(items, lambda item: item.name()), tokenizer, workers, events)
+        tokenize_clips(shard.of(items, lambda item: item.share_key()), tokenizer, workers, events)
     dist.barrier()
     with make_tokenizer() as tokenizer:
         return tokenize_clips(items, tokenizer, workers, None)
