@@ -133,3 +133,17 @@ def test_machines_sharing_a_cache_split_all_clips_and_others_their_own(tmp_path)
     assert not list(shared.iterdir())  # the probe is gone
     own = (tmp_path / "cache-a", tmp_path / "cache-b")
     assert _two_machines(tmp_path, own) == ["1/1", "1/1"]  # each machine tokenizes them all
+
+
+def test_a_manifest_clips_share_follows_its_line_not_where_the_files_are(tmp_path):
+    from vabcli.data.clips import ClipItem, clip_items
+
+    lines = "".join(f'{{"video": "clips/c{i}.mp4"}}\n' for i in range(40))
+    shares = []
+    for mount in ("machine-a/data", "machine-b/elsewhere/data"):
+        manifest = tmp_path / mount / "m.jsonl"
+        manifest.parent.mkdir(parents=True)
+        manifest.write_text(lines)
+        items = clip_items(None, manifest)
+        shares.append([item.line for item in Shard(2, 3).of(items, ClipItem.share_key)])
+    assert shares[0] == shares[1] and 0 < len(shares[0]) < 40
