@@ -14,7 +14,7 @@ figure is sampling, codec synthesis and muxing; peak memory is torch's peak allo
 
 Tokenize: `vabcli.tokenize` of the same clips into an empty cache on the device.
 
-    python benchmarks/gpu.py [--device cuda] [--peak-tflops 989]
+    python benchmarks/gpu.py [--device cuda] [--peak-tflops 989] [--parts train,generate,tokenize]
     python benchmarks/gpu.py --device cpu --quick     # the test suite runs this: minutes -> s
 
 Targets on an H100-class GPU (issue 16): base generation <= 0.1 s per 10 s clip at batch 32,
@@ -149,7 +149,13 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: proves the script")
     parser.add_argument("--peak-tflops", type=float, default=0.0, help="for MFU (else by name)")
+    parser.add_argument(
+        "--parts",
+        default="train,generate,tokenize",
+        help="which tables (a device lease may not fit all three in one call)",
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     import torch
 
     from vabcli.core.threads import size_torch_threads
@@ -160,12 +166,15 @@ def main() -> None:
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.machine()
     print(f"device: {name} ({args.device}), {os.cpu_count()} CPU cores; torch {torch.__version__}")
     peak = peak_flops(args.device, args.peak_tflops)
-    print("\ntraining (synthetic latents, 4 s windows, bf16 on CUDA):\n")
-    print("| preset | parameters | batch | compile | audio tokens/s | MFU |")
-    print("|--------|-----------:|-------|---------|---------------:|----:|")
-    for preset in plan.train_presets:
-        for compile_ in (False, True) if args.device.startswith("cuda") else (False,):
-            print(train_row(preset, plan, args.device, compile_, peak), flush=True)
+    if "train" in parts:
+        print("\ntraining (synthetic latents, 4 s windows, bf16 on CUDA):\n")
+        print("| preset | parameters | batch | compile | audio tokens/s | MFU |")
+        print("|--------|-----------:|-------|---------|---------------:|----:|")
+        for preset in plan.train_presets:
+            for compile_ in (False, True) if args.device.startswith("cuda") else (False,):
+                print(train_row(preset, plan, args.device, compile_, peak), flush=True)
+    if not parts & {"generate", "tokenize"}:
+        return
     root = Path(tempfile.mkdtemp(prefix="vab-bench-gpu-"))
     try:
         make_clips(root / "clips", plan.clips, plan.clip_seconds)
@@ -173,15 +182,18 @@ def main() -> None:
             encoders = as_keywords(real_size_weights(root))
         else:
             encoders = {"codec": "debug", "image_encoder": "debug"}
-        print(f"\nvab generate, features cached ({plan.clips} clips x {plan.clip_seconds:g} s):\n")
-        print("| preset | batch | clips | s per 10 s clip | peak GiB |")
-        print("|--------|------:|------:|----------------:|---------:|")
-        for row in generation_rows(plan, root, encoders, args.device):
-            print(row, flush=True)
-        print("\ntokenize (empty cache):\n")
-        print("| clips | frames/s | audio s/s |")
-        print("|-------|---------:|----------:|")
-        print(tokenize_row(plan, root, encoders, args.device), flush=True)
+        if "generate" in parts:
+            shape = f"{plan.clips} clips x {plan.clip_seconds:g} s"
+            print(f"\nvab generate, features cached ({shape}):\n")
+            print("| preset | batch | clips | s per 10 s clip | peak GiB |")
+            print("|--------|------:|------:|----------------:|---------:|")
+            for row in generation_rows(plan, root, encoders, args.device):
+                print(row, flush=True)
+        if "tokenize" in parts:
+            print("\ntokenize (empty cache):\n")
+            print("| clips | frames/s | audio s/s |")
+            print("|-------|---------:|----------:|")
+            print(tokenize_row(plan, root, encoders, args.device), flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
