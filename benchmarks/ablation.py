@@ -53,6 +53,8 @@ CANDIDATES: dict[str, dict[str, dict]] = {
         "steps 8": {"steps": 8},
         "context 0.5 s": {"context_seconds": 0.5},
     },
+    # The speed knob's two winners, together (`--only fast`).
+    "fast": {"steps 8, context 0.5 s": {"steps": 8, "context_seconds": 0.5}},
     # The settings that helped clip class, timing or fd_logmel at some cost in onset F1, with
     # the clear winner, together (`--only combined`, after a full run).
     "combined": {
