@@ -12,7 +12,6 @@ lands in the same split on every machine and every rerun, whatever else the fold
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from vabcli.core.atomic import atomic_output
 from vabcli.data.manifest import SPLITS, ManifestError
+from vabcli.data.shards import name_hash
 from vabcli.media.inputs import videos_in
 
 # The manifest fields a CSV column can fill; other columns are for video_pattern only.
@@ -57,8 +57,7 @@ class SplitShares:
 
     def of(self, key: str) -> str:
         """The split of the clip named `key`: the same key always gets the same split."""
-        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
-        point = int.from_bytes(digest[:8], "big") / 2**64 * (self.train + self.val + self.test)
+        point = name_hash(key) / 2**64 * (self.train + self.val + self.test)
         if point < self.train:
             return "train"
         return "val" if point < self.train + self.val else "test"

@@ -15,6 +15,13 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+def name_hash(key: str) -> int:
+    """A 64-bit number from a clip's name, the same on every machine and in every run (what
+    shares and manifest splits follow from)."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
 @dataclass(frozen=True)
 class Shard:
     """Share `number` of `count`, counted from 1 as people count machines (and as a Slurm
@@ -40,8 +47,7 @@ class Shard:
 
     def takes(self, key: str) -> bool:
         """Whether the clip named `key` is in this share."""
-        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
-        return int.from_bytes(digest[:8], "little") % self.count == self.number - 1
+        return name_hash(key) % self.count == self.number - 1
 
     def of(self, items: Iterable[T], key: Callable[[T], str]) -> list[T]:
         """This share's items, in their order; `key` names each item."""
