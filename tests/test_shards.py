@@ -147,3 +147,11 @@ def test_a_manifest_clips_share_follows_its_line_not_where_the_files_are(tmp_pat
         items = clip_items(None, manifest)
         shares.append([item.line for item in Shard(2, 3).of(items, ClipItem.share_key)])
     assert shares[0] == shares[1] and 0 < len(shares[0]) < 40
+
+
+def test_a_torchrun_environment_without_its_rendezvous_is_one_line(clip_folder, tmp_path):  # noqa: F811
+    env = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": ""}
+    done = run_vab("tokenize", str(clip_folder), "--cache", str(tmp_path / "c"), *DEBUG, env=env)
+    assert done.returncode == 1, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot join the torchrun processes")
