@@ -141,3 +141,25 @@ def test_make_model_recipe_overrides_are_typed_as_the_recipe_and_checked():
     for bad in ["data_clips=0.5", "no_such_field=1", "data_clips"]:
         with pytest.raises(ValueError, match="--recipe"):
             with_overrides(Recipe(), [bad])
+
+
+def test_make_model_counts_every_segment_of_a_resumed_stage(tmp_path, monkeypatch):
+    from vabcli.world import make_model
+
+    now = [0.0]
+    monkeypatch.setattr(make_model.time, "monotonic", lambda: now[0])
+    first = make_model._StageClock(tmp_path)
+    first.start("train")
+    now[0] += 600
+    first.note("train")  # a validation 10 minutes in; then the process is killed
+    now[0] += 300  # minutes after the last note are lost with the process
+    again = make_model._StageClock(tmp_path)
+    again.start("train", resumed=True)
+    now[0] += 1200
+    again.finish("train")
+    assert again.minutes == {"train": 30.0}
+    fresh = make_model._StageClock(tmp_path)  # a rebuild from scratch forgets earlier runs
+    fresh.start("train")
+    now[0] += 60
+    fresh.finish("train")
+    assert fresh.minutes == {"train": 1.0}

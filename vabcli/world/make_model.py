@@ -76,19 +76,45 @@ def _options(**values: object) -> list[str]:
     return args
 
 
-def _stage(name: str, done: Path, force: bool, minutes: dict[str, float]) -> bool:
-    """True when the stage must run; prints why not otherwise."""
+class _StageClock:
+    """Minutes each stage took, kept in WORK/minutes.json as it goes, so that a training run
+    resumed after an interruption counts every segment, not only the last."""
+
+    def __init__(self, work: Path) -> None:
+        self.ledger = work / "minutes.json"
+        self.started: dict[str, float] = {}  # monotonic start of the stages run here
+        self.earlier: dict[str, float] = {}  # minutes of a resumed stage's earlier segments
+        self.minutes: dict[str, float] = {}  # stages finished here: their whole minutes
+
+    def _spent(self) -> dict[str, float]:
+        return json.loads(self.ledger.read_text()) if self.ledger.exists() else {}
+
+    def start(self, name: str, resumed: bool = False) -> None:
+        self.earlier[name] = float(self._spent().get(name, 0.0)) if resumed else 0.0
+        self.started[name] = time.monotonic()
+        self.note(name)
+
+    def note(self, name: str) -> float:
+        """Record `name`'s minutes so far in the ledger, and return them."""
+        spent = self._spent()
+        elapsed = (time.monotonic() - self.started[name]) / 60
+        spent[name] = round(self.earlier[name] + elapsed, 1)
+        self.ledger.write_text(json.dumps(spent, indent=1) + "\n")
+        return spent[name]
+
+    def finish(self, name: str) -> None:
+        self.minutes[name] = self.note(name)
+        print(f"[{name}] finished in {self.minutes[name]} min", flush=True)
+
+
+def _stage(name: str, done: Path, force: bool, clock: _StageClock, resumed: bool = False) -> bool:
+    """True when the stage must run (its clock started); prints why not otherwise."""
     if done.exists() and not force:
         print(f"[{name}] done already ({done}); skipping", flush=True)
         return False
-    print(f"[{name}] starting", flush=True)
-    minutes[name] = time.monotonic()
+    print(f"[{name}] {'resuming' if resumed else 'starting'}", flush=True)
+    clock.start(name, resumed)
     return True
-
-
-def _finished(name: str, minutes: dict[str, float]) -> None:
-    minutes[name] = round((time.monotonic() - minutes[name]) / 60, 1)
-    print(f"[{name}] finished in {minutes[name]} min", flush=True)
 
 
 def _install(source: Path, target: Path, files: tuple[str, ...]) -> None:
@@ -111,58 +137,63 @@ def build(
 
     device = resolve_device(device)
     work.mkdir(parents=True, exist_ok=True)
-    minutes: dict[str, float] = {}
+    clock = _StageClock(work)
     say = lambda line: print(line, flush=True)  # noqa: E731
-    if "codec" in stages and _stage("codec", work / "codec" / CODEC.files[1], force, minutes):
+    if "codec" in stages and _stage("codec", work / "codec" / CODEC.files[1], force, clock):
         train_codec(
             work / "codec", CodecTrainOptions(steps=recipe.codec_steps), log=say, device=device
         )
-        _finished("codec", minutes)
-    if "tower" in stages and _stage("tower", work / "vision" / VISION.files[1], force, minutes):
+        clock.finish("codec")
+    if "tower" in stages and _stage("tower", work / "vision" / VISION.files[1], force, clock):
         train_tower(work / "vision", steps=recipe.tower_steps, log=say, device=device)
-        _finished("tower", minutes)
+        clock.finish("tower")
     for part in (CODEC, VISION):
         if (work / part.folder.name / part.files[1]).exists():
             _install(work / part.folder.name, part.folder, part.files)
     data = work / "data"
     manifest = data / "manifest.jsonl"
-    if "data" in stages and _stage("data", manifest, force, minutes):
+    if "data" in stages and _stage("data", manifest, force, clock):
         counts = _options(n=recipe.data_clips, seed=recipe.data_seed)
         lengths = _options(
             min_duration=recipe.data_min_seconds, max_duration=recipe.data_max_seconds
         )
         _vab("synth", str(data), *counts, *lengths)
-        _finished("data", minutes)
-    setup = _train_setup(work / "cache", say)
+        clock.finish("data")
+    # Each validation (every 500 steps) records the training minutes so far.
+    setup = _train_setup(work / "cache", say, on_validated=lambda: clock.note("train"))
     pack = work / "pack"
-    if "pack" in stages and _stage("pack", pack / "plan.json", force, minutes):
+    if "pack" in stages and _stage("pack", pack / "plan.json", force, clock):
         from vabcli.training.pretrain import write_training_pack
 
         write_training_pack(
             manifest, pack, tokenize=_ENCODERS, setup=replace(setup, overwrite=True)
         )
-        _finished("pack", minutes)
+        clock.finish("pack")
     run = work / "run"
     # Done only at the recipe's last step: an interrupted run resumes rather than installs.
     done = run / "last" / CHECKPOINT.files[1]
     trained = _trained_steps(run / "last") if done.exists() and not force else 0
     finished = trained >= recipe.train_steps
-    if "train" in stages and _stage("train", done if finished else run / "-", force, minutes):
+    if "train" in stages and _stage(
+        "train", done if finished else run / "-", force, clock, resumed=trained > 0
+    ):
         source = {"pack": pack} if from_pack else {"data": manifest}
         again = {"resume": True} if trained else {"overwrite": True}
         _pretrain(run, recipe, source, replace(setup, device=device, **again), say)
-        _finished("train", minutes)
+        clock.finish("train")
     if "train" in stages:
         # The end of the schedule, not the lowest val loss: val loss rises after mid-run while
         # the sampler keeps improving (30 held-out clips, step 3000 -> 6000: onset_f1 0.33 ->
         # 0.71, fd_logmel 400 -> 160, class_acc 0.87 -> 0.83).
         _install(run / "last", CHECKPOINT.folder, CHECKPOINT.files)
-        if minutes:  # something was rebuilt: the card's held-out scores no longer apply
-            _write_card(recipe, minutes, device)
+        if clock.minutes:  # something was rebuilt: the card's held-out scores no longer apply
+            _write_card(recipe, clock.minutes, device)
         print(f"bundled model installed in {BUILTIN_DIR}", flush=True)
 
 
-def _train_setup(cache: Path, say: Callable[[str], None]) -> RunSetup:
+def _train_setup(
+    cache: Path, say: Callable[[str], None], on_validated: Callable[[], object]
+) -> RunSetup:
     """How `build` runs `vab train`'s library call: its cache, and its messages as lines."""
     from vabcli.core.cache import Cache, sweep
     from vabcli.training.prepare import RunEvents, RunSetup
@@ -174,6 +205,7 @@ def _train_setup(cache: Path, say: Callable[[str], None]) -> RunSetup:
         if "val_loss" in metrics:
             losses = f"loss {metrics['loss']:.3f}  val_loss {metrics['val_loss']:.3f}"
             say(f"step {metrics['step']}: {losses}")
+            on_validated()
 
     return RunSetup(cache=store, events=RunEvents(warning=say, message=say, step=on_step))
 
