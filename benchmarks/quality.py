@@ -125,7 +125,7 @@ def write_card_scores(row: dict, n_clips: int) -> None:
 
     path = BUILTIN_DIR / CARD_FILE
     card = json.loads(path.read_text())
-    keys = ("class_acc", "onset_f1", "onset_offset_ms", "fd_logmel")
+    keys = ("class_acc", "event_class_acc", "onset_f1", "onset_offset_ms", "fd_logmel")
     card["scores"] = {k: row[k] for k in keys}
     card["summary"]["held-out"] = (
         ", ".join(f"{k} {row[k]:.3g}" for k in keys)

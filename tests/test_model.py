@@ -160,3 +160,27 @@ def test_logits_are_float32_under_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = model(visual, codes)
     assert logits.dtype == torch.float32
+
+
+def test_shapes_only_builds_the_meta_model_without_importing_the_compiler():
+    # A plain meta build imports torch._dynamo (~1 s of every generate process) through the
+    # reference kernels of its random fills; shapes_only skips the fills, nothing else.
+    check = (
+        "import sys, torch\n"
+        "from vabcli.config import ModelConfig\n"
+        "from vabcli.model.shapes_only import shapes_only\n"
+        "from vabcli.model.transformer import VabModel\n"
+        "cfg = ModelConfig(d_model=64, n_heads=2, n_multiway=1, n_shared=1)\n"
+        "with shapes_only():\n    fast = VabModel(cfg)\n"
+        "imported = 'torch._dynamo' in sys.modules\n"
+        "with torch.device('meta'):\n    plain = VabModel(cfg)\n"
+        "same = {k: v.shape for k, v in fast.state_dict().items()} == "
+        "{k: v.shape for k, v in plain.state_dict().items()}\n"
+        "meta = all(p.is_meta for p in fast.parameters())\n"
+        "print(imported, 'torch._dynamo' in sys.modules, same, meta)\n"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert out.stdout.split() == ["False", "True", "True", "True"], out.stderr

@@ -102,6 +102,23 @@ def test_cached_run_loads_no_model(clip_folder, cache_dir):
     assert out.stdout.split()[-2:] == ["NO-TORCH", "0"], out.stderr
 
 
+def test_the_codec_loads_alone_and_the_image_encoder_only_for_a_clip_not_cached(
+    clip_folder, cache_dir
+):
+    # Generation decodes every clip with the codec; with features cached it needs no image
+    # encoder (open_clip's import and the tower cost seconds of each run).
+    tokenize(clip_folder / "a.mp4", cache_dir)
+    opts = TokenizeOptions(extract=ExtractOptions(fps=FPS), codec="debug", image_encoder="debug")
+    with ClipTokenizer(opts, Cache(cache_dir)) as tokenizer:
+        tokenizer.load_codec()
+        assert hasattr(tokenizer, "codec") and not hasattr(tokenizer, "visual")
+        assert tokenizer.tokenize(clip_folder / "a.mp4")["cache_hit"]
+        assert not hasattr(tokenizer, "visual")
+        assert not tokenizer.tokenize(clip_folder / "b.mkv")["cache_hit"]
+        assert hasattr(tokenizer, "visual")
+    assert not hasattr(tokenizer, "codec") and not hasattr(tokenizer, "visual")  # freed
+
+
 def test_arrays_and_damage_recovery(clip, cache_dir):
     path = clip("a.mp4", duration=2.0, fps="25")
     reports = []

@@ -58,6 +58,9 @@ class TokenizeOptions:
     keep_frames: bool = False  # keep decoded frames in the cache after encoding them
 
 
+_ENCODER_PARTS = ("visual", "codec")
+
+
 class ClipTokenizer:
     """Encoders (loaded on first need) plus their batching services; a context manager.
 
@@ -75,65 +78,82 @@ class ClipTokenizer:
         self.visual_id = self._ids.get(self._stamps[0])
         self.codec_id = self._ids.get(self._stamps[1])
         self._lock = threading.Lock()
-        self._loaded = False
-        self._load_error: Exception | None = None
+        self._built: dict[str, BatchingService] = {}  # "visual", "codec" -> its service
+        self._load_errors: dict[str, Exception] = {}
         preflight_codec(opts.codec, opts.codec_weights)  # offline, missing weights: fail now
         if self.visual_id is None or self.codec_id is None:
             self._load()  # first use of these encoders: a loading problem stops the run here
 
-    def _load(self) -> None:
-        """Build the encoders and their services (once, whichever worker gets here first)."""
-        with self._lock:
-            if self._loaded:
-                return
-            if self._load_error is not None:  # every clip would fail the same way: say it once
-                raise self._load_error
-            try:
-                self._build()
-            except Exception as exc:
-                self._load_error = exc
-                raise
+    @property
+    def _loaded(self) -> bool:
+        return len(self._built) == len(_ENCODER_PARTS)
 
-    def _build(self) -> None:
-        # Imported here: torch and open_clip take seconds to import, and a cached run needs neither.
-        from vabcli.encoders.audio_codec import load_codec
+    def _load(self, parts: tuple[str, ...] = _ENCODER_PARTS) -> None:
+        """Build the encoders named in `parts` with their services (each once, whichever worker
+        gets here first)."""
+        with self._lock:
+            for part in parts:
+                if part in self._built:
+                    continue
+                if part in self._load_errors:  # every clip would fail the same way: say it once
+                    raise self._load_errors[part]
+                build = self._build_visual if part == "visual" else self._build_codec
+                try:
+                    self._built[part] = build()
+                except Exception as exc:
+                    self._load_errors[part] = exc
+                    raise
+
+    # Imported in the builders: torch and open_clip take seconds to import, and a cached run
+    # needs neither (generation needs the codec alone: its decoder).
+    def _build_visual(self) -> BatchingService:
         from vabcli.encoders.image import load_visual_encoder
 
-        device = resolve_device(self.opts.device)
-        opts = self.opts
-        self.visual = load_visual_encoder(opts.image_encoder, device=device)
-        self.codec = load_codec(
-            opts.codec, weights=opts.codec_weights, bandwidth=opts.bandwidth, device=device
+        self.visual = load_visual_encoder(
+            self.opts.image_encoder, device=resolve_device(self.opts.device)
         )
-        self.visual_id, self.codec_id = self.visual.id, self.codec.id
+        self.visual_id = self.visual.id
         self._ids.remember(self._stamps[0], self.visual_id)
+        return BatchingService(self._encode_frames, self.opts.visual_batch, name="vab-visual")
+
+    def _build_codec(self) -> BatchingService:
+        from vabcli.encoders.audio_codec import load_codec
+
+        opts = self.opts
+        self.codec = load_codec(
+            opts.codec,
+            weights=opts.codec_weights,
+            bandwidth=opts.bandwidth,
+            device=resolve_device(opts.device),
+        )
+        self.codec_id = self.codec.id
         self._ids.remember(self._stamps[1], self.codec_id)
-        height, width = self.visual.image_size
-        if not opts.frame_size_from_encoder:
-            height, width = opts.extract.height, opts.extract.width
-        self.extract_opts = replace(
-            opts.extract, width=width, height=height, sample_rate=self.codec.sample_rate
-        )
-        self._visual_service = BatchingService(
-            self._encode_frames, opts.visual_batch, name="vab-visual"
-        )
         samples = int(opts.audio_batch_seconds * self.codec.sample_rate)
         # A non-causal codec's codes depend on what follows: such windows are encoded alone.
         samples = samples if getattr(self.codec, "causal", True) else 1
-        self._audio_service = BatchingService(self._encode_audio, samples, name="vab-audio")
-        self._loaded = True
+        return BatchingService(self._encode_audio, samples, name="vab-audio")
+
+    @property
+    def extract_opts(self) -> ExtractOptions:
+        """How clips are decoded for these encoders (frame size, sample rate): loads them."""
+        self._load()
+        height, width = self.visual.image_size
+        if not self.opts.frame_size_from_encoder:
+            height, width = self.opts.extract.height, self.opts.extract.width
+        return replace(
+            self.opts.extract, width=width, height=height, sample_rate=self.codec.sample_rate
+        )
 
     def __enter__(self) -> ClipTokenizer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._loaded:
-            for service in (self._visual_service, self._audio_service):
-                service.cancel_pending()
-                service.close()
+        for part, service in self._built.items():
+            service.cancel_pending()
+            service.close()
             # Free the models (GPU memory above all): training comes next in the same process.
-            del self.visual, self.codec, self._visual_service, self._audio_service
-            self._loaded = False
+            delattr(self, part)
+        self._built.clear()
 
     def keys(self, video: Path, segment: Segment = WHOLE) -> tuple[str, str]:
         """(visual key, audio key) of a clip; loads the encoders if their ids are not known."""
@@ -152,9 +172,13 @@ class ClipTokenizer:
         return make_key(VISUAL_STAGE, digest, visual), make_key(AUDIO_STAGE, digest, audio)
 
     def load(self) -> None:
-        """Load the encoders now (they load on first need otherwise), e.g. to decode with the
-        codec. Loading errors raise."""
+        """Load the encoders now (they load on first need otherwise). Loading errors raise."""
         self._load()
+
+    def load_codec(self) -> None:
+        """Load the codec alone now, e.g. to decode with it; the image encoder still loads on
+        first need. Loading errors raise."""
+        self._load(("codec",))
 
     def tokenize(
         self,
@@ -223,7 +247,7 @@ class ClipTokenizer:
     def _store_features(self, clip: ExtractResult, key: str) -> dict[str, Any]:
         in_flight, done = deque(), []
         for chunk in clip.frame_chunks(self.opts.visual_batch):
-            in_flight.append(self._visual_service.submit(chunk, len(chunk)))
+            in_flight.append(self._built["visual"].submit(chunk, len(chunk)))
             if len(in_flight) > 2:  # one batch encoding, one waiting: bounded memory
                 done.append(in_flight.popleft().result())
         done += [future.result() for future in in_flight]
@@ -244,7 +268,7 @@ class ClipTokenizer:
         wav = clip.audio()
         hop = self._hop()
         pieces = [
-            (self._audio_service.submit(window, len(window)), keep)
+            (self._built["codec"].submit(window, len(window)), keep)
             for window, keep in audio_chunks(wav, self.codec.sample_rate, hop)
         ]
         codes = np.concatenate(

@@ -85,7 +85,7 @@ class Dubber:
             device=opts.device,
         )
         self.tokenizer = ClipTokenizer(self.tok_opts, cache)
-        self.tokenizer.load()  # every clip needs the codec: load it even if features are cached
+        self.tokenizer.load_codec()  # every clip needs its decoder, even with features cached
         check_encoders(meta, self.tokenizer.codec_id, self.tokenizer.visual_id, self.checkpoint)
         device = resolve_device(opts.device)
         self.model, _ = load_model(self.checkpoint, device)

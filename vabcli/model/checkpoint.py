@@ -26,6 +26,7 @@ from vabcli.core.builtin import BUILTIN, CHECKPOINT
 from vabcli.core.errors import VabError, one_line
 from vabcli.core.temps import TMP_MARK, abandoned, temp_name
 from vabcli.model.checkpoint_meta import CheckpointMeta
+from vabcli.model.shapes_only import shapes_only
 from vabcli.model.transformer import VabModel
 
 CHECKPOINT_FORMAT = "vab-checkpoint"
@@ -289,8 +290,7 @@ def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
 
 
 def _implied_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    # Built on the meta device: shapes without memory, whatever the dimensions say.
-    with torch.device("meta"):
+    with shapes_only():  # shapes without memory, whatever the dimensions say
         model = VabModel(config)
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 

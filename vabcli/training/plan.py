@@ -28,11 +28,10 @@ class TrainPlan:
     encoders: dict[str, Any] | None = None  # how to load the encoders again (latents.encoder_spec)
 
     def n_parameters(self) -> int:
-        import torch
-
+        from vabcli.model.shapes_only import shapes_only
         from vabcli.model.transformer import VabModel
 
-        with torch.device("meta"):  # counts without allocating
+        with shapes_only():  # counts without allocating
             return VabModel(self.model_cfg).n_parameters()
 
     def summary(self) -> str:
