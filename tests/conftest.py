@@ -28,6 +28,22 @@ def _isolated_env(tmp_path, monkeypatch):
     cancel.reset()
 
 
+@pytest.fixture(autouse=True)
+def _subnormal_floats_for_hypothesis(request):
+    """Loading a codec turns on torch's flush-to-zero of denormal floats (for speed), and
+    hypothesis's float strategies refuse to run in that state (they see 5e-324 as zero): off
+    for a property-based test, back on after it, as the codec left it."""
+    torch = sys.modules.get("torch")
+    if torch is None or not hasattr(request.function, "hypothesis"):
+        yield
+        return
+    torch.set_flush_denormal(False)
+    yield
+    codec = sys.modules.get("vabcli.encoders.audio_codec")
+    if getattr(codec, "_denormals_flushed", False):
+        torch.set_flush_denormal(True)
+
+
 class ClipFactory:
     """Makes each distinct (name, spec) clip once per session and returns its path."""
 

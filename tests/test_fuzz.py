@@ -152,14 +152,6 @@ GENERATE_OPTIONS = [
 TOKENIZE_OPTIONS = ["--fps", "--size", "--bandwidth", "--workers"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _subnormal_floats():
-    """Earlier tests in this process loaded codecs, which turn on torch's flush-to-zero of
-    denormals (for speed); hypothesis's float strategies refuse to run in that state."""
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_flush_denormal(False)
-
-
 def _invoke(tmp_path: Path, args: list[str]):
     result = CliRunner().invoke(app, args, catch_exceptions=True)
     if "torch" in sys.modules:
