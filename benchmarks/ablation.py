@@ -53,8 +53,12 @@ CANDIDATES: dict[str, dict[str, dict]] = {
         "steps 8": {"steps": 8},
         "context 0.5 s": {"context_seconds": 0.5},
     },
-    # The speed knob's two winners, together (`--only fast`).
+    # The speed knob's two winners, together (`--only fast`): the defaults since 2026-11-29.
     "fast": {"steps 8, context 0.5 s": {"steps": 8, "context_seconds": 0.5}},
+    # Between the two (`--only between`).
+    "between": {"steps 12, context 0.5 s": {"steps": 12, "context_seconds": 0.5}},
+    # The defaults before them (`--only before`).
+    "before": {"steps 16, context 1 s": {"steps": 16, "context_seconds": 1.0}},
     # The settings that helped clip class, timing or fd_logmel at some cost in onset F1, with
     # the clear winner, together (`--only combined`, after a full run).
     "combined": {
