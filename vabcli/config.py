@@ -303,9 +303,10 @@ MAX_GUIDANCE = 100.0
 class SamplingOptions:
     # From the sweeps in benchmarks/README.md (held-out clips): guidance 2 beats 5 on class,
     # onsets and fd_logmel at every step count (5 overshoots), 0 (unconditional) loses the
-    # events. 8 steps with a 0.5 s context (DubOptions) matched or beat 16 steps with 1 s on
-    # every measure on 2 x 100 clips of two unseen seeds ("fewer forward passes"), at twice
-    # the speed; an earlier 100-clip sweep had 16 ahead on clip class by about its noise.
+    # events. 8 steps with a 0.5 s context (DubOptions) against 16 steps with 1 s, 2 x 100
+    # clips of two unseen seeds ("retrained on 5x the clips"): level on onsets and fd_logmel,
+    # 0.015 behind on event and clip class (about one standard error), twice the speed (10x
+    # real time on two cores); on the model before, ahead on every measure.
     steps: int = 8
     guidance: float = 2.0  # w in uncond + w (cond - uncond); 1 = conditional only
     temperature: float = 1.0
