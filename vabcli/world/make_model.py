@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from vabcli.config import CLIP_SECONDS
+from vabcli.core.atomic import atomic_output
 from vabcli.core.builtin import BUILTIN, BUILTIN_DIR, CARD_FILE, CHECKPOINT, CODEC, VISION
 from vabcli.core.threads import prepare_process
 from vabcli.encoders.tokenize import TokenizeOptions
@@ -99,7 +100,9 @@ class _StageClock:
         spent = self._spent()
         elapsed = (time.monotonic() - self.started[name]) / 60
         spent[name] = round(self.earlier[name] + elapsed, 1)
-        self.ledger.write_text(json.dumps(spent, indent=1) + "\n")
+        # Whole or not at all: a half-written ledger would stop the resume it is for.
+        with atomic_output(self.ledger, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(spent, indent=1) + "\n")
         return spent[name]
 
     def finish(self, name: str) -> None:
