@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import VAB, run_vab, tmp_entries
 
 # A rank that reaches interpreter teardown aborts, every time: what gloo's threads make it do
@@ -164,6 +166,7 @@ def test_an_interrupt_outside_a_batch_is_exit_130_with_one_line(monkeypatch, cap
 # KeyboardInterrupt unhandled even though vab caught it, and ends the process by SIGINT.
 INTERRUPTED_IN_EVAL = """\
 import vabcli.cli.main as cli
+{imports}
 
 def app(prog_name):
     eval("(_ for _ in ()).throw(KeyboardInterrupt())")
@@ -173,8 +176,10 @@ cli.main()
 """
 
 
-def test_a_run_interrupted_inside_eval_still_exits_130(tmp_path):
-    (tmp_path / "interrupted_in_eval.py").write_text(INTERRUPTED_IN_EVAL)
+# `vab train` and `vab finetune` import the process-group plumbing, and so leave through it
+@pytest.mark.parametrize("imports", ["", "import vabcli.training.distributed"])
+def test_a_run_interrupted_inside_eval_still_exits_130(tmp_path, imports):
+    (tmp_path / "interrupted_in_eval.py").write_text(INTERRUPTED_IN_EVAL.format(imports=imports))
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run(
         [sys.executable, "-m", "interrupted_in_eval"],

@@ -51,7 +51,12 @@ def main() -> None:
     # only a process that imported the distributed plumbing joined a process group
     distributed = sys.modules.get("vabcli.training.distributed")
     if distributed is not None:
-        distributed.exit_process(code)
+        distributed.exit_process(code, leave=_leave)
+    _leave(code)
+
+
+def _leave(code: int) -> NoReturn:
+    """End a process that joined no process group with `code`."""
     if code == EXIT_INTERRUPTED:
         _leave_interrupted()
     sys.exit(code)

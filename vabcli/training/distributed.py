@@ -13,7 +13,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -61,7 +61,7 @@ def end_distributed() -> None:
         dist.destroy_process_group()
 
 
-def exit_process(code: int) -> NoReturn:
+def exit_process(code: int, leave: Callable[[int], NoReturn] = sys.exit) -> NoReturn:
     """End this process with `code`: the one way out for a process that may have joined a
     torchrun group (`vab train`, `vab finetune`, scripts that run a Trainer under torchrun).
 
@@ -72,11 +72,11 @@ def exit_process(code: int) -> NoReturn:
     exception's traceback can hold the threads past it, and the order of teardown is not ours.
     So a rank destroys the group and leaves through `exit_now` (flush, then os._exit, which
     runs no destructors): checkpoints and metrics are closed (written in `with` blocks and
-    renamed into place) before any caller gets here. Other processes exit normally.
+    renamed into place) before any caller gets here. Other processes leave by `leave(code)`.
     """
     end_distributed()
     if not _joined_group:
-        sys.exit(code)
+        leave(code)
     exit_now(code)
 
 
