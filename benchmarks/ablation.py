@@ -81,6 +81,35 @@ def gain(row: dict, base: dict) -> float | None:
     return row["onset_f1"] + row["event_class_acc"] - base["onset_f1"] - base["event_class_acc"]
 
 
+class HeldOut:
+    """Held-out clips of one `vab synth` seed, tokenized, with the judge fitted on their audio:
+    `score(name, model, options)` dubs them into WORK/NAME and scores what it wrote."""
+
+    def __init__(self, work: Path, seed: int, n_clips: int) -> None:
+        self.work, self.cache = work, work / "cache"
+        self.manifest = synth(work / "held-out", seed, n_clips)
+        self.clips = load_pairs(None, self.manifest)
+        self.judge = fit_judge(self.clips)
+        self.seconds = sum(len(c.real) for c in self.clips) / EVAL_SAMPLE_RATE
+        size_torch_threads()  # as `vab generate` does; a library call leaves them to its caller
+        vabcli.tokenize(
+            data=self.manifest, cache=self.cache, codec="builtin", image_encoder="builtin"
+        )
+
+    def score(self, name: str, model: str, options: dict) -> dict:
+        out = self.work / name.replace(" ", "_").replace(",", "-").replace(">", "")
+        wall = dub(self.manifest, out, self.cache, model=model, overwrite=True, **options)
+        row = score(with_generated(self.clips, out), self.judge, EvalOptions())
+        n = len(self.clips)
+        row.update(s_per_clip=wall / n, x_real_time=self.seconds / wall, options=options)
+        print(f"{name}: {json.dumps(row)}", flush=True)
+        return row
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("build/ablation"))
@@ -89,21 +118,10 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=100)
     parser.add_argument("--seed", type=int, default=2611, help="of the held-out clips")
     args = parser.parse_args()
-    work, cache = args.work, args.work / "cache"
-    held_out = synth(work / "held-out", args.seed, args.clips)
-    clips = load_pairs(None, held_out)
-    judge = fit_judge(clips)
-    seconds = sum(len(c.real) for c in clips) / EVAL_SAMPLE_RATE
-    size_torch_threads()  # as `vab generate` does; a library call leaves them to its caller
-    vabcli.tokenize(data=held_out, cache=cache, codec="builtin", image_encoder="builtin")
+    held_out = HeldOut(args.work, args.seed, args.clips)
 
     def run(name: str, options: dict) -> dict:
-        out = work / name.replace(" ", "_").replace(",", "-").replace(">", "")
-        wall = dub(held_out, out, cache, model=args.model, overwrite=True, **options)
-        row = score(with_generated(clips, out), judge, EvalOptions())
-        row.update(s_per_clip=wall / len(clips), x_real_time=seconds / wall, options=options)
-        print(f"{name}: {json.dumps(row)}", flush=True)
-        return row
+        return held_out.score(name, args.model, options)
 
     rows = {"defaults": run("defaults", {})}
     best: dict[str, tuple[float, dict]] = {}
@@ -118,14 +136,14 @@ def main() -> None:
     if len(best) > 1:
         together = {k: v for _, options in best.values() for k, v in options.items()}
         rows["winners together"] = run("winners together", together)
-    machine = f"{platform.machine()}, {os.cpu_count()} cores"
     print(
-        f"\n## generation options on {len(clips)} held-out clips of vab synth --seed "
-        f"{args.seed} ({seconds / 60:.1f} min of video), model {args.model}, {machine}\n"
+        f"\n## generation options on {len(held_out.clips)} held-out clips of vab synth --seed "
+        f"{args.seed} ({held_out.seconds / 60:.1f} min of video), model {args.model}, "
+        f"{machine()}\n"
     )
     print(table(rows, EXTRA))
     print("\nwinners per knob:", {k: v[1] for k, v in best.items()} or "none")
-    (work / "results.json").write_text(json.dumps(rows, indent=2, default=list) + "\n")
+    (args.work / "results.json").write_text(json.dumps(rows, indent=2, default=list) + "\n")
 
 
 if __name__ == "__main__":
