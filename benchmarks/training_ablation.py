@@ -1,23 +1,34 @@
 """Training options, each alone and together, at a reduced scale, scored on held-out clips.
 
     python benchmarks/training_ablation.py [--work build/train-ablation] [--steps 800]
+        [--continue-from build/model/run] [--continue-steps 400]
         [--data build/model/data/manifest.jsonl] [--cache build/model/cache]
         [--held-out build/retrained-2611:2611 ...] [--only NAME ...]
 
-Every row trains the bundled model's architecture and schedule (`make_model`'s recipe: its
-dimensions, batch 32, peak learning rate 1e-3) on the bundled model's training clips (their
-tokens cached by `make model`), for --steps instead of the recipe's 6000 (a run at full scale
-takes ~3.7 h on two CPU cores), with one training option changed:
-  baseline            VAB's mask-ratio draw, sinusoidal time code of unit amplitude
-  time code 1/sqrt(d/2)  `--set time_scale`: the time code at unit norm, like a content vector
-  cosine masks 0.5    `--mask-cosine-share 0.5`: half the samples masked cos(pi/2 u) (MaskGIT)
-  level masks 0.5     `--mask-level-share 0.5`: half masked as coarse-to-fine decoding sees them
-  all three
-Each model is then scored with the default sampler settings (and the level-trained ones also
-decoding coarse to fine, --level-steps 8,2,2,2) on each held-out set by `vab eval`'s measures,
-through `benchmarks/ablation.py`'s HeldOut. A finished run is not retrained, so an interrupted
-benchmark resumes at the run it was on (started again from its start). Prints markdown tables
-and writes WORK/results.json.
+A run at the bundled model's full scale takes ~3.7 h on two CPU cores, so two smaller
+experiments, both with the bundled model's architecture, batch (32) and training clips (their
+tokens cached by `make model`):
+- from scratch, --steps (the recipe's 6000 cut short), peak learning rate 1e-3 (the recipe's):
+    baseline                 VAB's mask-ratio draw, sinusoidal time code of unit amplitude
+    time code 1/sqrt(d/2)    `--set time_scale`: the time code at unit norm, as a content vector
+  The time code is fixed at a model's birth, so it can only be tried from scratch; what it
+  promises is a model that learns faster, which a short run shows.
+- continued: a copy of --continue-from's last checkpoint (the bundled model's run) trained
+  --continue-steps more, the learning rate back to 3e-4 and decaying by the cosine to its end
+  (`vab train --resume --steps 6000+N --warmup-steps 6000 --lr 3e-4`), with:
+    continued                VAB's mask-ratio draw, as before
+    cosine masks 0.5         `--mask-cosine-share 0.5`: half the samples masked cos(pi/2 u)
+                             (MaskGIT's draw: the low ratios of a decoding's last steps)
+    level masks 0.5          `--mask-level-share 0.5`: half masked as coarse-to-fine decoding
+                             sees them (one level partly, the finer ones whole)
+    cosine and level masks   both
+  The mask options change what the model is asked, not what it is, so teaching a trained model
+  the questions a decoding asks shows what they are worth, at a fraction of a run's cost.
+Each model is scored with the default sampler settings (the level-trained ones and their
+control also decoding coarse to fine, --level-steps 8,2,2,2) on each held-out set by `vab
+eval`'s measures, through `benchmarks/ablation.py`'s HeldOut. A finished run is not trained
+again, so an interrupted benchmark resumes at the run it was on. Prints markdown tables and
+writes WORK/results.json.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -38,25 +50,20 @@ from vabcli.world.make_model import Recipe
 
 RECIPE = Recipe()
 TIME_SCALE = 1 / math.sqrt(int(dict(s.split("=") for s in RECIPE.model_set)["d_model"]) / 2)
-LEVELS = {"level_steps": (8, 2, 2, 2)}
+LEVELS = {"levels 8,2,2,2": {"level_steps": (8, 2, 2, 2)}}
+COSINE, LEVEL = ["--mask-cosine-share", "0.5"], ["--mask-level-share", "0.5"]
 # row -> (`vab train` options, sampler settings to score it with besides the defaults)
-RUNS: dict[str, tuple[list[str], dict[str, dict]]] = {
-    "baseline": ([], {"levels 8,2,2,2": LEVELS}),
+FROM_SCRATCH: dict[str, tuple[list[str], dict[str, dict]]] = {
+    "baseline": ([], {}),
     "time code 1/sqrt(d/2)": (["--set", f"time_scale={TIME_SCALE:.4f}"], {}),
-    "cosine masks 0.5": (["--mask-cosine-share", "0.5"], {}),
-    "level masks 0.5": (["--mask-level-share", "0.5"], {"levels 8,2,2,2": LEVELS}),
-    "all three": (
-        [
-            "--set",
-            f"time_scale={TIME_SCALE:.4f}",
-            "--mask-cosine-share",
-            "0.5",
-            "--mask-level-share",
-            "0.5",
-        ],
-        {"levels 8,2,2,2": LEVELS},
-    ),
 }
+CONTINUED: dict[str, tuple[list[str], dict[str, dict]]] = {
+    "continued": ([], LEVELS),
+    "cosine masks 0.5": (COSINE, {}),
+    "level masks 0.5": (LEVEL, LEVELS),
+    "cosine and level masks": (COSINE + LEVEL, LEVELS),
+}
+CONTINUED_LR = 3e-4
 
 
 def folder_name(row: str) -> str:
@@ -70,22 +77,33 @@ def trained_step(run: Path) -> int:
     return read_meta(run / "last").step or 0
 
 
-def train(run: Path, options: list[str], args: argparse.Namespace) -> float | None:
-    """`vab train` RUN with the recipe and `options`; its minutes, None if it was done already."""
-    if trained_step(run) >= args.steps:
+def train(run: Path, options: list[str], args: argparse.Namespace, continued: bool) -> float | None:
+    """`vab train` RUN with the recipe and `options`, from scratch or continuing a copy of
+    --continue-from; its minutes, None if it was done already."""
+    if continued:
+        start = trained_step(args.continue_from)
+        steps = start + args.continue_steps
+        schedule = ["--lr", str(CONTINUED_LR), "--warmup-steps", str(start), "--resume"]
+        if trained_step(run) < start:
+            shutil.rmtree(run, ignore_errors=True)
+            shutil.copytree(args.continue_from / "last", run / "last")
+    else:
+        steps = args.steps
+        schedule = ["--lr", str(RECIPE.lr), "--warmup-steps", "100", "--overwrite"]
+    if trained_step(run) >= steps:
         return None
     dims = [arg for s in RECIPE.model_set for arg in ("--set", s)]
     command = [
         *(sys.executable, "-m", "vabcli", "train", "--data", str(args.data)),
         *("--cache", str(args.cache), "--codec", "builtin", "--image-encoder", "builtin"),
-        *("--preset", "tiny", *dims, "--batch-size", str(RECIPE.train_batch)),
-        *("--lr", str(RECIPE.lr), "--warmup-steps", "100", "--steps", str(args.steps)),
-        *("--val-every", "200", "--seed", "0", "--out", str(run), "--overwrite", "-q", *options),
+        *("--preset", "tiny", *dims, "--batch-size", str(RECIPE.train_batch), *schedule),
+        *("--steps", str(steps), "--val-every", "200", "--seed", "0", "--out", str(run), "-q"),
+        *options,
     ]
     print("$ " + " ".join(command[2:]), flush=True)
-    start = time.perf_counter()
+    started = time.perf_counter()
     subprocess.run(command, check=True)
-    return (time.perf_counter() - start) / 60
+    return (time.perf_counter() - started) / 60
 
 
 def main() -> None:
@@ -93,7 +111,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("build/train-ablation"))
     parser.add_argument("--data", type=Path, default=Path("build/model/data/manifest.jsonl"))
     parser.add_argument("--cache", type=Path, default=Path("build/model/cache"))
-    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--steps", type=int, default=800, help="of the runs from scratch")
+    parser.add_argument("--continue-from", type=Path, default=Path("build/model/run"))
+    parser.add_argument("--continue-steps", type=int, default=400)
     parser.add_argument(
         "--held-out",
         nargs="+",
@@ -108,17 +128,20 @@ def main() -> None:
     for spec in args.held_out:
         folder, seed = spec.rsplit(":", 1)
         held_out[seed] = HeldOut(Path(folder), int(seed), 100)
-    for row, (options, sampler_rows) in RUNS.items():
+    runs = [(row, run, False) for row, run in FROM_SCRATCH.items()]
+    runs += [(row, run, True) for row, run in CONTINUED.items()]
+    for row, (options, sampler_rows), continued in runs:
         if args.only and row not in args.only:
             continue
         run = args.work / folder_name(row)
-        minutes = train(run, options, args)
+        minutes = train(run, options, args, continued)
         if minutes is not None:
             results.setdefault(row, {})["train_minutes"] = minutes
         for seed, clips in held_out.items():
             for setting, sampler in {"defaults": {}, **sampler_rows}.items():
                 name = f"{row}, {setting}"
-                scored = clips.score(folder_name(f"train {name}"), str(run), sampler)
+                # its last checkpoint (a continued run's best/ can be older)
+                scored = clips.score(folder_name(f"train {name}"), str(run / "last"), sampler)
                 results.setdefault(row, {})[f"seed {seed}, {setting}"] = scored
         results_file.write_text(json.dumps(results, indent=2, default=list) + "\n")
     for seed in held_out:
@@ -128,7 +151,7 @@ def main() -> None:
             for key, value in scores.items()
             if key.startswith(f"seed {seed},")
         }
-        print(f"\n## training options, {args.steps} steps, held-out seed {seed}, {machine()}\n")
+        print(f"\n## training options, held-out seed {seed}, {machine()}\n")
         print(table(rows, EXTRA))
     minutes = {row: round(r.get("train_minutes", 0), 1) for row, r in results.items()}
     print("\ntraining minutes:", minutes)
