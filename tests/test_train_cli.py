@@ -10,6 +10,9 @@ import pytest
 import torch
 
 from tests.conftest import run_vab
+from vabcli.config import unit_time_scale
+from vabcli.model.checkpoint import read_meta, read_model_config
+from vabcli.model.transformer import time_code
 
 DEBUG = ["--codec", "debug", "--image-encoder", "debug"]
 SHORT = ["--batch-size", "2", "--clip-seconds", "1", "--val-every", "2", "--workers", "1"]
@@ -199,6 +202,29 @@ def test_resume_before_the_first_checkpoint_starts_from_the_beginning(
     assert losses(killed) == losses(tmp_path / "ref")
     ref_weights = (tmp_path / "ref" / "last" / "model.safetensors").read_bytes()
     assert (killed / "last" / "model.safetensors").read_bytes() == ref_weights
+
+
+def test_new_models_get_a_unit_time_code_and_a_resumed_run_keeps_its_own(
+    manifest, tmp_path, cache_dir
+):
+    """A new model's time code has unit norm; a run born with amplitude 1 (the default before)
+    resumes as it was born, without --set, and is refused another amplitude."""
+    new = train(manifest, tmp_path / "new", cache_dir, "--steps", "1")
+    assert new.returncode == 0, new.stderr
+    cfg = read_model_config(tmp_path / "new" / "last")
+    assert cfg.time_scale == pytest.approx(unit_time_scale(cfg.d_model))
+    code = time_code(torch.arange(50) / 7.0, cfg.d_model) * cfg.time_scale
+    assert torch.linalg.vector_norm(code, dim=-1) == pytest.approx(torch.ones(50), rel=1e-5)
+
+    old = tmp_path / "old"
+    born = train(manifest, old, cache_dir, "--steps", "1", "--set", "time_scale=1")
+    assert born.returncode == 0, born.stderr
+    resumed = train(manifest, old, cache_dir, "--steps", "2", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_model_config(old / "last").time_scale == 1.0
+    assert read_meta(old / "last").step == 2
+    other = train(manifest, old, cache_dir, "--steps", "3", "--resume", "--set", "time_scale=0.5")
+    assert other.returncode == 1 and "other model dimensions" in other.stderr, other.stderr
 
 
 def test_torchrun_two_processes_through_the_cli(manifest, tmp_path, cache_dir):

@@ -198,11 +198,22 @@ MODEL_PRESETS: dict[str, dict[str, int]] = {
 }
 
 
+def unit_time_scale(d_model: int) -> float:
+    """The time code's amplitude that gives it unit norm, as a content vector has."""
+    return 1 / math.sqrt(d_model / 2)
+
+
 def model_config(preset: str, **overrides: float | int) -> ModelConfig:
-    """The preset's dimensions with any single dimension overridden."""
+    """A new model's dimensions: the preset's, any single one overridden, and the time code at
+    unit norm unless `time_scale` is given. (ModelConfig's own default, amplitude 1, is what
+    checkpoints saved before the field existed were trained with.) At unit norm a model learnt
+    much faster: 800 steps of the bundled recipe reached validation loss 1.79 against 2.01,
+    onset F1 0.72-0.77 against 0.12 (benchmarks/README.md, training options)."""
     if preset not in MODEL_PRESETS:
         raise ValueError(f"unknown preset {preset!r}: one of {', '.join(MODEL_PRESETS)}")
-    return ModelConfig(**{**MODEL_PRESETS[preset], **overrides})
+    dims: dict[str, Any] = {**MODEL_PRESETS[preset], **overrides}
+    dims.setdefault("time_scale", unit_time_scale(int(dims["d_model"])))
+    return ModelConfig(**dims)
 
 
 @dataclass(frozen=True)

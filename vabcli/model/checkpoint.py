@@ -253,6 +253,12 @@ def _meta(header: dict[str, Any], path: Path) -> CheckpointMeta:
         raise CheckpointError(f"{path}: bad meta: {one_line(exc)}") from exc
 
 
+def read_model_config(path: Path) -> ModelConfig:
+    """A checkpoint's model dimensions without reading its weights."""
+    folder = _checkpoint_folder(Path(path))
+    return _model_config(_read_header(folder / CONFIG_FILE).get("model"), folder / CONFIG_FILE)
+
+
 def read_meta(path: Path) -> CheckpointMeta:
     """A checkpoint's meta (step, encoder ids, options, ...) without reading its weights."""
     folder = _checkpoint_folder(Path(path))

@@ -44,14 +44,25 @@ def train(
     tokenize = tokenize or TokenizeOptions(device=setup.device)
     events = setup.events_here()
     prepare_run_dir(out, setup.resume, setup.overwrite, events)
+    dims = {**(dims or {})}
+    if setup.resume and "time_scale" not in dims and (out / "last").exists():
+        dims["time_scale"] = _time_scale_of(out / "last")
     run_device = rank_device(resolve_device(setup.device))
     join_process_group(run_device)
     plan = load_plan(
-        data, pack, setup.cache, tokenize, preset, dims or {}, options.workers, events.tokenize
+        data, pack, setup.cache, tokenize, preset, dims, options.workers, events.tokenize
     )
     events.message(plan.summary())
     final = plan.trainer(options, out, run_device, setup.resume).run(events.step)
     return run_summary(out, final)
+
+
+def _time_scale_of(checkpoint: Path) -> float:
+    """A resumed run keeps the time code it was born with (runs from before unit-norm codes were
+    the default have amplitude 1), unless --set says otherwise and the resume refuses."""
+    from vabcli.model.checkpoint import read_model_config
+
+    return read_model_config(checkpoint).time_scale
 
 
 def write_training_pack(
