@@ -119,7 +119,7 @@ def test_level_wise_masking_scores_one_level_with_the_finer_ones_hidden():
 
 # 150 sufficed with the time code at amplitude 1 (accuracy 0.64 at unit norm, the default now:
 # fully masked grids tell their positions apart by the code alone); 250 reach it again.
-STEPS = 250
+MEMORISING_STEPS = 250
 
 
 def test_tiny_preset_learns_and_uses_the_visual_condition():
@@ -131,7 +131,7 @@ def test_tiny_preset_learns_and_uses_the_visual_condition():
     pictures = torch.randn(4, VISUAL_DIM, generator=g)
     grids = torch.randint(0, 1024, (4, 4, 75), generator=g)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    for _ in range(STEPS):
+    for _ in range(MEMORISING_STEPS):
         pick = torch.randint(0, 4, (8,), generator=g)
         visual = pictures[pick, None, :].expand(8, 8, VISUAL_DIM)
         masked = mask_tokens(grids[pick], model.cfg.mask_id, MaskingConfig(), generator=g)
