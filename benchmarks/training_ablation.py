@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -45,11 +44,12 @@ from pathlib import Path
 from ablation import EXTRA, HeldOut, machine
 from quality import table
 
+from vabcli.config import unit_time_scale
 from vabcli.model.checkpoint import read_meta
 from vabcli.world.make_model import Recipe
 
 RECIPE = Recipe()
-TIME_SCALE = 1 / math.sqrt(int(dict(s.split("=") for s in RECIPE.model_set)["d_model"]) / 2)
+TIME_SCALE = unit_time_scale(int(dict(s.split("=") for s in RECIPE.model_set)["d_model"]))
 LEVELS = {"levels 8,2,2,2": {"level_steps": (8, 2, 2, 2)}}
 COSINE, LEVEL = ["--mask-cosine-share", "0.5"], ["--mask-level-share", "0.5"]
 # row -> (`vab train` options, sampler settings to score it with besides the defaults)
