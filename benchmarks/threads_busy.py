@@ -4,7 +4,8 @@ before and after vab set its threading by itself (issue 13 item 2, vabcli/thread
 One 10 s clip (`vab synth`, seed 5) dubbed by the bundled model on the CPU, its visual features
 already cached (a first, untimed run fills each version's cache), while one pure-Python
 spinner keeps one core busy. Each row is a whole `vab generate` process (start-up, model load,
-sampling, decode, mux), as a user or a cron job runs it.
+sampling, decode, mux), as a user or a cron job runs it. `--spinners 0` times the same rows on
+the otherwise idle machine.
 
 Before and after: "after" is this working tree; "before" is an earlier commit (--before,
 default: the parent of the commit that added vabcli/threads.py), checked out with `git
@@ -59,7 +60,7 @@ def vab(code: Path, *args: str, env: dict[str, str]) -> float:
 
 def environment(policy: str | None) -> dict[str, str]:
     """This environment without any OpenMP wait policy, or with `policy`."""
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env["HF_HUB_OFFLINE"] = "1"
     if policy is not None:
         env["OMP_WAIT_POLICY"] = policy
@@ -81,7 +82,9 @@ def generate_args(clip: Path, out: Path, cache: Path) -> list[str]:
     ]
 
 
-def time_rows(versions: dict[str, Path], clip: Path, work: Path, repeats: int) -> list[tuple]:
+def time_rows(
+    versions: dict[str, Path], clip: Path, work: Path, repeats: int, spinners: int
+) -> list[tuple]:
     """(version, policy shown, seconds of each repeat) per row; rows interleaved per repeat, so
     a slow spell of the machine falls on every row alike."""
     policies = {"unset": None, "PASSIVE": "PASSIVE"}
@@ -92,16 +95,17 @@ def time_rows(versions: dict[str, Path], clip: Path, work: Path, repeats: int) -
             env=environment("PASSIVE"),
         )
     times: dict[tuple[str, str], list[float]] = {(v, p): [] for v in versions for p in policies}
-    spinner = subprocess.Popen([sys.executable, "-c", SPIN])
+    busy = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(spinners)]
     try:
-        time.sleep(1.0)  # the spinner is running before the first timed run
+        time.sleep(1.0)  # the spinners are running before the first timed run
         for _ in range(repeats):
             for (name, shown), seconds in times.items():
                 args = generate_args(clip, work / f"out-{name}", work / f"cache-{name}")
                 seconds.append(vab(versions[name], *args, env=environment(policies[shown])))
     finally:
-        spinner.kill()
-        spinner.wait()
+        for spinner in busy:
+            spinner.kill()
+            spinner.wait()
     return [(name, shown, seconds) for (name, shown), seconds in times.items()]
 
 
@@ -129,6 +133,9 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per row")
     parser.add_argument("--quick", action="store_true", help="one run per row (a smoke test)")
+    parser.add_argument(
+        "--spinners", type=int, default=1, help="busy processes beside vab (0: an idle machine)"
+    )
     args = parser.parse_args()
     repeats = 1 if args.quick else args.repeats
     before = git("rev-parse", args.before or f"{threads_commit()}^")
@@ -156,11 +163,11 @@ def main() -> None:
             "after": f"after ({git('rev-parse', '--short=10', 'HEAD')} + tree)",
         }
         print(
-            f"vab generate of one {CLIP_SECONDS} s clip, features cached, next to one busy "
-            f"process; {os.cpu_count()} cores, {repeats} run(s) per row",
+            f"vab generate of one {CLIP_SECONDS} s clip, features cached, next to "
+            f"{args.spinners} busy process(es); {os.cpu_count()} cores, {repeats} run(s) per row",
             flush=True,
         )
-        print(table(time_rows(versions, clip, work, repeats), labels))
+        print(table(time_rows(versions, clip, work, repeats, args.spinners), labels))
     finally:
         git("worktree", "remove", "--force", str(old))
         shutil.rmtree(work, ignore_errors=True)

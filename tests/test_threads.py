@@ -22,7 +22,7 @@ def openmp_settings(entry: list[str], tmp_path: Path, **env: str) -> dict[str, s
     """The settings torch's OpenMP runtime (libgomp) started with in a real `vab` run, as it
     reports them itself (OMP_DISPLAY_ENV). The run imports torch, then fails on a missing
     manifest."""
-    clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     done = subprocess.run(
         [
             *entry,
@@ -46,15 +46,25 @@ def openmp_settings(entry: list[str], tmp_path: Path, **env: str) -> dict[str, s
 
 
 @pytest.mark.parametrize("entry", [VAB, CONSOLE_SCRIPT], ids=["python -m vabcli", "vab"])
-def test_openmp_waits_passively_unless_told(entry, tmp_path):
+def test_openmp_spins_briefly_then_waits_passively_unless_told(entry, tmp_path):
     settings = openmp_settings(entry, tmp_path)
-    # GOMP_SPINCOUNT tells PASSIVE (0) from unset (300000): both display as 'PASSIVE'.
-    assert (settings["OMP_WAIT_POLICY"], settings["GOMP_SPINCOUNT"]) == ("PASSIVE", "0")
+    # GOMP_SPINCOUNT tells a short spin from PASSIVE (0) and from unset (300000).
+    expected = ("PASSIVE", str(threads.SPIN_COUNT))
+    assert (settings["OMP_WAIT_POLICY"], settings["GOMP_SPINCOUNT"]) == expected
 
 
-def test_the_users_wait_policy_is_kept(tmp_path):
-    settings = openmp_settings(VAB, tmp_path, OMP_WAIT_POLICY="ACTIVE")
-    assert settings["OMP_WAIT_POLICY"] == "ACTIVE"
+@pytest.mark.parametrize(
+    ("users", "expected"),
+    [
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, ("ACTIVE", "30000000000")),
+        ({"OMP_WAIT_POLICY": "PASSIVE"}, ("PASSIVE", "0")),
+        ({"GOMP_SPINCOUNT": "42"}, ("PASSIVE", "42")),
+    ],
+    ids=["ACTIVE", "PASSIVE", "a spin count"],
+)
+def test_the_users_wait_settings_are_kept(users, expected, tmp_path):
+    settings = openmp_settings(VAB, tmp_path, **users)
+    assert (settings["OMP_WAIT_POLICY"], settings["GOMP_SPINCOUNT"]) == expected
 
 
 @pytest.mark.parametrize(

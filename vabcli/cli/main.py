@@ -28,7 +28,7 @@ import vabcli.cli.train  # noqa: F401
 from vabcli.cli.common import EXIT_INTERRUPTED, app
 from vabcli.cli.console import debug_enabled, print_error
 from vabcli.core.errors import VabError
-from vabcli.core.process import exit_now
+from vabcli.core.process import exit_now, exit_quickly
 from vabcli.core.threads import prepare_process
 
 
@@ -59,7 +59,7 @@ def _leave(code: int) -> NoReturn:
     """End a process that joined no process group with `code`."""
     if code == EXIT_INTERRUPTED:
         _leave_interrupted()
-    sys.exit(code)
+    exit_quickly(code)
 
 
 def _leave_interrupted() -> NoReturn:

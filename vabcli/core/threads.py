@@ -5,11 +5,15 @@ Why: torch runs its CPU kernels on OpenMP teams, and libgomp's default is to spi
 team's threads for a while (GOMP_SPINCOUNT 300000) before they sleep. On a machine shared with
 other jobs the spinning threads take the cores the working ones need. Issue 13's figures, on 2
 cores: `vab generate` of a 10 s clip next to one busy process took 13.7-14.3 s, against
-9.6-9.9 s with `OMP_WAIT_POLICY=PASSIVE`, and anywhere up to 75 s next to several. Passive
-waiting cost nothing measurable on an idle machine (8.3 s both ways).
+9.6-9.9 s with `OMP_WAIT_POLICY=PASSIVE`, and anywhere up to 75 s next to several. But fully
+passive threads sleep between any two kernels, and a sampling step is a few hundred small ones,
+each waking its team: on an idle machine a forward took 102-105 ms passive against 87 ms
+spinning. So the threads spin briefly (`GOMP_SPINCOUNT`, SPIN_COUNT) before they sleep: idle,
+4 clips of 10 s take 5.3 s instead of 5.5-6.1 s; next to a 2-thread training job, 8.5-8.7 s
+against 8.35 s passive and 10.1 s at 10000 spins (benchmarks/README.md, "a busy neighbour").
 
-Invariant: a setting the user made (`OMP_WAIT_POLICY`, `OMP_NUM_THREADS`, `MKL_NUM_THREADS`) is
-never overridden. Only the command line calls these: a program that imports vabcli as a library
+Invariant: a setting the user made (`OMP_WAIT_POLICY`, `GOMP_SPINCOUNT`, `OMP_NUM_THREADS`,
+`MKL_NUM_THREADS`) is never overridden. Only the command line calls these: a program that imports vabcli as a library
 keeps its own process settings.
 """
 
@@ -29,10 +33,19 @@ MAX_TORCH_THREADS = 16
 _USER_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+# Spins a finished OpenMP thread makes before it sleeps (libgomp: about 100 a microsecond; its
+# default 300000, PASSIVE 0). Long enough to bridge the gap between the kernels of one step,
+# short enough that a busy neighbour barely notices: measured, see the module's docstring.
+SPIN_COUNT = 3000
+
+
 def prepare_process() -> None:
     """Called first thing by `vab`, before torch loads: libgomp reads its environment once, when
     the library is loaded, so a later change would have no effect."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return  # the user's choice (an explicit spin count overrides any wait policy)
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
 
 
 def usable_cores() -> int:
