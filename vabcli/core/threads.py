@@ -1,5 +1,6 @@
-"""How `vab` shares the machine's cores: OpenMP threads wait passively, and torch's intra-op
-thread teams are sized against vab's own threads and the cores this process may use.
+"""How `vab` shares the machine's cores: OpenMP threads spin briefly, then wait passively,
+and torch's intra-op thread teams are sized against vab's own threads and the cores this
+process may use.
 
 Why: torch runs its CPU kernels on OpenMP teams, and libgomp's default is to spin a finished
 team's threads for a while (GOMP_SPINCOUNT 300000) before they sleep. On a machine shared with
@@ -7,14 +8,15 @@ other jobs the spinning threads take the cores the working ones need. Issue 13's
 cores: `vab generate` of a 10 s clip next to one busy process took 13.7-14.3 s, against
 9.6-9.9 s with `OMP_WAIT_POLICY=PASSIVE`, and anywhere up to 75 s next to several. But fully
 passive threads sleep between any two kernels, and a sampling step is a few hundred small ones,
-each waking its team: on an idle machine a forward took 102-105 ms passive against 87 ms
-spinning. So the threads spin briefly (`GOMP_SPINCOUNT`, SPIN_COUNT) before they sleep: idle,
-4 clips of 10 s take 5.3 s instead of 5.5-6.1 s; next to a 2-thread training job, 8.5-8.7 s
-against 8.35 s passive and 10.1 s at 10000 spins (benchmarks/README.md, "a busy neighbour").
+each waking its team: on an idle machine a forward took about 105 ms passive against 87 ms
+spinning (benchmarks/openmp_spin.py). So the threads spin briefly (`GOMP_SPINCOUNT`,
+SPIN_COUNT) before they sleep: idle, 4 clips of 10 s take 5.3 s instead of 5.5-6.1 s; next to
+a 2-thread training job, 8.5-8.7 s against 8.35 s passive and 10.1 s at 10000 spins
+(benchmarks/README.md, "a busy neighbour").
 
 Invariant: a setting the user made (`OMP_WAIT_POLICY`, `GOMP_SPINCOUNT`, `OMP_NUM_THREADS`,
-`MKL_NUM_THREADS`) is never overridden. Only the command line calls these: a program that imports vabcli as a library
-keeps its own process settings.
+`MKL_NUM_THREADS`) is never overridden. Only the command line calls these: a program that
+imports vabcli as a library keeps its own process settings.
 """
 
 from __future__ import annotations
