@@ -36,8 +36,9 @@ _USER_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 # Spins a finished OpenMP thread makes before it sleeps (libgomp: about 100 a microsecond; its
-# default 300000, PASSIVE 0). Long enough to bridge the gap between the kernels of one step,
-# short enough that a busy neighbour barely notices: measured, see the module's docstring.
+# default 300000, PASSIVE 0). Long enough to bridge most gaps between the kernels of a step (9%
+# faster idle), short enough that beside a busy process vab loses 9%, not the default's 9x
+# (benchmarks/README.md, "a busy neighbour").
 SPIN_COUNT = 3000
 
 
