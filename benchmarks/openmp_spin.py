@@ -18,10 +18,12 @@ import subprocess
 import sys
 import time
 
+from vabcli.core.threads import SPIN_COUNT
+
 SETTINGS = {
     "PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
     "spin 1000": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"},
-    "spin 3000 (vab's)": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "3000"},
+    f"spin {SPIN_COUNT} (vab's)": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": str(SPIN_COUNT)},
     "spin 10000": {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"},
     "libgomp default": {},
 }
