@@ -10,7 +10,9 @@ experiments, both with the bundled model's architecture, batch (32) and training
 tokens cached by `make model`):
 - from scratch, --steps (the recipe's 6000 cut short), peak learning rate 1e-3 (the recipe's):
     baseline                 VAB's mask-ratio draw, sinusoidal time code of unit amplitude
+                             (`--set time_scale=1`: the code of models built before it changed)
     time code 1/sqrt(d/2)    `--set time_scale`: the time code at unit norm, as a content vector
+                             (the default for new models since)
   The time code is fixed at a model's birth, so it can only be tried from scratch; what it
   promises is a model that learns faster, which a short run shows.
 - continued: a copy of --continue-from's last checkpoint (the bundled model's run) trained
@@ -54,7 +56,7 @@ LEVELS = {"levels 8,2,2,2": {"level_steps": (8, 2, 2, 2)}}
 COSINE, LEVEL = ["--mask-cosine-share", "0.5"], ["--mask-level-share", "0.5"]
 # row -> (`vab train` options, sampler settings to score it with besides the defaults)
 FROM_SCRATCH: dict[str, tuple[list[str], dict[str, dict]]] = {
-    "baseline": ([], {}),
+    "baseline": (["--set", "time_scale=1"], {}),
     "time code 1/sqrt(d/2)": (["--set", f"time_scale={TIME_SCALE:.4f}"], {}),
 }
 CONTINUED: dict[str, tuple[list[str], dict[str, dict]]] = {

@@ -55,15 +55,7 @@ class Recipe:
     train_steps: int = 6000
     train_batch: int = 32
     clip_seconds: float = CLIP_SECONDS
-    # time_scale=1: the bundled model's time code, from before unit-norm codes were the default
-    # for new models (they learnt much faster at 800 steps; not yet built at this scale).
-    model_set: tuple[str, ...] = (
-        "d_model=192",
-        "n_heads=4",
-        "n_multiway=4",
-        "n_shared=4",
-        "time_scale=1",
-    )
+    model_set: tuple[str, ...] = ("d_model=192", "n_heads=4", "n_multiway=4", "n_shared=4")
     lr: float = 1e-3
     warmup_steps: int = 300
 
