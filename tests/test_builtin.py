@@ -45,6 +45,26 @@ def test_the_checkpoint_names_its_encoders_by_name_not_by_path():
     assert encoders["codec"] == "builtin" and encoders["image_encoder"] == "builtin"
 
 
+def test_the_bundled_model_is_what_make_model_builds():
+    """`make model` rebuilds the bundled model: the card's recipe is make_model's, and the
+    checkpoint has the dimensions that recipe's `vab train` gives a new model (time code too)."""
+    from dataclasses import asdict
+
+    from vabcli.config import model_config
+    from vabcli.model.checkpoint import read_model_config
+    from vabcli.world.make_model import Recipe
+
+    recipe = Recipe()
+    card = json.loads((BUILTIN_DIR / "card.json").read_text())
+    assert card["recipe"] == json.loads(json.dumps(asdict(recipe)))
+    shipped = read_model_config(CHECKPOINT.folder)
+    dims = dict(setting.split("=") for setting in recipe.model_set)
+    built = model_config("tiny", **{name: int(value) for name, value in dims.items()})
+    for name in ("d_model", "n_heads", "n_multiway", "n_shared", "time_scale"):
+        assert getattr(shipped, name) == pytest.approx(getattr(built, name)), name
+    assert read_meta(CHECKPOINT.folder).step == recipe.train_steps
+
+
 def test_builtin_codec_keeps_every_sound_of_the_world(world):
     codec = load_codec("builtin")
     assert (codec.sample_rate, codec.n_codebooks, codec.frame_rate) == (16_000, 4, 50.0)
