@@ -32,7 +32,10 @@ from vabcli.evaluation.metrics import EVAL_SAMPLE_RATE
 
 # knob -> {row name: options}
 CANDIDATES: dict[str, dict[str, dict]] = {
-    "lookahead": {"lookahead 0.5 s": {"lookahead_seconds": 0.5}},
+    "lookahead": {
+        "lookahead 0.5 s": {"lookahead_seconds": 0.5},
+        "lookahead 0.25 s": {"lookahead_seconds": 0.25},
+    },
     "noise": {"noise 4.5 (MaskGIT)": {"noise": 4.5}, "noise 0": {"noise": 0.0}},
     "temperature": {
         "temperature 3 -> 0.01 (MAGNeT)": {"temperature": 3.0, "temperature_end": 0.01},
