@@ -64,6 +64,14 @@ def test_the_dub_is_what_vab_generate_writes(example):
     assert np.abs(as_float - dub.audio).max() <= 2 / 32768  # within the WAV's rounding
 
 
+def test_a_window_with_no_room_for_the_default_lookahead_dubs_without_one(example):
+    """`--window 0.3` at 8 fps leaves 0.15 s of new sound a window: room for one visual frame,
+    none for a lookahead besides. It dubs (as it did before the lookahead was a default)."""
+    folder, ns = example
+    dub = ns["model"].dub(folder / "data" / "clip-00000.mp4", window_seconds=0.3)
+    assert len(dub.audio) == 2 * 16000 and np.abs(dub.audio).max() > 0.01
+
+
 def test_the_example_embeds_and_generates(example):
     folder, ns = example
     vectors = ns["vectors"]

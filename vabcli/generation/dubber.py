@@ -104,10 +104,15 @@ class Dubber:
         window = opts.window_seconds or self.trained_window
         context = min(opts.context_seconds, window / 2)  # at least half of each window is new
         lookahead = min(opts.lookahead_seconds, (window - context) / 2)
+        rates = (cfg.visual_fps, cfg.audio_frame_rate)
         try:
-            self.plan = WindowPlan(window, context, cfg.visual_fps, cfg.audio_frame_rate, lookahead)
-        except ValueError as exc:  # a window too short for the model's frame rate
-            raise InputError(str(exc)) from None
+            self.plan = WindowPlan(window, context, *rates, lookahead)
+        except ValueError:
+            # A short --window with no room for a lookahead beside its context works without one.
+            try:
+                self.plan = WindowPlan(window, context, *rates)
+            except ValueError as exc:  # a window too short for the model's frame rate
+                raise InputError(str(exc)) from None
         levels = opts.sampling.level_steps
         if levels is not None and len(levels) != cfg.n_codebooks:
             raise InputError(
