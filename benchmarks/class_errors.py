@@ -28,9 +28,8 @@ from vabcli.evaluation.metrics import ClassJudge, event_features, sounding
 VERDICTS = ("right", "silent", "a neighbour's class", "a class not in the clip")
 
 
-def verdicts(clip: ClipAudio, judge: ClassJudge) -> list[str]:
-    """One of VERDICTS per labelled sound of the clip."""
-    heard = Heard.of(clip.generated)
+def verdicts(clip: ClipAudio, heard: Heard, judge: ClassJudge) -> list[str]:
+    """One of VERDICTS per labelled sound of the clip, `heard` its generated audio."""
     onsets, labels = labelled_sounds(clip)
     heard_as = judge.predict(event_features(heard.spec, onsets))
     loud = sounding(heard.wav, onsets)
@@ -59,11 +58,11 @@ def breakdown(generated: Path, reference: Path) -> tuple[str, str]:
         if clip.generated is None:
             continue
         objects = len(clip.entry.sources or ()) or 1
+        heard = Heard.of(clip.generated)
         _, labels = labelled_sounds(clip)
-        for label, verdict in zip(labels, verdicts(clip, judge), strict=True):
+        for label, verdict in zip(labels, verdicts(clip, heard, judge), strict=True):
             by_objects.setdefault(objects, Counter())[verdict] += 1
             by_label.setdefault(label, Counter())[verdict] += 1
-        heard = Heard.of(clip.generated)
         clip_hits.setdefault(objects, []).append(
             judge.clip_label(heard.spec, heard.onsets) == clip.entry.label
         )
