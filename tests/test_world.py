@@ -129,6 +129,26 @@ def test_vab_synth_cli_is_deterministic(tmp_path, runner):
     assert bad.exit_code == 2 and "durations" in bad.output
 
 
+def test_vab_synth_removes_the_half_written_clip_of_a_killed_run(tmp_path, runner):
+    """A synth killed mid-clip (SIGKILL: no cleanup) leaves `.clip-N.tmp-...mp4`; writing that
+    clip again removes it, and leaves alone a temporary a live writer may still be writing."""
+    import os
+
+    from vabcli.cli.main import app
+    from vabcli.core.temps import temp_name
+
+    tmp_path.mkdir(exist_ok=True)
+    killed = tmp_path / ".clip-00000.tmp-999999-0badc0de.mp4"  # no host: gone once untouched 6 h
+    killed.write_bytes(b"half a clip")
+    os.utime(killed, (0, 0))
+    live = tmp_path / ("." + temp_name("clip-00001") + ".mp4")  # this very process writes it
+    live.write_bytes(b"being written")
+    done = runner.invoke(app, ["synth", str(tmp_path), "--n", "2", "--duration", "2", "-q"])
+    assert done.exit_code == 0, done.output
+    assert not killed.exists() and live.exists()
+    assert {p.name for p in tmp_path.glob("clip-*.mp4")} == {"clip-00000.mp4", "clip-00001.mp4"}
+
+
 def test_make_model_recipe_overrides_are_typed_as_the_recipe_and_checked():
     from vabcli.world.make_model import Recipe, with_overrides
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import soundfile
 
-from vabcli.core.atomic import atomic_output
+from vabcli.core.atomic import atomic_output, sweep_temps
 from vabcli.core.errors import MediaError
 from vabcli.data.manifest import SPLITS
 from vabcli.media import ffmpeg
@@ -63,6 +63,7 @@ def write_clip(scene: Scene, path: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="vab-synth-") as tmp:
         wav = Path(tmp) / "audio.wav"
         soundfile.write(wav, render_audio(scene), SYNTH_SAMPLE_RATE, subtype="PCM_16")
+        sweep_temps(path, only_stale=True)  # a killed earlier run's half-written clip
         with atomic_output(path, overwrite=True) as out:
             args = [
                 "-f",
