@@ -20,28 +20,27 @@ from vabcli.evaluation.generated_audio import (
     ClipAudio,
     Heard,
     fit_judge,
-    labelled_sounds,
+    judged_sounds,
     load_pairs,
 )
-from vabcli.evaluation.metrics import ClassJudge, event_features, sounding
+from vabcli.evaluation.metrics import ClassJudge
 
 VERDICTS = ("right", "silent", "a neighbour's class", "a class not in the clip")
 
 
-def verdicts(clip: ClipAudio, heard: Heard, judge: ClassJudge) -> list[str]:
-    """One of VERDICTS per labelled sound of the clip, `heard` its generated audio."""
-    onsets, labels = labelled_sounds(clip)
-    heard_as = judge.predict(event_features(heard.spec, onsets))
-    loud = sounding(heard.wav, onsets)
-    in_clip = set(labels)
+def verdicts(clip: ClipAudio, heard: Heard, judge: ClassJudge) -> list[tuple[str, str]]:
+    """(true label, one of VERDICTS) per labelled sound of the clip, `heard` its generated audio."""
+    judged = judged_sounds(clip, heard, judge)
+    in_clip = {label for label, _ in judged}
     out = []
-    for said, on, label in zip(heard_as, loud, labels, strict=True):
-        if not on:
-            out.append("silent")
+    for label, said in judged:
+        if said is None:
+            verdict = "silent"
         elif said == label:
-            out.append("right")
+            verdict = "right"
         else:
-            out.append("a neighbour's class" if said in in_clip else "a class not in the clip")
+            verdict = "a neighbour's class" if said in in_clip else "a class not in the clip"
+        out.append((label, verdict))
     return out
 
 
@@ -59,8 +58,7 @@ def breakdown(generated: Path, reference: Path) -> tuple[str, str]:
             continue
         objects = len(clip.entry.sources or ()) or 1
         heard = Heard.of(clip.generated)
-        _, labels = labelled_sounds(clip)
-        for label, verdict in zip(labels, verdicts(clip, heard, judge), strict=True):
+        for label, verdict in verdicts(clip, heard, judge):
             by_objects.setdefault(objects, Counter())[verdict] += 1
             by_label.setdefault(label, Counter())[verdict] += 1
         clip_hits.setdefault(objects, []).append(

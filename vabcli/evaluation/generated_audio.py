@@ -148,15 +148,22 @@ def score(clips: list[ClipAudio], judge: ClassJudge | None, opts: EvalOptions) -
     }
 
 
-def events_heard_as_labelled(clip: ClipAudio, heard: Heard, judge: ClassJudge) -> list[bool]:
-    """Per true sound of the clip (each source's events, with that source's label): is the
-    generated audio just after it heard, and heard by the judge as that label?"""
+def judged_sounds(clip: ClipAudio, heard: Heard, judge: ClassJudge) -> list[tuple[str, str | None]]:
+    """Per true sound of the clip (each source's events, with that source's label): that label,
+    and the class the judge hears in the generated audio just after it (None: nothing sounds)."""
     onsets, labels = labelled_sounds(clip)
     heard_as = judge.predict(event_features(heard.spec, onsets))
     loud = sounding(heard.wav, onsets)
     return [
-        bool(on) and said == label for said, on, label in zip(heard_as, loud, labels, strict=True)
+        (label, said if on else None)
+        for said, on, label in zip(heard_as, loud, labels, strict=True)
     ]
+
+
+def events_heard_as_labelled(clip: ClipAudio, heard: Heard, judge: ClassJudge) -> list[bool]:
+    """Per true sound of the clip: is the generated audio just after it heard, and heard by the
+    judge as its label?"""
+    return [said == label for label, said in judged_sounds(clip, heard, judge)]
 
 
 def clip_events(clip: ClipAudio) -> np.ndarray:
